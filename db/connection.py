@@ -1,0 +1,210 @@
+"""Opening, using and closing the one SurrealDB connection a process holds.
+
+``connect(url)`` understands ``mem://`` (tests), ``surrealkv://PATH`` (the embedded default, a directory created
+if missing) and ``ws://`` / ``wss://`` servers. It applies the schema migrations before handing the connection
+out, and it closes the engine deliberately on the way out: an embedded SurrealDB left open at interpreter
+teardown can print a Rust panic or abort the process, so nothing may rely on garbage collection to close it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+import surrealdb
+from surrealdb import AsyncSurreal
+
+from db.errors import DatabaseUnavailable, QueryFailed
+from db.settings import DbSettings
+
+Kind = Literal["memory", "file", "server"]
+
+_EMBEDDED_FILE_SCHEMES = ("surrealkv://", "surrealkv+versioned://", "file://", "rocksdb://")
+_CONNECT_TIMEOUT_S = 10.0
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ``***``, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def url_kind(url: str) -> Kind:
+    """Classify a database URL; raises ``DatabaseUnavailable`` for schemes we cannot open."""
+    if url in ("mem://", "memory", "memory://") or url.startswith("mem://"):
+        return "memory"
+    if url.startswith(_EMBEDDED_FILE_SCHEMES):
+        return "file"
+    if url.startswith(("ws://", "wss://")):
+        return "server"
+    raise DatabaseUnavailable(
+        f"unsupported database URL {redact_url(url)!r}",
+        hint="use mem://, surrealkv://PATH, ws://HOST:PORT or wss://HOST:PORT",
+    )
+
+
+def embedded_path(url: str) -> Path | None:
+    """The directory an embedded file URL points at, or None for memory and servers."""
+    for scheme in _EMBEDDED_FILE_SCHEMES:
+        if url.startswith(scheme):
+            return Path(url[len(scheme) :])
+    return None
+
+
+class Database:
+    """One open connection: runs SurrealQL and reports each statement's result or error."""
+
+    def __init__(self, conn: Any, url: str, kind: Kind) -> None:
+        self._conn = conn
+        self.url = url
+        self.kind: Kind = kind
+        self._closed = False
+
+    @property
+    def sdk(self) -> Any:
+        """The underlying SDK connection (for live queries on servers)."""
+        return self._conn
+
+    @property
+    def is_embedded(self) -> bool:
+        return self.kind != "server"
+
+    @property
+    def supports_live_queries(self) -> bool:
+        """Embedded SurrealDB in Python has no live queries; servers do."""
+        return self.kind == "server"
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def query(self, sql: str, vars: Mapping[str, Any] | None = None) -> list[Any]:
+        """Run one or more statements and return each statement's result, in order.
+
+        Raises:
+            QueryFailed: if any statement failed; the message names the first failure.
+            DatabaseUnavailable: if the connection broke.
+        """
+        if self._closed:
+            raise DatabaseUnavailable("the database connection is closed")
+        try:
+            response = await self._conn.query_raw(sql, dict(vars or {}))
+        except surrealdb.ConnectionUnavailableError as exc:
+            raise DatabaseUnavailable(f"lost the database: {exc}", hint="is the server still up?") from exc
+        except (surrealdb.TransportError, OSError) as exc:
+            raise DatabaseUnavailable(f"lost the database: {exc}", hint="is the server still up?") from exc
+        except surrealdb.SurrealError as exc:
+            raise QueryFailed(f"{exc}\n  in: {_first_line(sql)}") from exc
+        if "error" in response:
+            raise QueryFailed(f"{response['error'].get('message')}\n  in: {_first_line(sql)}")
+        results: list[Any] = []
+        for index, statement in enumerate(response.get("result") or []):
+            if statement.get("status") != "OK":
+                raise QueryFailed(f"statement {index + 1} failed: {statement.get('result')}\n  in: {sql.strip()}")
+            results.append(statement.get("result"))
+        return results
+
+    async def query_one(self, sql: str, vars: Mapping[str, Any] | None = None) -> Any:
+        """Run statements and return the last one's result."""
+        results = await self.query(sql, vars)
+        return results[-1] if results else None
+
+    async def close(self) -> None:
+        """Close the engine; idempotent. Always awaited before the event loop ends."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self._conn.close()
+        except Exception:  # closing a broken connection must not mask the original error
+            pass
+
+
+def _first_line(sql: str) -> str:
+    line = sql.strip().splitlines()[0] if sql.strip() else ""
+    return line[:160]
+
+
+async def open_database(url: str | None = None, settings: DbSettings | None = None) -> Database:
+    """Open and migrate a database; the caller must ``await db.close()``. Prefer ``connect()``."""
+    settings = settings or DbSettings()
+    url = url or settings.db
+    kind = url_kind(url)
+    path = embedded_path(url)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DatabaseUnavailable(
+                f"cannot create the database directory {path.parent}: {exc.strerror}",
+                hint="pass --db with a writable location, or set AGENTDECK_DB",
+            ) from exc
+    try:
+        conn = AsyncSurreal(url)
+    except surrealdb.ConnectionUnavailableError as exc:
+        raise _unavailable(url, exc) from exc
+    except surrealdb.SurrealError as exc:
+        raise DatabaseUnavailable(f"cannot open {redact_url(url)}: {exc}") from exc
+    db = Database(conn, url, kind)
+    try:
+        await asyncio.wait_for(conn.connect(), _CONNECT_TIMEOUT_S)
+        if kind == "server" and settings.db_user:
+            password = settings.db_pass.get_secret_value() if settings.db_pass else ""
+            await conn.signin({"username": settings.db_user, "password": password})
+        await conn.use(settings.db_namespace, settings.db_database)
+    except (surrealdb.SurrealError, OSError, TimeoutError) as exc:
+        await db.close()
+        raise _unavailable(url, exc) from exc
+    except BaseException:
+        await db.close()
+        raise
+    try:
+        from db.migrate import apply_migrations
+
+        await apply_migrations(db, settings.embedding_dimension)
+    except BaseException:
+        await db.close()
+        raise
+    return db
+
+
+@asynccontextmanager
+async def connect(url: str | None = None, settings: DbSettings | None = None) -> AsyncIterator[Database]:
+    """Open, migrate and — always, even on error or cancellation — close a database.
+
+    Raises:
+        DatabaseUnavailable: the DB is locked by another process, the URL is bad, or the server is down.
+    """
+    db = await open_database(url, settings)
+    try:
+        yield db
+    finally:
+        await db.close()
+
+
+def _unavailable(url: str, exc: BaseException) -> DatabaseUnavailable:
+    text = str(exc) or type(exc).__name__
+    shown = redact_url(url)
+    if "already locked" in text or "LOCK" in text:
+        return DatabaseUnavailable(
+            f"the database {shown} is in use by another agentdeck process",
+            hint="stop that process, or point --db / AGENTDECK_DB at another location",
+        )
+    if isinstance(exc, TimeoutError):
+        return DatabaseUnavailable(f"timed out connecting to {shown}", hint="is the SurrealDB server running?")
+    if "auth" in text.lower() or "credentials" in text.lower() or "signin" in text.lower():
+        return DatabaseUnavailable(
+            f"the server at {shown} refused our credentials",
+            hint="check AGENTDECK_DB_USER and AGENTDECK_DB_PASS",
+        )
+    return DatabaseUnavailable(
+        f"cannot open the database {shown}: {text.splitlines()[0]}",
+        hint="check the URL (--db / AGENTDECK_DB) and that the server is running",
+    )

@@ -1,0 +1,182 @@
+"""Typed records that go in and come out of the stores (pydantic; no Textual, no engine).
+
+Record ids are plain strings here; the stores translate them to and from SurrealDB record ids.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id(prefix: str = "") -> str:
+    """A short random id, readable in a terminal (``wf-3f9c1a2b7d``)."""
+    return f"{prefix}{uuid.uuid4().hex[:12]}"
+
+
+class WorkflowStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (WorkflowStatus.COMPLETED, WorkflowStatus.FAILED, WorkflowStatus.CANCELLED)
+
+
+class TaskStatus(StrEnum):
+    PENDING = "pending"
+    QUEUED = "queued"
+    RUNNING = "running"
+    PAUSED = "paused"
+    RETRYING = "retrying"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"
+
+    @property
+    def finished(self) -> bool:
+        return self in (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.SKIPPED)
+
+
+class Record(BaseModel):
+    """Base for stored records: strict about unknown fields so schema drift shows up in tests."""
+
+    model_config = ConfigDict(extra="ignore", use_enum_values=False)
+
+
+class Workflow(Record):
+    id: str = Field(default_factory=lambda: new_id("wf-"))
+    name: str
+    description: str = ""
+    status: WorkflowStatus = WorkflowStatus.PENDING
+    spec: dict[str, Any] = Field(default_factory=dict)
+    source: str | None = None
+    vars: dict[str, Any] = Field(default_factory=dict)
+    owner: str | None = None
+    lease_until: datetime | None = None
+    error: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class Task(Record):
+    workflow: str
+    key: str
+    agent: str
+    status: TaskStatus = TaskStatus.PENDING
+    depends_on: list[str] = Field(default_factory=list)
+    input: dict[str, Any] = Field(default_factory=dict)
+    output: Any = None
+    error: str | None = None
+    attempts: int = 0
+    max_attempts: int = 1
+    progress: float | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def id(self) -> str:
+        return task_record_key(self.workflow, self.key)
+
+
+def task_record_key(workflow: str, key: str) -> str:
+    """The task table's record key: one row per (workflow, task key)."""
+    return f"{workflow}/{key}"
+
+
+class Checkpoint(Record):
+    id: str = Field(default_factory=lambda: new_id("cp-"))
+    workflow: str
+    number: int
+    reason: str
+    task: str | None = None
+    event_seq: int = 0
+    task_states: dict[str, Any] = Field(default_factory=dict)
+    agent_states: dict[str, Any] = Field(default_factory=dict)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Event(Record):
+    """One event: the same shape on the bus, in the database, in ``--json`` output and in the UI."""
+
+    id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    ts: datetime = Field(default_factory=utcnow)
+    seq: int
+    type: str
+    workflow: str
+    task: str | None = None
+    agent: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The wire form: ISO 8601 UTC timestamp, optional keys omitted when empty."""
+        out: dict[str, Any] = {
+            "id": self.id,
+            "ts": self.ts.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "seq": self.seq,
+            "type": self.type,
+            "workflow": self.workflow,
+        }
+        if self.task is not None:
+            out["task"] = self.task
+        if self.agent is not None:
+            out["agent"] = self.agent
+        out["data"] = self.data
+        return out
+
+
+class Memory(Record):
+    id: str = Field(default_factory=lambda: new_id("mem-"))
+    agent: str
+    content: str
+    embedding: list[float]
+    memory_type: str = "long_term"
+    workflow: str | None = None
+    relevance: float = 1.0
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class MemoryHit(BaseModel):
+    memory: Memory
+    score: float  # cosine similarity, 1.0 = identical
+
+
+class Metric(Record):
+    ts: datetime = Field(default_factory=utcnow)
+    name: str
+    value: float
+    agent: str | None = None
+    workflow: str | None = None
+    labels: dict[str, Any] = Field(default_factory=dict)
+
+
+class AgentStatus(Record):
+    agent: str
+    workflow: str
+    state: str
+    task: str | None = None
+    running: int = 0
+    detail: dict[str, Any] = Field(default_factory=dict)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def id(self) -> str:
+        return f"{self.workflow}/{self.agent}"

@@ -1,0 +1,63 @@
+"""Typed stores over the database: one interface per table, one SurrealDB implementation of each."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from db.connection import Database
+from db.stores.interfaces import (
+    AgentStatusStore,
+    CheckpointStore,
+    EventStore,
+    MemoryStore,
+    MetricStore,
+    RecordNotFound,
+    TaskStore,
+    WorkflowStore,
+)
+from db.stores.surreal_agent import SurrealAgentStatusStore, SurrealMemoryStore, SurrealMetricStore
+from db.stores.surreal_core import (
+    SurrealCheckpointStore,
+    SurrealEventStore,
+    SurrealTaskStore,
+    SurrealWorkflowStore,
+)
+
+
+@dataclass(frozen=True)
+class Stores:
+    """Every store, over one database connection."""
+
+    workflows: WorkflowStore
+    tasks: TaskStore
+    checkpoints: CheckpointStore
+    events: EventStore
+    memories: MemoryStore
+    metrics: MetricStore
+    agent_status: AgentStatusStore
+
+    @classmethod
+    def over(cls, db: Database) -> Stores:
+        """The SurrealDB implementation of every store."""
+        return cls(
+            workflows=SurrealWorkflowStore(db),
+            tasks=SurrealTaskStore(db),
+            checkpoints=SurrealCheckpointStore(db),
+            events=SurrealEventStore(db),
+            memories=SurrealMemoryStore(db),
+            metrics=SurrealMetricStore(db),
+            agent_status=SurrealAgentStatusStore(db),
+        )
+
+
+__all__ = [
+    "AgentStatusStore",
+    "CheckpointStore",
+    "EventStore",
+    "MemoryStore",
+    "MetricStore",
+    "RecordNotFound",
+    "Stores",
+    "TaskStore",
+    "WorkflowStore",
+]

@@ -1,0 +1,163 @@
+"""The store interfaces: what the engine and the dashboard may ask of persisted state.
+
+Each interface has one implementation over SurrealDB (``db.stores.surreal_*``) and one conformance suite
+(``tests/unit/stores``) that any implementation must pass, in the style of LangGraph's ``BaseCheckpointSaver``.
+Methods raise ``NotImplementedError`` until an implementation provides them.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from db.models import (
+    AgentStatus,
+    Checkpoint,
+    Event,
+    Memory,
+    MemoryHit,
+    Metric,
+    Task,
+    Workflow,
+    WorkflowStatus,
+)
+
+
+class RecordNotFound(LookupError):
+    """The record asked for does not exist."""
+
+
+class WorkflowStore(ABC):
+    @abstractmethod
+    async def create(self, workflow: Workflow) -> Workflow:
+        """Store a new workflow; raises ``ValueError`` if the id is taken."""
+        raise NotImplementedError
+
+    @abstractmethod
+    async def get(self, workflow_id: str) -> Workflow | None:
+        raise NotImplementedError
+
+    @abstractmethod
+    async def list(self, status: WorkflowStatus | None = None, limit: int = 100) -> list[Workflow]:
+        """Newest first."""
+        raise NotImplementedError
+
+    @abstractmethod
+    async def update(self, workflow_id: str, **changes: Any) -> Workflow:
+        """Change some fields; ``None`` clears an optional field. Raises ``RecordNotFound``."""
+        raise NotImplementedError
+
+
+class TaskStore(ABC):
+    @abstractmethod
+    async def put_many(self, tasks: Sequence[Task]) -> None:
+        """Create or replace tasks in one round trip."""
+        raise NotImplementedError
+
+    @abstractmethod
+    async def get(self, workflow_id: str, key: str) -> Task | None:
+        raise NotImplementedError
+
+    @abstractmethod
+    async def list(self, workflow_id: str) -> list[Task]:
+        """The workflow's tasks in creation order."""
+        raise NotImplementedError
+
+    @abstractmethod
+    async def update(self, workflow_id: str, key: str, **changes: Any) -> Task:
+        """Change some fields; ``None`` clears an optional field. Raises ``RecordNotFound``."""
+        raise NotImplementedError
+
+
+class CheckpointStore(ABC):
+    @abstractmethod
+    async def create(self, checkpoint: Checkpoint) -> Checkpoint:
+        """Store a checkpoint; ``number`` must be unique within its workflow (``ValueError`` otherwise)."""
+        raise NotImplementedError
+
+    @abstractmethod
+    async def get(self, checkpoint_id: str) -> Checkpoint | None:
+        raise NotImplementedError
+
+    @abstractmethod
+    async def list(self, workflow_id: str) -> list[Checkpoint]:
+        """Oldest first."""
+        raise NotImplementedError
+
+    @abstractmethod
+    async def latest(self, workflow_id: str) -> Checkpoint | None:
+        raise NotImplementedError
+
+
+class EventStore(ABC):
+    @abstractmethod
+    async def append_many(self, events: Sequence[Event]) -> None:
+        """Persist a batch in one round trip; a repeated (workflow, seq) is rejected with ``ValueError``."""
+        raise NotImplementedError
+
+    @abstractmethod
+    async def list(self, workflow_id: str, after_seq: int = 0, limit: int | None = None) -> list[Event]:
+        """Events with ``seq > after_seq``, in seq order."""
+        raise NotImplementedError
+
+    @abstractmethod
+    async def last_seq(self, workflow_id: str) -> int:
+        """The highest stored seq, 0 when there are none."""
+        raise NotImplementedError
+
+
+class MemoryStore(ABC):
+    @abstractmethod
+    async def add_many(self, memories: Sequence[Memory]) -> None:
+        raise NotImplementedError
+
+    @abstractmethod
+    async def get(self, memory_id: str) -> Memory | None:
+        raise NotImplementedError
+
+    @abstractmethod
+    async def search(
+        self, embedding: Sequence[float], k: int = 5, agent: str | None = None
+    ) -> list[MemoryHit]:
+        """The ``k`` memories nearest to ``embedding`` (cosine), best first, optionally for one agent."""
+        raise NotImplementedError
+
+    @abstractmethod
+    async def list(self, agent: str | None = None, limit: int = 100) -> list[Memory]:
+        """Newest first."""
+        raise NotImplementedError
+
+    @abstractmethod
+    async def delete_for_workflow_after(self, workflow_id: str, after: datetime) -> int:
+        """Forget what a workflow remembered after ``after`` (rollback); returns how many were removed."""
+        raise NotImplementedError
+
+
+class MetricStore(ABC):
+    @abstractmethod
+    async def record_many(self, metrics: Sequence[Metric]) -> None:
+        raise NotImplementedError
+
+    @abstractmethod
+    async def query(
+        self,
+        name: str,
+        since: datetime | None = None,
+        agent: str | None = None,
+        workflow: str | None = None,
+        limit: int = 1000,
+    ) -> list[Metric]:
+        """Samples of one metric, oldest first."""
+        raise NotImplementedError
+
+
+class AgentStatusStore(ABC):
+    @abstractmethod
+    async def put(self, status: AgentStatus) -> None:
+        raise NotImplementedError
+
+    @abstractmethod
+    async def list(self, workflow_id: str) -> list[AgentStatus]:
+        raise NotImplementedError

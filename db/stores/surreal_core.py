@@ -1,0 +1,158 @@
+"""SurrealDB implementations of the workflow, task, checkpoint and event stores."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from db.connection import Database
+from db.errors import QueryFailed
+from db.models import Checkpoint, Event, Task, Workflow, WorkflowStatus, task_record_key
+from db.stores._codec import changes_row, from_row, from_rows, rid, to_row
+from db.stores.interfaces import CheckpointStore, EventStore, RecordNotFound, TaskStore, WorkflowStore
+
+
+def _is_duplicate(exc: QueryFailed) -> bool:
+    text = str(exc).lower()
+    return "already exists" in text or "already contains" in text
+
+
+class SurrealWorkflowStore(WorkflowStore):
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def create(self, workflow: Workflow) -> Workflow:
+        try:
+            rows = await self._db.query_one(
+                "CREATE $id CONTENT $row RETURN AFTER", {"id": rid("workflow", workflow.id), "row": _body(workflow)}
+            )
+        except QueryFailed as exc:
+            if _is_duplicate(exc):
+                raise ValueError(f"workflow {workflow.id} already exists") from exc
+            raise
+        return from_row(Workflow, rows[0])
+
+    async def get(self, workflow_id: str) -> Workflow | None:
+        row = await self._db.query_one("SELECT * FROM ONLY $id", {"id": rid("workflow", workflow_id)})
+        return from_row(Workflow, row) if row else None
+
+    async def list(self, status: WorkflowStatus | None = None, limit: int = 100) -> list[Workflow]:
+        where = "WHERE status = $status" if status is not None else ""
+        rows = await self._db.query_one(
+            f"SELECT * FROM workflow {where} ORDER BY created_at DESC LIMIT $limit",
+            {"status": status.value if status else None, "limit": limit},
+        )
+        return from_rows(Workflow, rows)
+
+    async def update(self, workflow_id: str, **changes: Any) -> Workflow:
+        rows = await self._db.query_one(
+            "UPDATE $id MERGE $patch RETURN AFTER", {"id": rid("workflow", workflow_id), "patch": changes_row(changes)}
+        )
+        if not rows:
+            raise RecordNotFound(f"no workflow {workflow_id}")
+        return from_row(Workflow, rows[0])
+
+
+class SurrealTaskStore(TaskStore):
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def put_many(self, tasks: Sequence[Task]) -> None:
+        if not tasks:
+            return
+        rows = [to_row(task, "task", task.id) for task in tasks]
+        # One statement, one round trip: a workflow's tasks are written together when it is created.
+        await self._db.query("FOR $row IN $rows { UPSERT $row.id CONTENT $row }", {"rows": rows})
+
+    async def get(self, workflow_id: str, key: str) -> Task | None:
+        row = await self._db.query_one(
+            "SELECT * FROM ONLY $id", {"id": rid("task", task_record_key(workflow_id, key))}
+        )
+        return from_row(Task, row, keep_id=False) if row else None
+
+    async def list(self, workflow_id: str) -> list[Task]:
+        rows = await self._db.query_one(
+            "SELECT * FROM task WHERE workflow = $workflow ORDER BY created_at, key", {"workflow": workflow_id}
+        )
+        return from_rows(Task, rows, keep_id=False)
+
+    async def update(self, workflow_id: str, key: str, **changes: Any) -> Task:
+        rows = await self._db.query_one(
+            "UPDATE $id MERGE $patch RETURN AFTER",
+            {"id": rid("task", task_record_key(workflow_id, key)), "patch": changes_row(changes)},
+        )
+        if not rows:
+            raise RecordNotFound(f"no task {key} in workflow {workflow_id}")
+        return from_row(Task, rows[0], keep_id=False)
+
+
+class SurrealCheckpointStore(CheckpointStore):
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def create(self, checkpoint: Checkpoint) -> Checkpoint:
+        try:
+            rows = await self._db.query_one(
+                "CREATE $id CONTENT $row RETURN AFTER",
+                {"id": rid("checkpoint", checkpoint.id), "row": _body(checkpoint)},
+            )
+        except QueryFailed as exc:
+            if _is_duplicate(exc):
+                raise ValueError(
+                    f"checkpoint {checkpoint.number} of workflow {checkpoint.workflow} already exists"
+                ) from exc
+            raise
+        return from_row(Checkpoint, rows[0])
+
+    async def get(self, checkpoint_id: str) -> Checkpoint | None:
+        row = await self._db.query_one("SELECT * FROM ONLY $id", {"id": rid("checkpoint", checkpoint_id)})
+        return from_row(Checkpoint, row) if row else None
+
+    async def list(self, workflow_id: str) -> list[Checkpoint]:
+        rows = await self._db.query_one(
+            "SELECT * FROM checkpoint WHERE workflow = $workflow ORDER BY number", {"workflow": workflow_id}
+        )
+        return from_rows(Checkpoint, rows)
+
+    async def latest(self, workflow_id: str) -> Checkpoint | None:
+        rows = await self._db.query_one(
+            "SELECT * FROM checkpoint WHERE workflow = $workflow ORDER BY number DESC LIMIT 1",
+            {"workflow": workflow_id},
+        )
+        return from_row(Checkpoint, rows[0]) if rows else None
+
+
+class SurrealEventStore(EventStore):
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def append_many(self, events: Sequence[Event]) -> None:
+        if not events:
+            return
+        rows = [to_row(event, "event", event.id) for event in events]
+        try:
+            await self._db.query("INSERT INTO event $rows", {"rows": rows})
+        except QueryFailed as exc:
+            if _is_duplicate(exc):
+                raise ValueError(f"an event in this batch is already stored: {exc}") from exc
+            raise
+
+    async def list(self, workflow_id: str, after_seq: int = 0, limit: int | None = None) -> list[Event]:
+        limit_sql = "LIMIT $limit" if limit is not None else ""
+        rows = await self._db.query_one(
+            f"SELECT * FROM event WHERE workflow = $workflow AND seq > $after ORDER BY seq {limit_sql}",
+            {"workflow": workflow_id, "after": after_seq, "limit": limit},
+        )
+        return from_rows(Event, rows)
+
+    async def last_seq(self, workflow_id: str) -> int:
+        value = await self._db.query_one(
+            "RETURN math::max((SELECT VALUE seq FROM event WHERE workflow = $workflow))", {"workflow": workflow_id}
+        )
+        return int(value) if value is not None else 0
+
+
+def _body(model: Workflow | Checkpoint) -> dict[str, Any]:
+    row = to_row(model, "x", model.id)
+    row.pop("id")
+    return row
