@@ -8,7 +8,7 @@ from typing import Any
 from db.connection import Database
 from db.errors import QueryFailed
 from db.models import Checkpoint, Event, Task, Workflow, WorkflowStatus, task_record_key
-from db.stores._codec import changes_row, from_row, from_rows, rid, to_row
+from db.stores._codec import from_row, from_rows, rid, set_clause, to_row
 from db.stores.interfaces import CheckpointStore, EventStore, RecordNotFound, TaskStore, WorkflowStore
 
 
@@ -45,8 +45,14 @@ class SurrealWorkflowStore(WorkflowStore):
         return from_rows(Workflow, rows)
 
     async def update(self, workflow_id: str, **changes: Any) -> Workflow:
+        assignments, params = set_clause(Workflow, changes)
+        if not assignments:
+            found = await self.get(workflow_id)
+            if found is None:
+                raise RecordNotFound(f"no workflow {workflow_id}")
+            return found
         rows = await self._db.query_one(
-            "UPDATE $id MERGE $patch RETURN AFTER", {"id": rid("workflow", workflow_id), "patch": changes_row(changes)}
+            f"UPDATE $id SET {assignments} RETURN AFTER", {"id": rid("workflow", workflow_id), **params}
         )
         if not rows:
             raise RecordNotFound(f"no workflow {workflow_id}")
@@ -77,9 +83,15 @@ class SurrealTaskStore(TaskStore):
         return from_rows(Task, rows, keep_id=False)
 
     async def update(self, workflow_id: str, key: str, **changes: Any) -> Task:
+        assignments, params = set_clause(Task, changes)
+        if not assignments:
+            found = await self.get(workflow_id, key)
+            if found is None:
+                raise RecordNotFound(f"no task {key} in workflow {workflow_id}")
+            return found
         rows = await self._db.query_one(
-            "UPDATE $id MERGE $patch RETURN AFTER",
-            {"id": rid("task", task_record_key(workflow_id, key)), "patch": changes_row(changes)},
+            f"UPDATE $id SET {assignments} RETURN AFTER",
+            {"id": rid("task", task_record_key(workflow_id, key)), **params},
         )
         if not rows:
             raise RecordNotFound(f"no task {key} in workflow {workflow_id}")
@@ -146,10 +158,12 @@ class SurrealEventStore(EventStore):
         return from_rows(Event, rows)
 
     async def last_seq(self, workflow_id: str) -> int:
+        # math::max of an empty array is -inf on this core, so take the top of the (workflow, seq) index instead.
         value = await self._db.query_one(
-            "RETURN math::max((SELECT VALUE seq FROM event WHERE workflow = $workflow))", {"workflow": workflow_id}
+            "RETURN (SELECT VALUE seq FROM event WHERE workflow = $workflow ORDER BY seq DESC LIMIT 1)[0] ?? 0",
+            {"workflow": workflow_id},
         )
-        return int(value) if value is not None else 0
+        return int(value or 0)
 
 
 def _body(model: Workflow | Checkpoint) -> dict[str, Any]:

@@ -1,0 +1,196 @@
+"""Change watching: an async stream of what was committed to a table, resumable from a position.
+
+Two ways to learn that something changed, one way to read it:
+
+* Embedded SurrealDB has no live queries in Python, so ``ChangefeedWatcher`` tails the table's CHANGEFEED
+  (``SHOW CHANGES ... SINCE``) with an adaptive poll: every few milliseconds while changes flow, backing off
+  to a slower beat when idle.
+* On a server, ``LiveWatcher`` opens a ``LIVE SELECT`` and uses its notifications as the wake-up signal, then
+  reads the same CHANGEFEED. A live query alone cannot be resumed and carries no position; reading the feed
+  after each notification gives both, and a burst of notifications coalesces into one read.
+
+A position is a SurrealDB versionstamp. ``SINCE`` is inclusive, so a stream resumes from the last position
+it yielded + 1; changes committed in one transaction share a position and are always yielded together.
+Closing or cancelling the iterator stops all background work (the live query is killed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from db.connection import Database
+from db.errors import DatabaseUnavailable
+from db.models import AgentStatus, Checkpoint, Event, Task, Workflow
+from db.stores._codec import from_row
+
+WATCHED_TABLES: dict[str, tuple[type[BaseModel], bool]] = {
+    # table: (model, whether the model carries the record id as ``id``)
+    "workflow": (Workflow, True),
+    "task": (Task, False),
+    "event": (Event, True),
+    "agent_status": (AgentStatus, False),
+    "checkpoint": (Checkpoint, True),
+}
+
+Action = Literal["update", "delete"]
+
+
+@dataclass(frozen=True)
+class Change:
+    """One committed change. ``record`` is the typed row after the write (``None`` for a delete).
+
+    A create is reported as an ``update`` of a record not seen before: the changefeed does not tell them apart.
+    """
+
+    table: str
+    action: Action
+    id: str
+    record: Any
+    position: int
+
+
+def position_at_ms(unix_ms: int) -> int:
+    """The versionstamp SurrealDB would give a commit at ``unix_ms`` (high bits are milliseconds)."""
+    return unix_ms << 16
+
+
+class ChangeWatcher(ABC):
+    """Watches tables of one database. Use ``watcher_for(db)`` to get the right kind."""
+
+    def __init__(self, db: Database, batch: int = 1000) -> None:
+        self._db = db
+        self._batch = batch
+
+    async def position(self) -> int:
+        """A position from which only changes committed from now on are seen (less a one-second margin).
+
+        A snapshot read after taking this position and followed by ``watch(since=position)`` misses nothing;
+        a change in the margin may be seen twice, so consumers apply changes idempotently (upserts by id).
+        """
+        now = await self._db.query_one("RETURN time::now()")  # the server's clock stamps the commits
+        return position_at_ms(int(now.timestamp() * 1000) - 1000)
+
+    @abstractmethod
+    def watch(self, table: str, since: int | None = None) -> AsyncIterator[Change]:
+        """Changes to ``table`` committed at or after ``since`` (default: from now), in commit order."""
+
+    async def _read(self, table: str, since: int) -> tuple[list[Change], int, bool]:
+        """Read one batch from the feed: (changes, next position, whether more may be waiting)."""
+        entries = await self._db.query_one(f"SHOW CHANGES FOR TABLE {table} SINCE {int(since)} LIMIT {self._batch}")
+        changes: list[Change] = []
+        position = since
+        for entry in entries or []:
+            versionstamp = int(entry["versionstamp"])
+            for item in entry.get("changes", []):
+                change = _decode(table, item, versionstamp)
+                if change is not None:
+                    changes.append(change)
+            position = versionstamp + 1
+        return changes, position, len(entries or []) >= self._batch
+
+
+class ChangefeedWatcher(ChangeWatcher):
+    """Tails CHANGEFEED with an adaptive poll (embedded databases)."""
+
+    def __init__(
+        self, db: Database, batch: int = 1000, fastest_s: float = 0.005, slowest_s: float = 0.05
+    ) -> None:
+        super().__init__(db, batch)
+        self._fastest = fastest_s
+        self._slowest = slowest_s
+
+    async def watch(self, table: str, since: int | None = None) -> AsyncIterator[Change]:
+        _check_table(table)
+        position = await self.position() if since is None else since
+        delay = self._fastest
+        while True:
+            changes, position, more = await self._read(table, position)
+            for change in changes:
+                yield change
+            if changes or more:
+                delay = self._fastest
+                if more:
+                    continue
+            else:
+                delay = min(delay * 1.5, self._slowest)
+            await asyncio.sleep(delay)
+
+
+class LiveWatcher(ChangeWatcher):
+    """LIVE SELECT notifications wake a CHANGEFEED read (servers)."""
+
+    # If a notification is ever lost (a dropped socket), the feed is still read at this beat.
+    SAFETY_BEAT_S = 1.0
+
+    async def watch(self, table: str, since: int | None = None) -> AsyncIterator[Change]:
+        _check_table(table)
+        sdk = self._db.sdk
+        wake = asyncio.Event()
+        live_id = await sdk.live(table)
+
+        async def pump() -> None:
+            async for _ in await sdk.subscribe_live(live_id):
+                wake.set()
+
+        pump_task = asyncio.create_task(pump(), name=f"agentdeck-live-{table}")
+        try:
+            position = await self.position() if since is None else since
+            wake.set()
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), self.SAFETY_BEAT_S)
+                wake.clear()
+                if pump_task.done() and not pump_task.cancelled() and pump_task.exception() is not None:
+                    raise DatabaseUnavailable(f"live query on {table} failed: {pump_task.exception()}")
+                more, found, retried = True, False, False
+                while more:
+                    changes, position, more = await self._read(table, position)
+                    found = found or bool(changes)
+                    for change in changes:
+                        yield change
+                    if not more and not found and not retried:
+                        # A notification may race the feed entry of its own commit: look once more.
+                        await asyncio.sleep(0.02)
+                        more, retried = True, True
+        finally:
+            pump_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await pump_task
+            with contextlib.suppress(Exception):
+                await sdk.kill(live_id)
+
+
+def watcher_for(db: Database) -> ChangeWatcher:
+    """LIVE SELECT on servers, CHANGEFEED tailing on embedded databases."""
+    return LiveWatcher(db) if db.supports_live_queries else ChangefeedWatcher(db)
+
+
+def watch(db: Database, table: str, since: int | None = None) -> AsyncIterator[Change]:
+    """Shorthand for ``watcher_for(db).watch(table, since)``."""
+    return watcher_for(db).watch(table, since)
+
+
+def _check_table(table: str) -> None:
+    if table not in WATCHED_TABLES:
+        raise ValueError(f"table {table!r} has no change feed; watchable: {', '.join(WATCHED_TABLES)}")
+
+
+def _decode(table: str, item: dict[str, Any], position: int) -> Change | None:
+    model, keeps_id = WATCHED_TABLES[table]
+    if "update" in item:
+        row = item["update"]
+        key = str(row["id"].id)
+        return Change(table, "update", key, from_row(model, row, keep_id=keeps_id), position)
+    if "delete" in item:
+        row = item["delete"]
+        record_id = row.get("id") if isinstance(row, dict) else row
+        key = str(getattr(record_id, "id", record_id))
+        return Change(table, "delete", key, None, position)
+    return None  # schema changes (define_table) and anything newer we do not understand

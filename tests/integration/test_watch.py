@@ -1,0 +1,143 @@
+"""Change-watching conformance: the same suite against embedded (CHANGEFEED) and a ws server (LIVE SELECT)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from db import Database, connect
+from db.models import Event, Workflow, WorkflowStatus
+from db.stores import Stores
+from db.watch import Change, ChangefeedWatcher, LiveWatcher, watcher_for
+from tests.conftest import embedded_url, server_settings
+
+WATCH_KINDS = ["mem", "surrealkv", "server"]
+
+
+@pytest.fixture(params=WATCH_KINDS)
+async def watched_db(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Database]:
+    kind = str(request.param)
+    if kind == "server":
+        # Only live notifications may wake the reader here, so these tests fail if LIVE SELECT breaks.
+        monkeypatch.setattr(LiveWatcher, "SAFETY_BEAT_S", 3600.0)
+        url = request.getfixturevalue("surreal_server_url")
+        async with connect(url, server_settings(f"watch_{uuid.uuid4().hex[:8]}")) as db:
+            yield db
+    else:
+        async with connect(embedded_url(kind, tmp_path)) as db:
+            yield db
+
+
+async def collect(db: Database, table: str, since: int | None, count: int, timeout: float = 60.0) -> list[Change]:
+    """Read ``count`` changes, then close the stream (which must stop its background work)."""
+    out: list[Change] = []
+
+    async def read() -> None:
+        async for change in watcher_for(db).watch(table, since):
+            out.append(change)
+            if len(out) >= count:
+                return
+
+    await asyncio.wait_for(read(), timeout)
+    return out
+
+
+def events(workflow: str, first: int, last: int) -> list[Event]:
+    return [Event(seq=seq, type="task.output", workflow=workflow, data={"n": seq}) for seq in range(first, last + 1)]
+
+
+async def test_the_right_watcher_for_the_database(watched_db: Database) -> None:
+    expected = LiveWatcher if watched_db.kind == "server" else ChangefeedWatcher
+    assert isinstance(watcher_for(watched_db), expected)
+
+
+async def test_sees_updates_and_deletes_with_typed_records(watched_db: Database) -> None:
+    stores = Stores.over(watched_db)
+    start = await watcher_for(watched_db).position()
+    reader = asyncio.create_task(collect(watched_db, "workflow", start, 3))
+    workflow = await stores.workflows.create(Workflow(name="build"))
+    await stores.workflows.update(workflow.id, status=WorkflowStatus.RUNNING)
+    await watched_db.query("DELETE workflow WHERE id = type::record('workflow', $id)", {"id": workflow.id})
+    changes = await reader
+    assert [c.action for c in changes] == ["update", "update", "delete"]
+    assert all(c.id == workflow.id for c in changes)
+    assert isinstance(changes[0].record, Workflow)
+    assert changes[0].record.status is WorkflowStatus.PENDING
+    assert changes[1].record.status is WorkflowStatus.RUNNING
+    assert changes[2].record is None
+    assert changes[0].position < changes[1].position < changes[2].position
+
+
+async def test_default_start_is_now_not_history(watched_db: Database) -> None:
+    stores = Stores.over(watched_db)
+    await stores.events.append_many(events("old", 1, 5))
+    await asyncio.sleep(1.2)  # outside the one-second margin that position() leaves
+    reader = asyncio.create_task(collect(watched_db, "event", None, 1))
+    await asyncio.sleep(0.3)  # let the watch take its starting position before the new write
+    await stores.events.append_many(events("new", 1, 1))
+    (change,) = await reader
+    assert change.record.workflow == "new"
+
+
+async def test_resume_from_a_position_loses_nothing_across_10000_writes(watched_db: Database) -> None:
+    stores = Stores.over(watched_db)
+    start = await watcher_for(watched_db).position()
+    for first in range(1, 10_001, 500):
+        await stores.events.append_many(events("bulk", first, first + 499))
+    seen: list[int] = []
+    position = start
+    # Read in irregular chunks, closing the stream each time and resuming from the last position + 1,
+    # as a dashboard does after a restart.
+    while len(seen) < 10_000:
+        remaining = 10_000 - len(seen)
+        chunk = await collect(watched_db, "event", position, min(1_337, remaining))
+        if len(chunk) < remaining:
+            # The stream stopped inside a transaction: keep only whole ones and resume after the last of them.
+            chunk = [c for c in chunk if c.position < chunk[-1].position]
+        assert chunk, "a chunk larger than one transaction must hold a whole transaction"
+        seen.extend(c.record.seq for c in chunk)
+        position = chunk[-1].position + 1
+    assert sorted(seen) == list(range(1, 10_001))
+    assert len(seen) == len(set(seen)), "a resumed stream delivered a change twice"
+
+
+async def test_burst_of_1000_writes_in_one_transaction_arrives_complete_and_in_order(
+    watched_db: Database,
+) -> None:
+    start = await watcher_for(watched_db).position()
+    reader = asyncio.create_task(collect(watched_db, "event", start, 1000))
+    await asyncio.sleep(0.2)
+    await watched_db.query(
+        "BEGIN TRANSACTION; FOR $i IN 1..=1000 { CREATE event SET workflow = 'burst', seq = $i, "
+        "ts = time::now(), type = 'task.output', data = {} }; COMMIT TRANSACTION;"
+    )
+    changes = await reader
+    assert [c.record.seq for c in changes] == list(range(1, 1001))
+    assert len({c.position for c in changes}) == 1, "one transaction, one position"
+
+
+async def test_closing_the_stream_stops_background_work(watched_db: Database) -> None:
+    before = {t for t in asyncio.all_tasks() if not t.done()}
+    stream = watcher_for(watched_db).watch("workflow")
+    reader = asyncio.create_task(stream.__anext__())
+    await asyncio.sleep(0.3)
+    reader.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await reader
+    await stream.aclose()
+    await asyncio.sleep(0.1)
+    leftover = {t for t in asyncio.all_tasks() if not t.done()} - before - {asyncio.current_task()}
+    assert not leftover, f"watch left tasks running: {leftover}"
+    # The connection is still usable: the stream did not leave a query in flight.
+    assert await watched_db.query_one("RETURN 1") == 1
+
+
+async def test_unknown_table_is_refused(watched_db: Database) -> None:
+    with pytest.raises(ValueError, match="no change feed"):
+        await watcher_for(watched_db).watch("agent_memory").__anext__()

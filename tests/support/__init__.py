@@ -1,0 +1,1 @@
+"""Helpers shared by agentdeck's test suites (not collected as tests)."""

@@ -1,0 +1,1 @@
+"""The store conformance suite and the implementations it runs against."""

@@ -1,0 +1,29 @@
+"""The store conformance suite: behaviour every implementation of ``db.stores.interfaces`` must show.
+
+Like LangGraph's checkpointer conformance tests, the checks are written once, against the interfaces only, as
+classes that pytest does not collect. An implementation joins by providing a ``stores`` fixture that yields a
+fresh, empty ``Stores`` per test, and by subclassing each class in a ``test_*.py`` module (see
+``tests/unit/stores/test_surreal_stores.py``).
+"""
+
+from tests.unit.stores.conformance.agent import (
+    AgentStatusStoreConformance,
+    MemoryStoreConformance,
+    MetricStoreConformance,
+)
+from tests.unit.stores.conformance.core import (
+    CheckpointStoreConformance,
+    EventStoreConformance,
+    TaskStoreConformance,
+    WorkflowStoreConformance,
+)
+
+__all__ = [
+    "AgentStatusStoreConformance",
+    "CheckpointStoreConformance",
+    "EventStoreConformance",
+    "MemoryStoreConformance",
+    "MetricStoreConformance",
+    "TaskStoreConformance",
+    "WorkflowStoreConformance",
+]

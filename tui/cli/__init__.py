@@ -1,0 +1,26 @@
+"""The ``agentdeck`` command line (typer). The command names and flags are a contract: see design.md.
+
+Textual is imported only by the commands that open the dashboard, so headless commands start fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from tui.cli import commands_admin, commands_run
+
+app = typer.Typer(
+    name="agentdeck",
+    help="A terminal dashboard for multi-agent workflows: watch, pause, cancel, resume and roll back agents.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+commands_run.register(app)
+commands_admin.register(app)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
