@@ -9,6 +9,7 @@ teardown can print a Rust panic or abort the process, so nothing may rely on gar
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -122,10 +123,9 @@ class Database:
         if self._closed:
             return
         self._closed = True
-        try:
+        # Closing a broken connection must not mask the error that brought us here.
+        with contextlib.suppress(Exception):
             await self._conn.close()
-        except Exception:  # closing a broken connection must not mask the original error
-            pass
         if self.is_embedded:
             _release_native_engine(self._conn)
 

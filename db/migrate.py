@@ -91,9 +91,7 @@ async def apply_migrations(db: Database, embedding_dimension: int) -> list[int]:
 async def _check_embedding_dimension(db: Database, embedding_dimension: int) -> None:
     stored = await db.query_one("SELECT VALUE value FROM ONLY schema_setting:embedding_dimension")
     if stored is None:
-        await db.query(
-            "UPSERT schema_setting:embedding_dimension SET value = $value", {"value": embedding_dimension}
-        )
+        await db.query("UPSERT schema_setting:embedding_dimension SET value = $value", {"value": embedding_dimension})
     elif int(stored) != embedding_dimension:
         raise SchemaMismatch(
             f"this database stores {stored}-dimensional memory vectors but the configured embedder makes "

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -78,7 +78,7 @@ class ChangeWatcher(ABC):
         return position_at_ms(int(now.timestamp() * 1000) - 1000)
 
     @abstractmethod
-    def watch(self, table: str, since: int | None = None) -> AsyncIterator[Change]:
+    def watch(self, table: str, since: int | None = None) -> AsyncGenerator[Change, None]:
         """Changes to ``table`` committed at or after ``since`` (default: from now), in commit order."""
 
     async def _read(self, table: str, since: int) -> tuple[list[Change], int, bool]:
@@ -99,14 +99,12 @@ class ChangeWatcher(ABC):
 class ChangefeedWatcher(ChangeWatcher):
     """Tails CHANGEFEED with an adaptive poll (embedded databases)."""
 
-    def __init__(
-        self, db: Database, batch: int = 1000, fastest_s: float = 0.005, slowest_s: float = 0.05
-    ) -> None:
+    def __init__(self, db: Database, batch: int = 1000, fastest_s: float = 0.005, slowest_s: float = 0.05) -> None:
         super().__init__(db, batch)
         self._fastest = fastest_s
         self._slowest = slowest_s
 
-    async def watch(self, table: str, since: int | None = None) -> AsyncIterator[Change]:
+    async def watch(self, table: str, since: int | None = None) -> AsyncGenerator[Change, None]:
         _check_table(table)
         position = await self.position() if since is None else since
         delay = self._fastest
@@ -128,8 +126,9 @@ class LiveWatcher(ChangeWatcher):
 
     # If a notification is ever lost (a dropped socket), the feed is still read at this beat.
     SAFETY_BEAT_S = 1.0
+    FASTEST_S = 0.005
 
-    async def watch(self, table: str, since: int | None = None) -> AsyncIterator[Change]:
+    async def watch(self, table: str, since: int | None = None) -> AsyncGenerator[Change, None]:
         _check_table(table)
         sdk = self._db.sdk
         wake = asyncio.Event()
@@ -142,23 +141,25 @@ class LiveWatcher(ChangeWatcher):
         pump_task = asyncio.create_task(pump(), name=f"agentdeck-live-{table}")
         try:
             position = await self.position() if since is None else since
-            wake.set()
+            delay = self.FASTEST_S
             while True:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), self.SAFETY_BEAT_S)
-                wake.clear()
-                if pump_task.done() and not pump_task.cancelled() and pump_task.exception() is not None:
-                    raise DatabaseUnavailable(f"live query on {table} failed: {pump_task.exception()}")
-                more, found, retried = True, False, False
+                more = True
+                found = False
                 while more:
                     changes, position, more = await self._read(table, position)
                     found = found or bool(changes)
                     for change in changes:
                         yield change
-                    if not more and not found and not retried:
-                        # A notification may race the feed entry of its own commit: look once more.
-                        await asyncio.sleep(0.02)
-                        more, retried = True, True
+                # A notification can arrive before its commit shows in the feed, so after a wake-up the feed
+                # is re-read on a quickening-then-slowing beat until the idle ceiling, not just once.
+                delay = self.FASTEST_S if found else min(delay * 2, self.SAFETY_BEAT_S)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), delay)
+                if wake.is_set():
+                    wake.clear()
+                    delay = self.FASTEST_S
+                if pump_task.done() and not pump_task.cancelled() and pump_task.exception() is not None:
+                    raise DatabaseUnavailable(f"live query on {table} failed: {pump_task.exception()}")
         finally:
             pump_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -172,7 +173,7 @@ def watcher_for(db: Database) -> ChangeWatcher:
     return LiveWatcher(db) if db.supports_live_queries else ChangefeedWatcher(db)
 
 
-def watch(db: Database, table: str, since: int | None = None) -> AsyncIterator[Change]:
+def watch(db: Database, table: str, since: int | None = None) -> AsyncGenerator[Change, None]:
     """Shorthand for ``watcher_for(db).watch(table, since)``."""
     return watcher_for(db).watch(table, since)
 

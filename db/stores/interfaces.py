@@ -118,9 +118,7 @@ class MemoryStore(ABC):
         raise NotImplementedError
 
     @abstractmethod
-    async def search(
-        self, embedding: Sequence[float], k: int = 5, agent: str | None = None
-    ) -> list[MemoryHit]:
+    async def search(self, embedding: Sequence[float], k: int = 5, agent: str | None = None) -> list[MemoryHit]:
         """The ``k`` memories nearest to ``embedding`` (cosine), best first, optionally for one agent."""
         raise NotImplementedError
 

@@ -29,9 +29,7 @@ class SurrealMemoryStore(MemoryStore):
         row = await self._db.query_one("SELECT * FROM ONLY $id", {"id": rid("agent_memory", memory_id)})
         return from_row(Memory, row) if row else None
 
-    async def search(
-        self, embedding: Sequence[float], k: int = 5, agent: str | None = None
-    ) -> list[MemoryHit]:
+    async def search(self, embedding: Sequence[float], k: int = 5, agent: str | None = None) -> list[MemoryHit]:
         k = max(1, int(k))
         vector = [float(x) for x in embedding]
         if agent is None:

@@ -24,7 +24,8 @@ class SurrealWorkflowStore(WorkflowStore):
     async def create(self, workflow: Workflow) -> Workflow:
         try:
             rows = await self._db.query_one(
-                "CREATE $id CONTENT $row RETURN AFTER", {"id": rid("workflow", workflow.id), "row": _body(workflow)}
+                "CREATE $id CONTENT $row RETURN AFTER",
+                {"id": rid("workflow", workflow.id), "row": _body(workflow)},
             )
         except QueryFailed as exc:
             if _is_duplicate(exc):
@@ -71,14 +72,13 @@ class SurrealTaskStore(TaskStore):
         await self._db.query("FOR $row IN $rows { UPSERT $row.id CONTENT $row }", {"rows": rows})
 
     async def get(self, workflow_id: str, key: str) -> Task | None:
-        row = await self._db.query_one(
-            "SELECT * FROM ONLY $id", {"id": rid("task", task_record_key(workflow_id, key))}
-        )
+        row = await self._db.query_one("SELECT * FROM ONLY $id", {"id": rid("task", task_record_key(workflow_id, key))})
         return from_row(Task, row, keep_id=False) if row else None
 
     async def list(self, workflow_id: str) -> list[Task]:
         rows = await self._db.query_one(
-            "SELECT * FROM task WHERE workflow = $workflow ORDER BY created_at, key", {"workflow": workflow_id}
+            "SELECT * FROM task WHERE workflow = $workflow ORDER BY created_at, key",
+            {"workflow": workflow_id},
         )
         return from_rows(Task, rows, keep_id=False)
 

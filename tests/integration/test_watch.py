@@ -34,7 +34,7 @@ async def watched_db(
             yield db
 
 
-async def collect(db: Database, table: str, since: int | None, count: int, timeout: float = 60.0) -> list[Change]:
+async def collect(db: Database, table: str, since: int | None, count: int, limit_s: float = 60.0) -> list[Change]:
     """Read ``count`` changes, then close the stream (which must stop its background work)."""
     out: list[Change] = []
 
@@ -44,7 +44,7 @@ async def collect(db: Database, table: str, since: int | None, count: int, timeo
             if len(out) >= count:
                 return
 
-    await asyncio.wait_for(read(), timeout)
+    await asyncio.wait_for(read(), limit_s)
     return out
 
 
@@ -125,7 +125,10 @@ async def test_burst_of_1000_writes_in_one_transaction_arrives_complete_and_in_o
 async def test_closing_the_stream_stops_background_work(watched_db: Database) -> None:
     before = {t for t in asyncio.all_tasks() if not t.done()}
     stream = watcher_for(watched_db).watch("workflow")
-    reader = asyncio.create_task(stream.__anext__())
+    async def first() -> Change:
+        return await anext(stream)
+
+    reader = asyncio.create_task(first())
     await asyncio.sleep(0.3)
     reader.cancel()
     with pytest.raises(asyncio.CancelledError):

@@ -238,8 +238,7 @@ def _npm_install(directory: Path) -> None:
     if result.returncode != 0:
         output = (result.stdout + result.stderr).decode("utf-8", "replace")
         raise RuntimeError(
-            f"`{' '.join(command)}` in {directory} failed with exit code {result.returncode}:\n"
-            f"{output[-4000:]}"
+            f"`{' '.join(command)}` in {directory} failed with exit code {result.returncode}:\n{output[-4000:]}"
         )
     for required in ("node_modules/@surrealdb/node/package.json", "node_modules/ws/package.json"):
         if not (directory / required).is_file():

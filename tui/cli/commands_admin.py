@@ -13,7 +13,8 @@ from tui.cli._common import not_yet, print_json, run_async
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 DbOption = Annotated[
-    str | None, typer.Option("--db", help="Database URL (mem://, surrealkv://PATH, ws://HOST:PORT). Env: AGENTDECK_DB.")
+    str | None,
+    typer.Option("--db", help="Database URL (mem://, surrealkv://PATH, ws://HOST:PORT). Env: AGENTDECK_DB."),
 ]
 
 workflows = typer.Typer(help="List, inspect and control workflows.", no_args_is_help=True)

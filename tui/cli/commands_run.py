@@ -10,7 +10,8 @@ import typer
 from tui.cli._common import not_yet
 
 DbOption = Annotated[
-    str | None, typer.Option("--db", help="Database URL (mem://, surrealkv://PATH, ws://HOST:PORT). Env: AGENTDECK_DB.")
+    str | None,
+    typer.Option("--db", help="Database URL (mem://, surrealkv://PATH, ws://HOST:PORT). Env: AGENTDECK_DB."),
 ]
 RedisOption = Annotated[
     str | None, typer.Option("--redis", help="Redis URL for events and workers. Env: AGENTDECK_REDIS.")

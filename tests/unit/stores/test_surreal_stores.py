@@ -71,17 +71,11 @@ class TestSurrealAgentStatusStore(AgentStatusStoreConformance):
 async def test_surrealkv_data_survives_closing_and_reopening(db_url: str) -> None:
     """What one process wrote is there for the next: every store, and the vector index behind search."""
     workflow = Workflow(id="wf-kept", name="kept", status=WorkflowStatus.PAUSED, vars={"k": {"v": 1}})
-    task = Task(
-        workflow="wf-kept", key="t", agent="writer", status=TaskStatus.PAUSED, output={"draft": [1, 2]}
-    )
-    checkpoint = Checkpoint(
-        id="cp-kept", workflow="wf-kept", number=1, reason="paused", task_states={"t": {}}
-    )
+    task = Task(workflow="wf-kept", key="t", agent="writer", status=TaskStatus.PAUSED, output={"draft": [1, 2]})
+    checkpoint = Checkpoint(id="cp-kept", workflow="wf-kept", number=1, reason="paused", task_states={"t": {}})
     events = [Event(workflow="wf-kept", seq=seq, type="task.progress", ts=at(seq)) for seq in range(1, 51)]
     memories = [
-        Memory(
-            id=f"mem-{i}", agent="writer", content=f"fact {i}", embedding=random_vector(i), created_at=at(i)
-        )
+        Memory(id=f"mem-{i}", agent="writer", content=f"fact {i}", embedding=random_vector(i), created_at=at(i))
         for i in range(20)
     ]
     metric = Metric(ts=at(0), name="tokens", value=12.0, workflow="wf-kept")
@@ -119,6 +113,4 @@ async def test_surrealkv_data_survives_closing_and_reopening(db_url: str) -> Non
     assert kept_memory == memories[7]
     assert [h.memory.id for h in hits] == ["mem-7"]
     assert [m.model_dump() for m in kept_metrics] == [metric.model_dump()]
-    assert [s.model_dump(exclude={"updated_at"}) for s in kept_status] == [
-        status.model_dump(exclude={"updated_at"})
-    ]
+    assert [s.model_dump(exclude={"updated_at"}) for s in kept_status] == [status.model_dump(exclude={"updated_at"})]

@@ -134,9 +134,7 @@ class MemoryStoreConformance:
         assert [m.id for m in of_a] == ["mem-a-9", "mem-a-7", "mem-a-5", "mem-a-3", "mem-a-1"]
         assert [m.id for m in newest_three] == [m.id for m in reversed(memories)][:3]
 
-    async def test_delete_for_workflow_after_removes_only_that_workflows_later_memories(
-        self, stores: Stores
-    ) -> None:
+    async def test_delete_for_workflow_after_removes_only_that_workflows_later_memories(self, stores: Stores) -> None:
         query = random_vector(800)
         rolled_back = [_memory(i, "w1", nudged(query, 810 + i, 0.05), workflow="wf-1") for i in range(6)]
         neighbour = [_memory(i, "w2", nudged(query, 820 + i, 0.05), workflow="wf-2") for i in range(6)]
@@ -240,30 +238,22 @@ class AgentStatusStoreConformance:
         await stores.agent_status.put(status)
 
         listed = await stores.agent_status.list("wf-1")
-        assert [s.model_dump(exclude={"updated_at"}) for s in listed] == [
-            status.model_dump(exclude={"updated_at"})
-        ]
+        assert [s.model_dump(exclude={"updated_at"}) for s in listed] == [status.model_dump(exclude={"updated_at"})]
 
     async def test_put_replaces_the_agents_status_and_none_clears(self, stores: Stores) -> None:
-        await stores.agent_status.put(
-            AgentStatus(agent="writer", workflow="wf-1", state="busy", task="t1", running=1)
-        )
+        await stores.agent_status.put(AgentStatus(agent="writer", workflow="wf-1", state="busy", task="t1", running=1))
 
         idle = AgentStatus(agent="writer", workflow="wf-1", state="idle", task=None, running=0)
         await stores.agent_status.put(idle)
 
         listed = await stores.agent_status.list("wf-1")
-        assert [s.model_dump(exclude={"updated_at"}) for s in listed] == [
-            idle.model_dump(exclude={"updated_at"})
-        ]
+        assert [s.model_dump(exclude={"updated_at"}) for s in listed] == [idle.model_dump(exclude={"updated_at"})]
         assert listed[0].task is None
 
     async def test_put_stamps_updated_at(self, stores: Stores) -> None:
         before_put = utcnow()
 
-        await stores.agent_status.put(
-            AgentStatus(agent="a", workflow="wf-1", state="idle", updated_at=at(-1000))
-        )
+        await stores.agent_status.put(AgentStatus(agent="a", workflow="wf-1", state="idle", updated_at=at(-1000)))
 
         [status] = await stores.agent_status.list("wf-1")
         assert status.updated_at >= before_put
@@ -271,9 +261,7 @@ class AgentStatusStoreConformance:
     async def test_workflows_are_isolated(self, stores: Stores) -> None:
         for workflow in ("wf-1", "wf-2"):
             for agent in ("scout", "writer", "reviewer"):
-                await stores.agent_status.put(
-                    AgentStatus(agent=agent, workflow=workflow, state=f"{workflow}")
-                )
+                await stores.agent_status.put(AgentStatus(agent=agent, workflow=workflow, state=f"{workflow}"))
         await stores.agent_status.put(AgentStatus(agent="extra", workflow="wf-2", state="wf-2"))
 
         first = await stores.agent_status.list("wf-1")

@@ -70,9 +70,7 @@ def _full_task(workflow: str = "wf-1", key: str = "summarise") -> Task:
 
 
 def _event(workflow: str, seq: int, **fields: Any) -> Event:
-    return Event(
-        workflow=workflow, seq=seq, type=fields.pop("type", "task.progress"), ts=at(seq / 60), **fields
-    )
+    return Event(workflow=workflow, seq=seq, type=fields.pop("type", "task.progress"), ts=at(seq / 60), **fields)
 
 
 class WorkflowStoreConformance:
@@ -194,9 +192,7 @@ class WorkflowStoreConformance:
             WorkflowStatus.FAILED,
         ]
         for index, status in enumerate(statuses * 2):
-            await stores.workflows.create(
-                Workflow(id=f"wf-{index}", name="w", status=status, created_at=at(index))
-            )
+            await stores.workflows.create(Workflow(id=f"wf-{index}", name="w", status=status, created_at=at(index)))
 
         running = await stores.workflows.list(status=WorkflowStatus.RUNNING)
         newest_two = await stores.workflows.list(limit=2)
@@ -249,9 +245,7 @@ class TaskStoreConformance:
 
     async def test_put_many_replaces_a_task_with_the_same_key(self, stores: Stores) -> None:
         await stores.tasks.put_many([_full_task("wf-1", "t")])
-        replacement = Task(
-            workflow="wf-1", key="t", agent="reviewer", status=TaskStatus.QUEUED, created_at=at(3)
-        )
+        replacement = Task(workflow="wf-1", key="t", agent="reviewer", status=TaskStatus.QUEUED, created_at=at(3))
 
         await stores.tasks.put_many([replacement])
 
@@ -261,10 +255,7 @@ class TaskStoreConformance:
         ]
 
     async def test_put_many_writes_a_large_batch(self, stores: Stores) -> None:
-        tasks = [
-            Task(workflow="wf-big", key=f"t{i:04d}", agent=f"agent-{i % 7}", created_at=at(i))
-            for i in range(400)
-        ]
+        tasks = [Task(workflow="wf-big", key=f"t{i:04d}", agent=f"agent-{i % 7}", created_at=at(i)) for i in range(400)]
 
         await stores.tasks.put_many(tasks)
 
@@ -404,9 +395,7 @@ class CheckpointStoreConformance:
         random.Random(3).shuffle(numbers)
         for number in numbers:
             await stores.checkpoints.create(
-                Checkpoint(
-                    id=f"cp-{number}", workflow="wf-1", number=number, reason="r", created_at=at(number)
-                )
+                Checkpoint(id=f"cp-{number}", workflow="wf-1", number=number, reason="r", created_at=at(number))
             )
 
         listed = await stores.checkpoints.list("wf-1")
@@ -498,18 +487,14 @@ class EventStoreConformance:
 
     async def test_repeated_seq_within_one_batch_is_rejected(self, stores: Stores) -> None:
         with pytest.raises(ValueError):
-            await stores.events.append_many(
-                [_event("wf-1", 5, type="first"), _event("wf-1", 5, type="second")]
-            )
+            await stores.events.append_many([_event("wf-1", 5, type="first"), _event("wf-1", 5, type="second")])
 
     async def test_same_seq_in_another_workflow_is_accepted(self, stores: Stores) -> None:
         await stores.events.append_many([_event("wf-1", 1), _event("wf-1", 2)])
 
         await stores.events.append_many([_event("wf-2", 1, type="other")])
 
-        assert [(e.workflow, e.seq, e.type) for e in await stores.events.list("wf-2")] == [
-            ("wf-2", 1, "other")
-        ]
+        assert [(e.workflow, e.seq, e.type) for e in await stores.events.list("wf-2")] == [("wf-2", 1, "other")]
         assert [e.seq for e in await stores.events.list("wf-1")] == [1, 2]
 
     async def test_last_seq_is_zero_when_empty(self, stores: Stores) -> None:
