@@ -125,6 +125,7 @@ async def test_burst_of_1000_writes_in_one_transaction_arrives_complete_and_in_o
 async def test_closing_the_stream_stops_background_work(watched_db: Database) -> None:
     before = {t for t in asyncio.all_tasks() if not t.done()}
     stream = watcher_for(watched_db).watch("workflow")
+
     async def first() -> Change:
         return await anext(stream)
 
