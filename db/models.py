@@ -108,6 +108,9 @@ class Checkpoint(Record):
     reason: str
     task: str | None = None
     event_seq: int = 0
+    # ``full``: task_states/agent_states hold every task and agent. Otherwise only what changed since the
+    # previous checkpoint; the state at a checkpoint is the last full one with the later deltas applied.
+    full: bool = True
     task_states: dict[str, Any] = Field(default_factory=dict)
     agent_states: dict[str, Any] = Field(default_factory=dict)
     created_at: datetime = Field(default_factory=utcnow)

@@ -70,6 +70,11 @@ class TaskStore(ABC):
         """Change some fields; ``None`` clears an optional field. Raises ``RecordNotFound``."""
         raise NotImplementedError
 
+    @abstractmethod
+    async def set(self, workflow_id: str, key: str, **changes: Any) -> None:
+        """``update`` without reading the task back (the engine's hot path). Raises ``RecordNotFound``."""
+        raise NotImplementedError
+
 
 class CheckpointStore(ABC):
     @abstractmethod

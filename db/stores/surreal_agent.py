@@ -23,7 +23,7 @@ class SurrealMemoryStore(MemoryStore):
         if not memories:
             return
         rows = [to_row(memory, "agent_memory", memory.id) for memory in memories]
-        await self._db.query("INSERT INTO agent_memory $rows", {"rows": rows})
+        await self._db.query("INSERT INTO agent_memory $rows RETURN NONE", {"rows": rows})
 
     async def get(self, memory_id: str) -> Memory | None:
         row = await self._db.query_one("SELECT * FROM ONLY $id", {"id": rid("agent_memory", memory_id)})
@@ -85,7 +85,7 @@ class SurrealMetricStore(MetricStore):
         if not metrics:
             return
         rows = [to_row(metric, "agent_metric", new_id()) for metric in metrics]
-        await self._db.query("INSERT INTO agent_metric $rows", {"rows": rows})
+        await self._db.query("INSERT INTO agent_metric $rows RETURN NONE", {"rows": rows})
 
     async def query(
         self,

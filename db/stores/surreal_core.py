@@ -97,6 +97,15 @@ class SurrealTaskStore(TaskStore):
             raise RecordNotFound(f"no task {key} in workflow {workflow_id}")
         return from_row(Task, rows[0], keep_id=False)
 
+    async def set(self, workflow_id: str, key: str, **changes: Any) -> None:
+        assignments, params = set_clause(Task, changes)
+        record = rid("task", task_record_key(workflow_id, key))
+        if not assignments:
+            assignments = "updated_at = time::now()"
+        ids = await self._db.query_one(f"UPDATE $id SET {assignments} RETURN VALUE id", {"id": record, **params})
+        if not ids:
+            raise RecordNotFound(f"no task {key} in workflow {workflow_id}")
+
 
 class SurrealCheckpointStore(CheckpointStore):
     def __init__(self, db: Database) -> None:
@@ -104,8 +113,9 @@ class SurrealCheckpointStore(CheckpointStore):
 
     async def create(self, checkpoint: Checkpoint) -> Checkpoint:
         try:
-            rows = await self._db.query_one(
-                "CREATE $id CONTENT $row RETURN AFTER",
+            # RETURN NONE: reading a large snapshot back would double the cost of taking it.
+            await self._db.query_one(
+                "CREATE $id CONTENT $row RETURN NONE",
                 {"id": rid("checkpoint", checkpoint.id), "row": _body(checkpoint)},
             )
         except QueryFailed as exc:
@@ -114,7 +124,7 @@ class SurrealCheckpointStore(CheckpointStore):
                     f"checkpoint {checkpoint.number} of workflow {checkpoint.workflow} already exists"
                 ) from exc
             raise
-        return from_row(Checkpoint, rows[0])
+        return checkpoint
 
     async def get(self, checkpoint_id: str) -> Checkpoint | None:
         row = await self._db.query_one("SELECT * FROM ONLY $id", {"id": rid("checkpoint", checkpoint_id)})
@@ -143,7 +153,7 @@ class SurrealEventStore(EventStore):
             return
         rows = [to_row(event, "event", event.id) for event in events]
         try:
-            await self._db.query("INSERT INTO event $rows", {"rows": rows})
+            await self._db.query("INSERT INTO event $rows RETURN NONE", {"rows": rows})
         except QueryFailed as exc:
             if _is_duplicate(exc):
                 raise ValueError(f"an event in this batch is already stored: {exc}") from exc

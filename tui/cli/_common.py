@@ -54,7 +54,14 @@ def run_async(work: Callable[[], Awaitable[T]]) -> T:
     except SchemaMismatch as exc:
         fail(str(exc), EXIT_INFRA)
     except BadInput as exc:
-        fail(str(exc), EXIT_BAD_INPUT)
+        print(str(exc), file=sys.stderr)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except Exception as exc:
+        from engine.bus import BusUnavailable
+
+        if isinstance(exc, BusUnavailable):
+            fail(str(exc), EXIT_INFRA, exc.hint)
+        raise
     except KeyboardInterrupt:
         print("agentdeck: interrupted", file=sys.stderr)
         raise typer.Exit(EXIT_INTERRUPTED) from None

@@ -1,21 +1,20 @@
-"""Commands over stored state: workflows, checkpoints, memory."""
+"""Commands over stored state and running workflows: workflows, checkpoints, memory."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from db import connect
-from db.models import Workflow
-from db.stores import Stores
-from tui.cli._common import not_yet, print_json, run_async
+from tui.cli._common import not_yet, print_json
+from tui.cli.control import control
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 DbOption = Annotated[
     str | None,
     typer.Option("--db", help="Database URL (mem://, surrealkv://PATH, ws://HOST:PORT). Env: AGENTDECK_DB."),
 ]
+IdArg = Annotated[str, typer.Argument(metavar="ID")]
 
 workflows = typer.Typer(help="List, inspect and control workflows.", no_args_is_help=True)
 checkpoints = typer.Typer(help="Checkpoints of a workflow (rollback targets).", no_args_is_help=True)
@@ -28,76 +27,98 @@ def register(app: typer.Typer) -> None:
     app.add_typer(memory, name="memory")
 
 
-def _workflow_json(workflow: Workflow) -> dict[str, object]:
-    return workflow.model_dump(mode="json", exclude={"spec"})
+def _say(result: Any, code: int) -> None:
+    if result:
+        print(result)
+    raise typer.Exit(code)
 
 
 @workflows.command("list")
 def workflows_list(json: JsonFlag = False, db: DbOption = None) -> None:
     """Workflows, newest first."""
-
-    async def work() -> list[Workflow]:
-        async with connect(db) as database:
-            return await Stores.over(database).workflows.list()
-
-    found = run_async(work)
+    found, _ = control("list", db)
     if json:
-        print_json([_workflow_json(w) for w in found])
+        print_json(found)
         return
     if not found:
         print("no workflows yet — start one with: agentdeck run FILE")
         return
-    print(f"{'ID':<18} {'STATUS':<10} {'CREATED':<20} NAME")
+    print(f"{'ID':<16} {'STATUS':<10} {'CREATED':<19}  NAME")
     for w in found:
-        print(f"{w.id:<18} {w.status.value:<10} {w.created_at:%Y-%m-%d %H:%M:%S}  {w.name}")
+        status = w["status"] + ("*" if w.get("resumable") else "")
+        print(f"{w['id']:<16} {status:<10} {w['created_at'][:19].replace('T', ' ')}  {w['name']}")
+    if any(w.get("resumable") for w in found):
+        print("\n* its engine stopped (crash or kill): continue it with `agentdeck resume ID`")
 
 
 @workflows.command("show")
-def workflows_show(workflow_id: Annotated[str, typer.Argument(metavar="ID")], json: JsonFlag = False) -> None:
+def workflows_show(workflow_id: IdArg, json: JsonFlag = False, db: DbOption = None) -> None:
     """A workflow with its tasks."""
-    not_yet("workflows show")
+    found, _ = control("show", db, workflow=workflow_id)
+    if json:
+        print_json(found)
+        return
+    print(f"{found['id']}  {found['name']}  [{found['status']}]" + ("  (resumable)" if found.get("resumable") else ""))
+    if found.get("error"):
+        print(f"  error: {found['error']}")
+    print(f"  {'TASK':<24} {'AGENT':<14} {'STATUS':<10} {'TRIES':>5}  DETAIL")
+    for t in found["tasks"]:
+        detail = t.get("error") or ""
+        print(f"  {t['key']:<24} {t['agent']:<14} {t['status']:<10} {t['attempts']:>5}  {detail[:60]}")
 
 
 @workflows.command("pause")
-def workflows_pause(workflow_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
-    """Pause: no new task starts; running work is frozen at its next step boundary."""
-    not_yet("workflows pause")
+def workflows_pause(workflow_id: IdArg, db: DbOption = None) -> None:
+    """Pause: no new task starts; running processes are frozen, agents hold at their next step."""
+    _say(*control("pause", db, workflow=workflow_id))
 
 
 @workflows.command("resume")
-def workflows_resume(workflow_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
-    """Resume a paused workflow."""
-    not_yet("workflows resume")
+def workflows_resume(workflow_id: IdArg, db: DbOption = None) -> None:
+    """Resume a paused workflow (a stopped one is continued from its last checkpoint, here)."""
+    _say(*control("resume", db, workflow=workflow_id))
 
 
 @workflows.command("cancel")
-def workflows_cancel(workflow_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
-    """Cancel: stop running work for real; downstream tasks are skipped."""
-    not_yet("workflows cancel")
+def workflows_cancel(workflow_id: IdArg, db: DbOption = None) -> None:
+    """Cancel: stop running work for real (process trees killed); downstream tasks are skipped."""
+    _say(*control("cancel", db, workflow=workflow_id))
 
 
 @workflows.command("retry")
 def workflows_retry(
-    workflow_id: Annotated[str, typer.Argument(metavar="ID")],
+    workflow_id: IdArg,
     task: Annotated[str, typer.Option("--task", help="The task to run again.")],
+    db: DbOption = None,
 ) -> None:
     """Run one task again with its upstream outputs as they are."""
-    not_yet("workflows retry")
+    _say(*control("retry", db, workflow=workflow_id, task=task))
 
 
 @workflows.command("rollback")
 def workflows_rollback(
-    workflow_id: Annotated[str, typer.Argument(metavar="ID")],
+    workflow_id: IdArg,
     to: Annotated[str, typer.Option("--to", metavar="CHECKPOINT_ID", help="Checkpoint to return to.")],
+    db: DbOption = None,
 ) -> None:
-    """Return the workflow to a checkpoint; history is kept."""
-    not_yet("workflows rollback")
+    """Return the workflow to a checkpoint and run what came after it again; history is kept."""
+    _say(*control("rollback", db, workflow=workflow_id, checkpoint=to))
 
 
 @checkpoints.command("list")
-def checkpoints_list(workflow_id: Annotated[str, typer.Argument(metavar="ID")], json: JsonFlag = False) -> None:
+def checkpoints_list(workflow_id: IdArg, json: JsonFlag = False, db: DbOption = None) -> None:
     """A workflow's checkpoints, oldest first."""
-    not_yet("checkpoints list")
+    found, _ = control("checkpoints", db, workflow=workflow_id)
+    if json:
+        print_json(found)
+        return
+    if not found:
+        print(f"workflow {workflow_id} has no checkpoints yet")
+        return
+    print(f"{'#':>3}  {'ID':<16} {'CREATED':<19}  {'DONE':>4}  REASON")
+    for c in found:
+        done = sum(1 for s in c["task_states"].values() if s.get("status") == "completed")
+        print(f"{c['number']:>3}  {c['id']:<16} {c['created_at'][:19].replace('T', ' ')}  {done:>4}  {c['reason']}")
 
 
 @memory.command("add")

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
-from tui.cli._common import not_yet
+from tui.cli._common import EXIT_BAD_INPUT, not_yet, run_async
+
+if TYPE_CHECKING:
+    from engine.engine import Engine
+    from engine.spec import WorkflowSpec
 
 DbOption = Annotated[
     str | None,
@@ -20,11 +25,37 @@ HeadlessOption = Annotated[bool, typer.Option("--headless", help="Run without th
 JsonOption = Annotated[bool, typer.Option("--json", help="With --headless: one JSON event per line on stdout.")]
 
 
+def exit_bad_input(exc: Exception) -> NoReturn:
+    """Print a spec or usage error (already ``file:line: message``) and exit 2, without a traceback."""
+    print(str(exc), file=sys.stderr)
+    raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def load_checked(file: Path, var: list[str] | None) -> WorkflowSpec:
+    """Load, validate and check that every agent can be built; any problem exits 2 with file:line: message."""
+    from engine.agents import AgentUnavailable, check_agents
+    from engine.spec import SpecError, load_workflow
+    from tui.cli.headless import parse_vars
+
+    try:
+        spec = load_workflow(file, parse_vars(var))
+        spec.validate_graph()
+        check_agents(spec)
+    except AgentUnavailable as exc:
+        exit_bad_input(Exception(f"{file}: {exc}"))
+    except (SpecError, ValueError) as exc:
+        exit_bad_input(exc)
+    return spec
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def demo(db: DbOption = None) -> None:
         """Open the dashboard running the bundled demo workflow (the main job)."""
-        not_yet("demo")
+        from tui.cli.dashboard import DEMO, run_dashboard
+
+        spec = load_checked(DEMO, None)
+        raise typer.Exit(run_async(lambda: run_dashboard(db, None, spec)))
 
     @app.command()
     def run(
@@ -38,21 +69,38 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Run a workflow file, in the dashboard or headless."""
-        not_yet("run")
+        from tui.cli.headless import parse_vars, run_in_foreground
+
+        spec = load_checked(file, var)
+        variables = parse_vars(var)
+        if not headless:
+            from tui.cli.dashboard import run_dashboard
+
+            raise typer.Exit(run_async(lambda: run_dashboard(db, redis, spec, variables)))
+
+        async def start(engine: Engine) -> str:
+            return await engine.submit(spec, variables)
+
+        raise typer.Exit(run_async(lambda: run_in_foreground(db, redis, json, start)))
 
     @app.command()
     def resume(
         workflow_id: Annotated[str, typer.Argument(metavar="WORKFLOW_ID")],
         headless: HeadlessOption = False,
         json: JsonOption = False,
+        db: DbOption = None,
     ) -> None:
         """Resume a paused, cancelled or crashed workflow from its last checkpoint."""
-        not_yet("resume")
+        from tui.cli.control import resume_command
+
+        raise typer.Exit(resume_command(workflow_id, db, json))
 
     @app.command()
     def ui(db: DbOption = None, redis: RedisOption = None) -> None:
-        """Open the dashboard over stored state, or attached to a running engine."""
-        not_yet("ui")
+        """Open the dashboard over stored state (history, checkpoints, past output)."""
+        from tui.cli.dashboard import run_dashboard
+
+        raise typer.Exit(run_async(lambda: run_dashboard(db, redis)))
 
     @app.command()
     def worker(
@@ -64,9 +112,15 @@ def register(app: typer.Typer) -> None:
         not_yet("worker")
 
     @app.command()
-    def validate(file: Annotated[Path, typer.Argument(help="Workflow YAML file.")]) -> None:
+    def validate(
+        file: Annotated[Path, typer.Argument(help="Workflow YAML file.")],
+        var: Annotated[
+            list[str] | None, typer.Option("--var", help="KEY=VALUE for ${{ vars.KEY }}; repeatable.")
+        ] = None,
+    ) -> None:
         """Check a workflow file; errors are printed as file:line: message (exit code 2)."""
-        not_yet("validate")
+        spec = load_checked(file, var)
+        print(f"{file}: ok — workflow {spec.name!r}, {len(spec.tasks)} tasks, {len(spec.agents)} agents")
 
     @app.command()
     def bench(
@@ -74,4 +128,6 @@ def register(app: typer.Typer) -> None:
         json: Annotated[Path | None, typer.Option("--json", help="Also write the results as JSON here.")] = None,
     ) -> None:
         """Run the benchmark suite and print the figures."""
-        not_yet("bench")
+        from bench.runner import main as bench_main
+
+        raise typer.Exit(bench_main(quick=quick, json_path=json))

@@ -337,6 +337,21 @@ class TaskStoreConformance:
         assert await stores.tasks.get("wf-1", "ghost") is None
         assert await stores.tasks.list("wf-2") == []
 
+    async def test_set_writes_like_update_without_reading_back(self, stores: Stores) -> None:
+        task = _full_task("wf-1", "t")
+        await stores.tasks.put_many([task])
+        changes = {"status": TaskStatus.RUNNING, "output": {"partial": [1, None]}, "error": None}
+
+        await stores.tasks.set("wf-1", "t", **changes)
+        fetched = await stores.tasks.get("wf-1", "t")
+
+        assert fetched is not None
+        expected = task.model_copy(update=changes).model_dump(exclude={"updated_at"})
+        assert fetched.model_dump(exclude={"updated_at"}) == expected
+        with pytest.raises(RecordNotFound):
+            await stores.tasks.set("wf-1", "ghost", status=TaskStatus.RUNNING)
+        assert await stores.tasks.get("wf-1", "ghost") is None
+
     async def test_same_key_in_two_workflows_is_two_tasks(self, stores: Stores) -> None:
         await stores.tasks.put_many(
             [Task(workflow="wf-1", key="build", agent="a"), Task(workflow="wf-2", key="build", agent="b")]

@@ -1,0 +1,68 @@
+"""Agents by kind. ``shell`` and ``python`` are built in; ``graph`` and ``llm`` plug in through
+``register_agent_kind`` (the LangGraph integration registers them)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from engine.agents.base import Agent, TaskCancelled, TaskContext
+from engine.agents.python import PythonAgent, import_callable
+from engine.agents.shell import ShellAgent
+from engine.errors import AgentUnavailable
+from engine.spec import AgentSpec, WorkflowSpec
+
+AgentFactory = Callable[[AgentSpec], Agent]
+
+_KINDS: dict[str, AgentFactory] = {"shell": ShellAgent, "python": PythonAgent}
+_PENDING = {
+    "graph": "the 'graph' agent kind (LangGraph) is not available in this build yet",
+    "llm": "the 'llm' agent kind is not available in this build yet",
+}
+
+
+def register_agent_kind(kind: str, factory: AgentFactory) -> None:
+    """Make ``kind`` available to workflow files (``agents: {x: {kind: KIND}}``)."""
+    _KINDS[kind] = factory
+
+
+def import_folder_of(spec: WorkflowSpec) -> None:
+    """Like a DAGs folder: callables named in a workflow file may live beside it."""
+    if spec.source:
+        folder = str(Path(spec.source).resolve().parent)
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+
+
+def check_agents(spec: WorkflowSpec) -> dict[str, Agent]:
+    """Build every agent of ``spec`` (importing its callables); raises ``AgentUnavailable`` naming the agent."""
+    import_folder_of(spec)
+    agents = {}
+    for name, agent in spec.agents.items():
+        try:
+            agents[name] = build_agent(agent)
+        except AgentUnavailable as exc:
+            raise AgentUnavailable(f"agent {name!r}: {exc}") from exc
+    return agents
+
+
+def build_agent(spec: AgentSpec) -> Agent:
+    """An agent for ``spec``; raises ``AgentUnavailable`` if its kind or callable cannot be had."""
+    factory = _KINDS.get(spec.kind)
+    if factory is None:
+        raise AgentUnavailable(_PENDING.get(spec.kind, f"unknown agent kind {spec.kind!r}"))
+    return factory(spec)
+
+
+__all__ = [
+    "Agent",
+    "AgentUnavailable",
+    "TaskCancelled",
+    "TaskContext",
+    "build_agent",
+    "check_agents",
+    "import_callable",
+    "import_folder_of",
+    "register_agent_kind",
+]

@@ -1,0 +1,108 @@
+"""The agent base: what a task's agent gets to work with (``TaskContext``) and what it must provide.
+
+An agent runs one attempt of one task. The coordinator owns everything around it — concurrency limits,
+timeouts, retries, pause and cancel — so an agent only does its work, reports output and progress through the
+context, and calls ``await ctx.step()`` (or ``ctx.step_sync()`` from a thread) at its step boundaries, where a
+pause holds it and a cancel stops it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from engine.errors import EngineError
+from engine.sandbox import Sandbox
+from engine.spec import AgentSpec, TaskSpec
+
+
+class TaskCancelled(EngineError):
+    """Raised at a step boundary of a synchronous agent whose task was cancelled."""
+
+
+@dataclass
+class TaskContext:
+    """Everything one attempt of a task may use."""
+
+    workflow: str
+    task: TaskSpec
+    agent: AgentSpec
+    attempt: int
+    input: dict[str, Any]
+    upstream: dict[str, Any]
+    workdir: Path
+    sandbox_factory: Callable[[], Sandbox]
+    upstream_workdirs: list[Path]
+    env: dict[str, str]
+    redact: list[str]
+    emit_output: Callable[[str, str], None]
+    emit_progress: Callable[[float, str], None]
+    gate: asyncio.Event
+    loop: asyncio.AbstractEventLoop
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    _gate_open: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def sandbox(self) -> Sandbox:
+        """The task's sandbox; made (and its working directory created) on first use."""
+        return self.sandbox_factory()
+
+    def log(self, line: str, stream: str = "stdout") -> None:
+        """Show a line in the agent's pane (a ``task.output`` event). Safe from any thread."""
+        text = self.scrub(line)
+        if _in_loop(self.loop):
+            self.emit_output(stream, text)
+        else:
+            self.loop.call_soon_threadsafe(self.emit_output, stream, text)
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        """Report progress in [0, 1] (a ``task.progress`` event). Safe from any thread."""
+        value = max(0.0, min(1.0, float(fraction)))
+        if _in_loop(self.loop):
+            self.emit_progress(value, message)
+        else:
+            self.loop.call_soon_threadsafe(self.emit_progress, value, message)
+
+    def scrub(self, text: str) -> str:
+        """``text`` with every secret value replaced by ``***``."""
+        for secret in self.redact:
+            if secret:
+                text = text.replace(secret, "***")
+        return text
+
+    async def step(self) -> None:
+        """A step boundary: waits here while the workflow is paused."""
+        await self.gate.wait()
+
+    def step_sync(self) -> None:
+        """A step boundary for synchronous agents running in a thread: blocks while paused, raises if cancelled."""
+        if self.cancelled.is_set():
+            raise TaskCancelled(f"task {self.task.id} was cancelled")
+        while not self.gate.is_set():
+            if self.cancelled.wait(0.05):
+                raise TaskCancelled(f"task {self.task.id} was cancelled")
+
+
+def _in_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
+class Agent(ABC):
+    """One agent of a workflow; ``run`` is called once per attempt of each of its tasks."""
+
+    kind: ClassVar[str]
+
+    def __init__(self, spec: AgentSpec) -> None:
+        self.spec = spec
+
+    @abstractmethod
+    async def run(self, ctx: TaskContext) -> Any:
+        """Do the task; return its output (JSON-serialisable). Raise ``TaskFailed`` to fail this attempt."""

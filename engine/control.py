@@ -1,0 +1,176 @@
+"""Controls from outside the owning process: a service over ``Engine`` and a local control socket.
+
+An embedded database is locked by the process that opened it, so ``agentdeck workflows pause ID`` from a second
+terminal cannot open it. The owning engine therefore serves the same operations on a Unix socket beside the
+database file (owner-only permissions), and the CLI uses it transparently: same output, same exit codes. When no
+owner is running, the CLI opens the database itself and runs the same ``ControlService`` over its own engine.
+
+Protocol: one JSON object per line each way. Request ``{"op": "pause", "args": {"workflow": "wf-1"}}``;
+reply ``{"ok": true, "result": ...}`` or ``{"ok": false, "error": "message"}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from db.connection import embedded_path
+from db.models import Workflow
+from engine.engine import Engine, lease_expired
+from engine.errors import ControlError
+
+log = logging.getLogger(__name__)
+
+_MAX_SOCKET_PATH = 100  # sun_path is 108 bytes on Linux
+
+
+def control_socket_path(db_url: str) -> Path | None:
+    """Where the owner of an embedded file database listens; None for mem:// and servers."""
+    path = embedded_path(db_url)
+    if path is None:
+        return None
+    beside = Path(f"{path.resolve()}.control.sock")
+    if len(str(beside)) <= _MAX_SOCKET_PATH:
+        return beside
+    digest = hashlib.sha1(str(beside).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"agentdeck-{os.getuid()}" / f"{digest}.sock"
+
+
+class ControlService:
+    """The operations the CLI and the socket offer, over one engine. Results are JSON-ready."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    async def call(self, op: str, args: dict[str, Any]) -> Any:
+        handler = getattr(self, f"op_{op}", None)
+        if handler is None:
+            raise ControlError(f"unknown control operation {op!r}")
+        return await handler(**args)
+
+    def _resumable(self, workflow: Workflow) -> bool:
+        return workflow.id not in self.engine.runs and lease_expired(workflow, self.engine.db.is_embedded)
+
+    async def op_list(self) -> list[dict[str, Any]]:
+        workflows = await self.engine.stores.workflows.list()
+        out = []
+        for workflow in workflows:
+            row = workflow.model_dump(mode="json", exclude={"spec"})
+            row["resumable"] = self._resumable(workflow)
+            out.append(row)
+        return out
+
+    async def op_show(self, workflow: str) -> dict[str, Any]:
+        found = await self.engine.stores.workflows.get(workflow)
+        if found is None:
+            raise ControlError(f"no workflow {workflow!r}")
+        tasks = await self.engine.stores.tasks.list(workflow)
+        order = {t["id"]: i for i, t in enumerate(found.spec.get("tasks", []))}
+        tasks.sort(key=lambda t: order.get(t.key, len(order)))
+        row = found.model_dump(mode="json", exclude={"spec"})
+        row["tasks"] = [t.model_dump(mode="json") for t in tasks]
+        row["resumable"] = self._resumable(found)
+        return row
+
+    async def op_checkpoints(self, workflow: str) -> list[dict[str, Any]]:
+        if await self.engine.stores.workflows.get(workflow) is None:
+            raise ControlError(f"no workflow {workflow!r}")
+        return [c.model_dump(mode="json") for c in await self.engine.stores.checkpoints.list(workflow)]
+
+    async def op_pause(self, workflow: str) -> str:
+        await self.engine.pause(workflow)
+        return f"paused {workflow}"
+
+    async def op_resume(self, workflow: str) -> str:
+        await self.engine.resume(workflow)
+        return f"resumed {workflow}"
+
+    async def op_cancel(self, workflow: str) -> str:
+        await self.engine.cancel(workflow)
+        return f"cancelled {workflow}"
+
+    async def op_retry(self, workflow: str, task: str) -> str:
+        await self.engine.retry(workflow, task)
+        return f"retrying {task} of {workflow}"
+
+    async def op_rollback(self, workflow: str, checkpoint: str) -> str:
+        target = await self.engine.rollback(workflow, checkpoint)
+        return f"rolled {workflow} back to checkpoint #{target.number} ({target.id})"
+
+
+class ControlServer:
+    """Serves a ``ControlService`` on a Unix socket readable and writable by the owner only."""
+
+    def __init__(self, service: ControlService, path: Path) -> None:
+        self.service = service
+        self.path = path
+        self._server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()  # a stale socket from a crashed owner: we hold the DB lock, so it is ours now
+        old_umask = os.umask(0o177)
+        try:
+            self._server = await asyncio.start_unix_server(self._handle, path=str(self.path))
+        finally:
+            os.umask(old_umask)
+        os.chmod(self.path, 0o600)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+            self._server = None
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while line := await reader.readline():
+                try:
+                    request = json.loads(line)
+                    result = await self.service.call(str(request["op"]), dict(request.get("args") or {}))
+                    reply: dict[str, Any] = {"ok": True, "result": result}
+                except ControlError as exc:
+                    reply = {"ok": False, "error": str(exc)}
+                except Exception as exc:
+                    log.exception("control request failed")
+                    reply = {"ok": False, "error": f"internal error: {type(exc).__name__}: {exc}"}
+                writer.write(json.dumps(reply, default=str).encode() + b"\n")
+                await writer.drain()
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+
+async def call_owner(path: Path, op: str, args: dict[str, Any], limit_s: float = 30) -> Any:
+    """Send one operation to the owning process. Raises ``ConnectionError`` if nobody listens,
+    ``ControlError`` with the owner's message if the operation was refused."""
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), 5)
+    except (FileNotFoundError, ConnectionRefusedError, TimeoutError) as exc:
+        raise ConnectionError(f"no engine listens on {path}") from exc
+    try:
+        writer.write(json.dumps({"op": op, "args": args}).encode() + b"\n")
+        await writer.drain()
+        line = await asyncio.wait_for(reader.readline(), limit_s)
+    finally:
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
+    if not line:
+        raise ConnectionError(f"the engine on {path} closed the connection")
+    reply = json.loads(line)
+    if not reply.get("ok"):
+        raise ControlError(str(reply.get("error")))
+    return reply.get("result")

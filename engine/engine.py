@@ -1,0 +1,303 @@
+"""The engine: runs workflows in this process, persists and publishes their state, and takes controls.
+
+``Engine`` is the public API the dashboard and the CLI use; they never reach into a run's internals.
+It heartbeats a lease on each workflow it runs, so a workflow whose owner died can be resumed elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import socket
+import tempfile
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+
+from db.connection import Database, embedded_path
+from db.models import Checkpoint, Task, TaskStatus, Workflow, WorkflowStatus
+from db.settings import default_data_dir
+from db.stores import Stores
+from engine.bus import EventBus, make_bus
+from engine.errors import ControlError
+from engine.events import EventRecorder
+from engine.metrics import MetricsCollector
+from engine.run import WorkflowRun, apply_rollback
+from engine.settings import EngineSettings
+from engine.spec import WorkflowSpec
+
+LEASE = timedelta(seconds=15)
+HEARTBEAT_S = 3.0
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Engine:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        bus: EventBus | None = None,
+        redis_url: str | None = None,
+        workdir_root: Path | None = None,
+        owner: str | None = None,
+    ) -> None:
+        self.db = db
+        self.stores = Stores.over(db)
+        self.settings = EngineSettings()
+        # The bus refills a subscriber's gap from the event table; flushing the recorder first makes the
+        # missing events findable there.
+        self.bus = bus or make_bus(redis_url or self.settings.redis, self.stores.events, flush=self._flush_events)
+        self.recorder = EventRecorder(self.stores.events, self.bus)
+        self.metrics = MetricsCollector(self.stores.metrics)
+        self.metrics.add_pid_source(self._running_pids)
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._temp_root: Path | None = None
+        if workdir_root is None:
+            path = embedded_path(db.url)
+            if path is not None:
+                workdir_root = Path(f"{path}.work")
+            elif db.kind == "server":
+                workdir_root = default_data_dir() / "work"
+            else:
+                self._temp_root = workdir_root = Path(tempfile.mkdtemp(prefix="agentdeck-work-"))
+        self.workdir_root = workdir_root
+        self.runs: dict[str, WorkflowRun] = {}
+        self._run_tasks: dict[str, asyncio.Task[WorkflowStatus]] = {}
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._started = False
+
+    async def _flush_events(self) -> None:
+        await self.recorder.flush()
+
+    async def __aenter__(self) -> Engine:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        await self.bus.ping()  # BusUnavailable (exit 3 at the CLI) before any work starts
+        await self.recorder.start()
+        await self.metrics.start()
+        self._heartbeat = asyncio.create_task(self._heartbeat_loop(), name="agentdeck-lease-heartbeat")
+
+    async def close(self) -> None:
+        """Stop heartbeating, cancel what still runs (it stays resumable), flush events and metrics."""
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+        for handle in self._run_tasks.values():
+            handle.cancel()
+        if self._run_tasks:
+            await asyncio.gather(*self._run_tasks.values(), return_exceptions=True)
+        await self.recorder.close()
+        await self.metrics.close()
+        await self.bus.close()
+        if self._temp_root is not None:
+            shutil.rmtree(self._temp_root, ignore_errors=True)
+
+    def workdir_for(self, workflow: str, task: str) -> Path:
+        """A task's working directory (created by its sandbox on first use); it persists across retries."""
+        return self.workdir_root / workflow / task
+
+    def _running_pids(self) -> list[tuple[str, str, list[int]]]:
+        out = []
+        for run in self.runs.values():
+            for key, sandbox in list(run._sandboxes.items()):
+                pids = sandbox.pids()
+                if pids:
+                    out.append((run.id, run.tasks[key].agent, pids))
+        return out
+
+    # ---- starting work ----------------------------------------------------------------------------------
+
+    async def submit(self, spec: WorkflowSpec, vars: Mapping[str, str] | None = None) -> str:
+        """Store a new workflow with its tasks and start running it; returns its id."""
+        spec.validate_graph()
+        workflow = Workflow(
+            name=spec.name,
+            description=spec.description,
+            spec=spec.model_dump(mode="json"),
+            source=spec.source,
+            vars=dict(vars or {}),
+            owner=self.owner,
+            lease_until=_now() + LEASE,
+        )
+        await self.stores.workflows.create(workflow)
+        tasks = [
+            Task(
+                workflow=workflow.id,
+                key=t.id,
+                agent=t.agent,
+                depends_on=list(t.depends_on),
+                input=dict(t.input),
+                max_attempts=t.max_attempts(spec.defaults),
+            )
+            for t in spec.tasks
+        ]
+        await self.stores.tasks.put_many(tasks)
+        self.recorder.emit(
+            workflow.id, "workflow.created", data={"name": spec.name, "tasks": [t.id for t in spec.tasks]}
+        )
+        self._launch(WorkflowRun(self, workflow, spec, {t.key: t for t in tasks}), resumed=False)
+        return workflow.id
+
+    async def resume_workflow(self, workflow_id: str) -> str:
+        """Run a stored workflow again from where it stopped (crash, cancel, failure); completed tasks stay done."""
+        if workflow_id in self.runs:
+            run = self.runs[workflow_id]
+            if run.paused:
+                await run.resume()
+            return workflow_id
+        workflow = await self._workflow(workflow_id)
+        if workflow.status is WorkflowStatus.COMPLETED:
+            raise ControlError(f"workflow {workflow_id} already completed; use retry or rollback to run parts again")
+        if (
+            not self.db.is_embedded  # an embedded DB is locked by its owner: if we opened it, the owner is gone
+            and workflow.status in (WorkflowStatus.RUNNING, WorkflowStatus.PAUSED)
+            and workflow.lease_until is not None
+            and workflow.lease_until > _now()
+            and workflow.owner != self.owner
+        ):
+            raise ControlError(
+                f"workflow {workflow_id} is being run by {workflow.owner} (lease until "
+                f"{workflow.lease_until:%H:%M:%S} UTC); if that process is gone, retry after the lease expires"
+            )
+        spec = WorkflowSpec.model_validate(workflow.spec)
+        tasks = {t.key: t for t in await self.stores.tasks.list(workflow_id)}
+        for key, task in tasks.items():
+            if task.status is not TaskStatus.COMPLETED:
+                tasks[key] = await self.stores.tasks.update(
+                    workflow_id, key, status=TaskStatus.PENDING, error=None, progress=None
+                )
+        await self.recorder.resume_sequence(workflow_id)
+        workflow = await self.stores.workflows.update(
+            workflow_id, owner=self.owner, lease_until=_now() + LEASE, finished_at=None, error=None
+        )
+        self._launch(WorkflowRun(self, workflow, spec, tasks), resumed=True)
+        return workflow_id
+
+    def _launch(self, run: WorkflowRun, resumed: bool) -> None:
+        self.runs[run.id] = run
+        handle = asyncio.create_task(run.run(resumed=resumed), name=f"agentdeck-workflow-{run.id}")
+        self._run_tasks[run.id] = handle
+        handle.add_done_callback(lambda _: (self.runs.pop(run.id, None), self._run_tasks.pop(run.id, None)))
+
+    async def wait(self, workflow_id: str) -> WorkflowStatus:
+        """Wait for a workflow run in this engine to finish; returns its final status."""
+        handle = self._run_tasks.get(workflow_id)
+        if handle is not None:
+            return await asyncio.shield(handle)
+        return (await self._workflow(workflow_id)).status
+
+    def is_running(self, workflow_id: str) -> bool:
+        return workflow_id in self.runs
+
+    # ---- controls ---------------------------------------------------------------------------------------
+
+    async def _workflow(self, workflow_id: str) -> Workflow:
+        workflow = await self.stores.workflows.get(workflow_id)
+        if workflow is None:
+            raise ControlError(f"no workflow {workflow_id!r}")
+        return workflow
+
+    def _run(self, workflow_id: str, action: str) -> WorkflowRun:
+        run = self.runs.get(workflow_id)
+        if run is None:
+            raise ControlError(f"cannot {action} workflow {workflow_id}: it is not running")
+        return run
+
+    async def pause(self, workflow_id: str) -> None:
+        await self._workflow(workflow_id)
+        await self._run(workflow_id, "pause").pause()
+
+    async def resume(self, workflow_id: str) -> None:
+        """Unpause a paused run; a stopped workflow (crash, cancel) is resumed from its last checkpoint."""
+        if workflow_id in self.runs:
+            await self.runs[workflow_id].resume()
+        else:
+            await self.resume_workflow(workflow_id)
+
+    async def cancel(self, workflow_id: str) -> None:
+        workflow = await self._workflow(workflow_id)
+        if workflow_id in self.runs:
+            await self.runs[workflow_id].cancel()
+            return
+        if workflow.status.finished:
+            raise ControlError(f"workflow {workflow_id} already {workflow.status.value}")
+        # A crashed workflow nobody runs: record the cancellation so it is no longer offered for recovery.
+        for task in await self.stores.tasks.list(workflow_id):
+            if not task.status.finished:
+                await self.stores.tasks.update(workflow_id, task.key, status=TaskStatus.SKIPPED, error="cancelled")
+        await self.recorder.resume_sequence(workflow_id)
+        await self.stores.workflows.update(workflow_id, status=WorkflowStatus.CANCELLED, finished_at=_now())
+        self.recorder.emit(workflow_id, "workflow.cancelled", data={"while": "stopped"})
+
+    async def retry(self, workflow_id: str, task: str) -> None:
+        """Run one task again with its upstream outputs as they are (and what it blocked downstream)."""
+        if workflow_id in self.runs:
+            await self.runs[workflow_id].retry(task)
+            return
+        workflow = await self._workflow(workflow_id)
+        spec = WorkflowSpec.model_validate(workflow.spec)
+        if task not in {t.id for t in spec.tasks}:
+            raise ControlError(f"workflow {workflow_id} has no task {task!r}")
+        for key in [task, *spec.downstream(task)]:
+            current = await self.stores.tasks.get(workflow_id, key)
+            if key == task or (current is not None and current.status is not TaskStatus.COMPLETED):
+                await self.stores.tasks.update(workflow_id, key, status=TaskStatus.PENDING, output=None, error=None)
+        await self.stores.workflows.update(workflow_id, status=WorkflowStatus.PENDING)
+        await self.resume_workflow(workflow_id)
+
+    async def rollback(self, workflow_id: str, checkpoint_id: str) -> Checkpoint:
+        """Return to a checkpoint: later tasks and memories are undone and run again; history is kept."""
+        checkpoint = await self.stores.checkpoints.get(checkpoint_id)
+        if checkpoint is None or checkpoint.workflow != workflow_id:
+            raise ControlError(f"workflow {workflow_id} has no checkpoint {checkpoint_id!r}")
+        if workflow_id in self.runs:
+            await self.runs[workflow_id].rollback(checkpoint)
+            return checkpoint
+        await self._workflow(workflow_id)
+        tasks = {t.key: t for t in await self.stores.tasks.list(workflow_id)}
+        await self.recorder.resume_sequence(workflow_id)
+        await apply_rollback(self, workflow_id, checkpoint, tasks)
+        await self.stores.workflows.update(workflow_id, status=WorkflowStatus.PENDING)
+        await self.resume_workflow(workflow_id)
+        return checkpoint
+
+    async def checkpoint(self, workflow_id: str, reason: str = "manual") -> Checkpoint:
+        return await self._run(workflow_id, "checkpoint").checkpoint(reason=reason)
+
+    # ---- leases -----------------------------------------------------------------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            for workflow_id in list(self.runs):
+                with contextlib.suppress(Exception):
+                    await self.stores.workflows.update(workflow_id, owner=self.owner, lease_until=_now() + LEASE)
+
+
+def lease_expired(workflow: Workflow, embedded: bool = False) -> bool:
+    """True when a running or paused workflow's owner stopped (it crashed or was killed): it is resumable.
+
+    On an embedded database whoever can read the workflow holds the lock, so its owner is gone unless it is
+    this process (callers exclude their own runs); on a server the lease must have run out.
+    """
+    if workflow.status not in (WorkflowStatus.RUNNING, WorkflowStatus.PAUSED, WorkflowStatus.PENDING):
+        return False
+    return embedded or workflow.lease_until is None or workflow.lease_until <= _now()

@@ -1,0 +1,82 @@
+"""Metrics: counters and observations per agent and workflow, plus CPU and RSS of sandbox processes (psutil),
+batched into ``agent_metric`` (the roadmap's collector)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable
+
+import psutil
+
+from db.models import Metric
+from db.stores import MetricStore
+
+log = logging.getLogger(__name__)
+
+PidSource = Callable[[], Iterable[tuple[str, str, list[int]]]]  # (workflow, agent, pids) of running tasks
+
+
+class MetricsCollector:
+    def __init__(self, store: MetricStore, batch_size: int = 200, interval_s: float = 1.0) -> None:
+        self._store = store
+        self._buffer: list[Metric] = []
+        self._batch_size = batch_size
+        self._interval = interval_s
+        self._task: asyncio.Task[None] | None = None
+        self._pid_sources: list[PidSource] = []
+        self._procs: dict[int, psutil.Process] = {}
+
+    def add_pid_source(self, source: PidSource) -> None:
+        self._pid_sources.append(source)
+
+    def count(self, name: str, value: float = 1.0, *, agent: str | None = None, workflow: str | None = None) -> None:
+        self._buffer.append(Metric(name=name, value=value, agent=agent, workflow=workflow))
+
+    def observe(self, name: str, value: float, *, agent: str | None = None, workflow: str | None = None) -> None:
+        self._buffer.append(Metric(name=name, value=float(value), agent=agent, workflow=workflow))
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name="agentdeck-metrics")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.flush()
+
+    async def flush(self) -> None:
+        while self._buffer:
+            batch = self._buffer[: self._batch_size]
+            await self._store.record_many(batch)
+            del self._buffer[: len(batch)]
+
+    def sample_processes(self) -> None:
+        """CPU percent and RSS of every running task's process tree, per agent."""
+        for source in self._pid_sources:
+            for workflow, agent, pids in source():
+                cpu = rss = 0.0
+                for pid in pids:
+                    try:
+                        proc = self._procs.get(pid) or psutil.Process(pid)
+                        self._procs[pid] = proc
+                        cpu += proc.cpu_percent(None)
+                        rss += proc.memory_info().rss
+                    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                        self._procs.pop(pid, None)
+                if pids:
+                    self.observe("cpu_percent", cpu, agent=agent, workflow=workflow)
+                    self.observe("rss_mb", rss / 1_048_576, agent=agent, workflow=workflow)
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                self.sample_processes()
+                await self.flush()
+            except Exception:
+                log.exception("metrics flush failed")

@@ -1,0 +1,36 @@
+"""Sandboxes: where shell tasks run. One interface (:class:`Sandbox`), a local backend, a factory.
+
+The local backend uses bubblewrap when it is installed (read-only system, private ``/tmp``, no network) and
+falls back to a process group with resource limits. Every backend passes the conformance suite in
+``tests/integration/sandbox_conformance.py``.
+"""
+
+from engine.sandbox._isolation import Limits, bwrap_unavailable_reason
+from engine.sandbox.base import (
+    REDACTED,
+    OutputCallback,
+    RunResult,
+    Sandbox,
+    SandboxBusy,
+    SandboxClosed,
+    SandboxError,
+    SandboxUnavailable,
+)
+from engine.sandbox.factory import SANDBOX_KINDS, make_sandbox
+from engine.sandbox.local import LocalSandbox
+
+__all__ = [
+    "REDACTED",
+    "SANDBOX_KINDS",
+    "Limits",
+    "LocalSandbox",
+    "OutputCallback",
+    "RunResult",
+    "Sandbox",
+    "SandboxBusy",
+    "SandboxClosed",
+    "SandboxError",
+    "SandboxUnavailable",
+    "bwrap_unavailable_reason",
+    "make_sandbox",
+]

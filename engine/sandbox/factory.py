@@ -1,0 +1,30 @@
+"""Choosing a sandbox backend by name (``AGENTDECK_SANDBOX``, a workflow's ``sandbox:`` default)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from engine.sandbox.base import Sandbox, SandboxUnavailable
+from engine.sandbox.local import LocalSandbox
+
+#: The backend names a workflow or ``AGENTDECK_SANDBOX`` may use.
+SANDBOX_KINDS = ("local", "e2b")
+
+
+def make_sandbox(kind: str, workdir: Path, **opts: Any) -> Sandbox:
+    """A sandbox of the named kind working in ``workdir``; ``opts`` go to the backend's constructor.
+
+    Raises:
+        SandboxUnavailable: The backend cannot be used (E2B is not implemented yet; bubblewrap requested but
+            missing).
+        ValueError: ``kind`` names no backend.
+    """
+    if kind == "local":
+        return LocalSandbox(workdir, **opts)
+    if kind == "e2b":
+        raise SandboxUnavailable(
+            "the E2B sandbox backend is not implemented yet; use the 'local' sandbox "
+            "(AGENTDECK_SANDBOX=local or 'sandbox: local' in the workflow defaults)"
+        )
+    raise ValueError(f"unknown sandbox kind {kind!r}; expected one of: {', '.join(SANDBOX_KINDS)}")

@@ -1,0 +1,388 @@
+"""Read workflow YAML into a `WorkflowSpec`, reporting every problem in the file with its line.
+
+ruamel.yaml's round-trip loader keeps the line of every key, value and list item (``.lc``), reads YAML 1.2 (so
+``on``/``yes``/``no`` stay strings and ``010`` is ten) and refuses duplicate keys. Validation itself is pydantic's;
+this module maps each pydantic error location back to a line and rewrites the message in the file's terms.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
+from ruamel.yaml.constructor import DuplicateKeyError
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.scalarbool import ScalarBoolean
+from ruamel.yaml.scalarstring import LiteralScalarString
+
+from engine.spec.errors import SpecError, raise_if_any, show_value
+from engine.spec.graph import graph_errors, suggestion
+from engine.spec.models import AgentSpec, Defaults, TaskSpec, WorkflowSpec
+
+_EXPRESSION = re.compile(r"\$\{\{(.*?)\}\}", re.DOTALL)
+_VARIABLE = re.compile(r"\s*vars\.([A-Za-z_][A-Za-z0-9_-]*)\s*")
+
+Loc = tuple[int | str, ...]
+
+# Keys a YAML mapping may use, per kind of mapping. Model fields the loader fills itself (a task's line, an agent's
+# name, the workflow's source file) are not among them.
+_ALLOWED_KEYS: dict[str, list[str]] = {
+    "top": [name for name in WorkflowSpec.model_fields if name != "source"],
+    "defaults": list(Defaults.model_fields),
+    "agent": [name for name in AgentSpec.model_fields if name != "name"],
+    "task": [name for name in TaskSpec.model_fields if name != "line"],
+}
+
+# What the value must be, per pydantic error type; each is followed by ", got <value>".
+_PROBLEMS = {
+    "int_type": "must be an integer",
+    "int_parsing": "must be an integer",
+    "int_from_float": "must be an integer",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "string_type": "must be a string",
+    "dict_type": "must be a mapping",
+    "model_type": "must be a mapping",
+    "model_attributes_type": "must be a mapping",
+    "list_type": "must be a list",
+}
+
+
+def load_workflow(path: str | Path, vars: Mapping[str, str] | None = None) -> WorkflowSpec:
+    """Read and validate the workflow file at ``path``; ``vars`` fill ``${{ vars.KEY }}``.
+
+    Raises:
+        SpecError: The file cannot be read, or what it says is wrong (`SpecErrors` when several things are).
+    """
+    source = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise SpecError("no such file", path=source) from None
+    except IsADirectoryError:
+        raise SpecError("is a directory, not a workflow file", path=source) from None
+    except PermissionError:
+        raise SpecError("permission denied", path=source) from None
+    except OSError as exc:
+        raise SpecError(f"cannot read the file: {exc.strerror or exc}", path=source) from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise SpecError("the file is not UTF-8 text", path=source, line=line) from None
+    return parse_workflow(text, source, vars)
+
+
+def parse_workflow(text: str, path: str = "<string>", vars: Mapping[str, str] | None = None) -> WorkflowSpec:
+    """Validate workflow YAML given as text; ``path`` only names it in messages and `WorkflowSpec.source`.
+
+    Raises:
+        SpecError: What is wrong, with its line (`SpecErrors`, sorted by line, when several things are).
+    """
+    root = _parse_yaml(text, path)
+    if root is None:
+        raise SpecError("the file is empty; a workflow needs at least 'name' and 'tasks'", path=path, line=1)
+    if not isinstance(root, CommentedMap):
+        got = show_value(root)
+        raise SpecError(f"the top level must be a mapping with 'name' and 'tasks', got {got}", path=path, line=1)
+    return _Loader(root, path, vars or {}).load()
+
+
+def _parse_yaml(text: str, path: str) -> Any:
+    yaml = YAML(typ="rt")
+    try:
+        return yaml.load(text)
+    except DuplicateKeyError as exc:
+        found = re.search(r'duplicate key "(.*?)"', str(exc.problem))
+        problem = f"duplicate key '{found.group(1)}'" if found else str(exc.problem)
+        raise SpecError(problem, path=path, line=_mark_line(exc)) from None
+    except MarkedYAMLError as exc:
+        problem = exc.problem or exc.context or "cannot be parsed"
+        raise SpecError(f"invalid YAML: {problem}", path=path, line=_mark_line(exc)) from None
+    except YAMLError as exc:
+        raise SpecError(f"invalid YAML: {exc}", path=path) from None
+
+
+def _mark_line(exc: MarkedYAMLError) -> int | None:
+    mark = exc.problem_mark or exc.context_mark
+    return mark.line + 1 if mark is not None else None
+
+
+class _Loader:
+    """One parse: the YAML tree (for lines), the problems found so far, and the lines variables spoiled."""
+
+    def __init__(self, root: CommentedMap, path: str, variables: Mapping[str, str]) -> None:
+        self.root = root
+        self.path = path
+        self.variables = variables
+        self.errors: list[SpecError] = []
+        self.variable_errors: list[SpecError] = []
+        # A value whose ${{ }} could not be filled also fails other checks (an integer field, an agent name); only
+        # the variable error is news, so other problems on the same line wait until the variable is fixed.
+        self.spoiled_lines: set[int] = set()
+
+    def load(self) -> WorkflowSpec:
+        data = self._plain(self.root, 1)
+        self._drop_loader_keys(data)
+        tasks = data.get("tasks")
+        if isinstance(tasks, list):
+            for index, item in enumerate(tasks):
+                if isinstance(item, dict):
+                    item["line"] = self._locate(("tasks", index))
+        spec: WorkflowSpec | None = None
+        try:
+            spec = WorkflowSpec.model_validate({**data, "source": self.path})
+        except ValidationError as exc:
+            self.errors.extend(self._from_pydantic(error, data) for error in exc.errors(include_url=False))
+            self.errors.extend(self._graph_errors_of_valid_parts(data))
+        else:
+            for index, task in enumerate(spec.tasks):
+                self._attach_lines(task, index)
+            self.errors.extend(graph_errors(spec.tasks, spec.agents, path=self.path))
+        kept = [error for error in self.errors if error.line not in self.spoiled_lines]
+        raise_if_any([*self.variable_errors, *kept])
+        assert spec is not None  # no errors means validation succeeded
+        return spec
+
+    # -- YAML tree to plain data -------------------------------------------------------------------------------
+
+    def _plain(self, node: Any, line: int) -> Any:
+        """Plain dicts, lists and scalars, with ``${{ vars.KEY }}`` filled in every string value."""
+        if isinstance(node, CommentedMap):
+            return {str(key): self._plain(value, self._line_in(node, key, value)) for key, value in node.items()}
+        if isinstance(node, CommentedSeq):
+            return [self._plain(item, _item_line(node, index)) for index, item in enumerate(node)]
+        if isinstance(node, str):
+            return self._fill_variables(str(node), line, block=isinstance(node, LiteralScalarString))
+        if isinstance(node, bool | ScalarBoolean):
+            return bool(node)
+        if isinstance(node, int):
+            return int(node)
+        if isinstance(node, float):
+            return float(node)
+        if isinstance(node, TaggedScalar):
+            return self._plain(node.value, line)
+        return node  # None, dates and timestamps stay as YAML read them
+
+    def _fill_variables(self, text: str, line: int, *, block: bool) -> str:
+        def fill(match: re.Match[str]) -> str:
+            # In a `|` block the text starts on the line after the key, and keeps its newlines.
+            at = line + 1 + text.count("\n", 0, match.start()) if block else line
+            variable = _VARIABLE.fullmatch(match.group(1))
+            if variable is not None and variable.group(1) in self.variables:
+                return self.variables[variable.group(1)]
+            if variable is None:
+                message = f"unsupported expression '{match.group(0)}'; only ${{{{ vars.NAME }}}} is supported"
+            else:
+                name = variable.group(1)
+                message = f"undefined variable '{name}': pass --var {name}=VALUE"
+            self.variable_errors.append(SpecError(message, path=self.path, line=at))
+            self.spoiled_lines.update({line, at})
+            return match.group(0)
+
+        return _EXPRESSION.sub(fill, text)
+
+    def _drop_loader_keys(self, data: dict[str, Any]) -> None:
+        """Refuse, as unknown, keys naming fields the loader fills itself."""
+        if "source" in data:
+            self._unknown_key(("source",), "top", "")
+            del data["source"]
+        agents = data.get("agents")
+        if isinstance(agents, dict):
+            for name, agent in agents.items():
+                if isinstance(agent, dict) and "name" in agent:
+                    self._unknown_key(("agents", name, "name"), "agent", f"agent '{name}'")
+                    del agent["name"]
+        tasks = data.get("tasks")
+        if isinstance(tasks, list):
+            for index, task in enumerate(tasks):
+                if isinstance(task, dict) and "line" in task:
+                    self._unknown_key(("tasks", index, "line"), "task", _task_label(task, index))
+                    del task["line"]
+
+    def _unknown_key(self, loc: Loc, kind: str, label: str) -> None:
+        self.errors.append(
+            SpecError(_unknown_key_message(kind, label, str(loc[-1])), path=self.path, line=self._locate(loc, key=True))
+        )
+
+    # -- pydantic errors to located messages ---------------------------------------------------------------------
+
+    def _from_pydantic(self, error: ErrorDetails, data: dict[str, Any]) -> SpecError:
+        loc: Loc = tuple(error["loc"])
+        context = error.get("ctx") or {}
+        if "field" in context:  # a model-level check about one field
+            loc = (*loc, context["field"])
+        kind, label, rest = _context_of(loc, data)
+        kind_of_error = error["type"]
+        if kind_of_error == "extra_forbidden":
+            message = _unknown_key_message(kind, label, str(loc[-1]))
+            return SpecError(message, path=self.path, line=self._locate(loc, key=True))
+        if kind_of_error == "missing":
+            where = "top-level key" if kind == "top" else "key"
+            message = f"missing required {where} '{loc[-1]}'"
+            return SpecError(f"{label}: {message}" if label else message, path=self.path, line=self._locate(loc))
+        if kind_of_error == "spec":
+            problem = error["msg"]
+        elif kind_of_error in _PROBLEMS:
+            problem = f"{_PROBLEMS[kind_of_error]}, got {show_value(error['input'])}"
+        elif kind_of_error == "literal_error":
+            problem = f"must be {context['expected']}, got {show_value(error['input'])}"
+        elif kind_of_error in ("greater_than_equal", "greater_than"):
+            bound = f">= {context['ge']}" if "ge" in context else f"> {context['gt']}"
+            problem = f"must be {bound}, got {show_value(error['input'])}"
+        elif kind_of_error in ("too_short", "string_too_short"):
+            problem = "must list at least one task" if loc == ("tasks",) else "must not be empty"
+        else:
+            problem = f"is invalid: {error['msg']}"
+        field = _field_label(rest)
+        message = f"{label}: {field} {problem}" if label and field else f"{label or field} {problem}"
+        has_field = "field" in context
+        return SpecError(message, path=self.path, line=self._locate(loc, key=has_field))
+
+    def _graph_errors_of_valid_parts(self, data: dict[str, Any]) -> list[SpecError]:
+        """Graph checks over the agents and tasks that did validate, when some did not."""
+        agents: dict[str, AgentSpec] = {}
+        broken_agents: set[str] = set()
+        raw_agents = data.get("agents", {})
+        raw_tasks = data.get("tasks")
+        if not isinstance(raw_agents, dict) or not isinstance(raw_tasks, list):
+            return []
+        for name, raw in raw_agents.items():
+            agent = _valid(AgentSpec, {**raw, "name": name}) if isinstance(raw, dict) else None
+            if isinstance(agent, AgentSpec):
+                agents[name] = agent
+            else:
+                broken_agents.add(name)
+        tasks: list[TaskSpec] = []
+        broken_ids: set[str] = set()
+        for index, raw in enumerate(raw_tasks):
+            task = _valid(TaskSpec, raw)
+            if isinstance(task, TaskSpec):
+                self._attach_lines(task, index)
+                tasks.append(task)
+            elif isinstance(raw, dict) and isinstance(raw.get("id"), str):
+                broken_ids.add(raw["id"])
+        return graph_errors(tasks, agents, path=self.path, other_task_ids=broken_ids, other_agent_names=broken_agents)
+
+    # -- lines ---------------------------------------------------------------------------------------------------
+
+    def _attach_lines(self, task: TaskSpec, index: int) -> None:
+        node = self.root["tasks"][index]
+        lines = {str(key): self._locate(("tasks", index, str(key))) for key in node}
+        dependencies = node.get("depends_on")
+        if isinstance(dependencies, CommentedSeq):
+            for position in range(len(dependencies)):
+                lines[f"depends_on[{position}]"] = _item_line(dependencies, position)
+        task._lines = lines
+
+    def _locate(self, loc: Loc, *, key: bool = False) -> int:
+        """The line of what ``loc`` points at: the deepest part of it the file has.
+
+        A scalar is found at its value; a mapping or list at its key (where ``builder:`` is, not its first entry).
+        With ``key``, the last part is found at its key even for a scalar (unknown keys, checks about a field).
+        """
+        node: Any = self.root
+        line = 1
+        for depth, part in enumerate(loc):
+            last = depth == len(loc) - 1
+            if isinstance(node, CommentedMap):
+                found = _find_key(node, part)
+                if found is None:
+                    break
+                value = node[found[0]]
+                at_key = (key and last) or isinstance(value, CommentedMap | CommentedSeq)
+                line = _key_line(node, found[0]) if at_key else self._line_in(node, found[0], value)
+                node = value
+            elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
+                line = _item_line(node, part)
+                node = node[part]
+            else:
+                break
+        return line
+
+    @staticmethod
+    def _line_in(mapping: CommentedMap, key: Any, value: Any) -> int:
+        """Where a mapping entry's value is: a nested mapping or list at its key, a scalar at itself."""
+        if isinstance(value, CommentedMap | CommentedSeq):
+            return _key_line(mapping, key)
+        try:
+            return int(mapping.lc.value(key)[0]) + 1
+        except (KeyError, TypeError):  # keys brought in by a `<<:` merge have no position of their own
+            return _key_line(mapping, key)
+
+
+def _key_line(mapping: CommentedMap, key: Any) -> int:
+    try:
+        return int(mapping.lc.key(key)[0]) + 1
+    except (KeyError, TypeError):
+        return int(mapping.lc.line or 0) + 1
+
+
+def _item_line(sequence: CommentedSeq, index: int) -> int:
+    try:
+        return int(sequence.lc.item(index)[0]) + 1
+    except (KeyError, TypeError):
+        return int(sequence.lc.line or 0) + 1
+
+
+def _find_key(mapping: CommentedMap, part: int | str) -> tuple[Any] | None:
+    """The mapping's own key for a location part, wrapped so that a YAML ``null`` key is not "not found"."""
+    if part in mapping:
+        return (part,)
+    for key in mapping:  # keys that were not strings in YAML (`1:`) are strings in the data
+        if str(key) == str(part):
+            return (key,)
+    return None
+
+
+def _valid(model: type[BaseModel], raw: Any) -> BaseModel | None:
+    try:
+        return model.model_validate(raw)
+    except ValidationError:
+        return None
+
+
+def _task_label(task: Any, index: int) -> str:
+    task_id = task.get("id") if isinstance(task, dict) else None
+    return f"task '{task_id}'" if isinstance(task_id, str) and task_id else f"task #{index + 1}"
+
+
+def _context_of(loc: Loc, data: dict[str, Any]) -> tuple[str, str, Loc]:
+    """Which mapping an error is in (kind, label for messages) and the location inside it."""
+    if len(loc) >= 2 and loc[0] == "tasks" and isinstance(loc[1], int):
+        tasks = data.get("tasks")
+        task = tasks[loc[1]] if isinstance(tasks, list) and loc[1] < len(tasks) else None
+        return "task", _task_label(task, loc[1]), loc[2:]
+    if len(loc) >= 2 and loc[0] == "agents":
+        return "agent", f"agent '{loc[1]}'", loc[2:]
+    if len(loc) >= 2 and loc[0] == "defaults":
+        return "defaults", "defaults", loc[1:]
+    return "top", "", loc
+
+
+def _field_label(loc: Loc) -> str:
+    """``("env", "PORT")`` → ``env.PORT``; ``("depends_on", 0)`` → ``depends_on[0]``."""
+    if loc[-1:] == ("[key]",):  # pydantic's marker for a bad mapping key: ("env", "bad key", "[key]")
+        return f"{_field_label(loc[:-2])} key"
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+def _unknown_key_message(kind: str, label: str, key: str) -> str:
+    hint = suggestion(key, _ALLOWED_KEYS[kind])
+    if kind == "top":
+        return f"unknown top-level key '{key}'{hint}"
+    return f"{label}: unknown key '{key}'{hint}"

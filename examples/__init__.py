@@ -1,0 +1,1 @@
+"""Workflows that run offline; the demo lives here."""

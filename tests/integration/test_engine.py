@@ -1,0 +1,309 @@
+"""The engine against real parts: embedded SurrealDB, real subprocesses in the local sandbox, the in-process bus.
+
+Each test drives the public ``Engine`` API the CLI and the dashboard use, and asserts what a user would see:
+task states, outputs, events, and the process table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from db import connect
+from db.models import Event, TaskStatus, WorkflowStatus
+from engine import checkpoints
+from engine.engine import Engine
+from engine.spec import WorkflowSpec
+from tests.integration.workflows import steps
+
+STEPS = "tests.integration.workflows.steps"
+
+
+def spec(tasks: list[Any], **extra: Any) -> WorkflowSpec:
+    agents = {
+        "sh": {"kind": "shell"},
+        "py": {"kind": "python", "callable": f"{STEPS}:echo_upstream"},
+        "noop": {"kind": "python", "callable": f"{STEPS}:noop"},
+        "rec": {"kind": "python", "callable": f"{STEPS}:record"},
+    }
+    agents.update(extra.pop("agents", {}))
+    return WorkflowSpec.model_validate({"name": "test", "agents": agents, "tasks": tasks, **extra})
+
+
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[Engine]:
+    async with connect("mem://") as db, Engine(db, workdir_root=tmp_path / "work") as eng:
+        yield eng
+
+
+async def events_of(engine: Engine, workflow: str) -> list[Event]:
+    await engine.recorder.flush()
+    return await engine.stores.events.list(workflow)
+
+
+async def wait_for(predicate: Any, limit_s: float = 30.0) -> None:
+    async with asyncio.timeout(limit_s):
+        while not await predicate():  # noqa: ASYNC110 - polls the database, which has no event to await
+            await asyncio.sleep(0.02)
+
+
+async def test_dependencies_run_in_order_and_outputs_flow_downstream(engine: Engine) -> None:
+    wf = await engine.submit(
+        spec(
+            [
+                {"id": "make", "agent": "sh", "run": 'echo building; echo \'::output::{"artifact": "app.whl"}\''},
+                {"id": "check", "agent": "py", "depends_on": ["make"], "input": {"strict": True}},
+            ]
+        )
+    )
+    assert await engine.wait(wf) is WorkflowStatus.COMPLETED
+    check = await engine.stores.tasks.get(wf, "check")
+    assert check is not None
+    assert check.output == {"input": {"strict": True}, "upstream": {"make": {"artifact": "app.whl"}}}
+    types = [(e.type, e.task) for e in await events_of(engine, wf)]
+    assert types.index(("task.completed", "make")) < types.index(("task.started", "check"))
+    assert ("task.output", "make") in types
+
+
+async def test_200_tasks_at_concurrency_50_complete_with_a_gap_free_event_stream(engine: Engine) -> None:
+    tasks = [{"id": f"t{i}", "agent": "noop", "depends_on": [f"t{i - 50}"] if i >= 50 else []} for i in range(200)]
+    subscription = engine.bus.subscribe()
+    wf = await engine.submit(spec(tasks, concurrency=50))
+    assert await engine.wait(wf) is WorkflowStatus.COMPLETED
+    stored = await events_of(engine, wf)
+    assert [e.seq for e in stored] == list(range(1, len(stored) + 1))
+    assert stored[0].type == "workflow.created" and stored[-1].type == "workflow.completed"
+    assert sum(1 for e in stored if e.type == "task.completed") == 200
+    live: list[int] = []
+    async with asyncio.timeout(30):
+        async for event in subscription:
+            live.append(event.seq)
+            if event.type == "workflow.completed":
+                break
+    await subscription.close()
+    assert live == list(range(1, len(stored) + 1)), "the live stream had a gap or a duplicate"
+
+
+async def test_agent_concurrency_limit_is_respected(engine: Engine) -> None:
+    steps.PEAK.clear()
+    agents = {"limited": {"kind": "python", "callable": f"{STEPS}:track_concurrency", "concurrency": 3}}
+    tasks = [{"id": f"t{i}", "agent": "limited"} for i in range(12)]
+    wf = await engine.submit(spec(tasks, agents=agents, concurrency=10))
+    assert await engine.wait(wf) is WorkflowStatus.COMPLETED
+    assert steps.PEAK["limited"] == 3
+
+
+async def test_a_task_that_fails_once_succeeds_on_retry_in_the_same_workdir(engine: Engine) -> None:
+    flaky = "if [ ! -f .tried ]; then touch .tried; echo not yet >&2; exit 1; fi; echo fine"
+    wf = await engine.submit(
+        spec([{"id": "flaky", "agent": "sh", "run": flaky, "retries": 2}], defaults={"retry_backoff": 0.05})
+    )
+    assert await engine.wait(wf) is WorkflowStatus.COMPLETED
+    task = await engine.stores.tasks.get(wf, "flaky")
+    assert task is not None and task.attempts == 2
+    types = [e.type for e in await events_of(engine, wf) if e.task == "flaky"]
+    assert types.count("task.started") == 2 and "task.retrying" in types
+
+
+async def test_fail_fast_skips_downstream_and_continue_keeps_independent_branches(engine: Engine) -> None:
+    tasks = [
+        {"id": "bad", "agent": "sh", "run": "exit 3"},
+        {"id": "after_bad", "agent": "noop", "depends_on": ["bad"]},
+        {"id": "independent", "agent": "sh", "run": "sleep 0.5; echo done"},
+    ]
+    wf = await engine.submit(spec(tasks, failure_policy="continue"))
+    assert await engine.wait(wf) is WorkflowStatus.FAILED
+    states = {t.key: t.status for t in await engine.stores.tasks.list(wf)}
+    assert states == {
+        "bad": TaskStatus.FAILED,
+        "after_bad": TaskStatus.SKIPPED,
+        "independent": TaskStatus.COMPLETED,
+    }
+    bad = await engine.stores.tasks.get(wf, "bad")
+    assert bad is not None and bad.error is not None and "exit code 3" in bad.error
+
+    wf2 = await engine.submit(spec(tasks, failure_policy="fail_fast"))
+    assert await engine.wait(wf2) is WorkflowStatus.FAILED
+    states2 = {t.key: t.status for t in await engine.stores.tasks.list(wf2)}
+    assert states2["after_bad"] is TaskStatus.SKIPPED
+    assert states2["independent"] in (TaskStatus.CANCELLED, TaskStatus.SKIPPED)
+
+
+async def test_timeout_fails_the_task_and_kills_its_processes(engine: Engine) -> None:
+    unique = f"sleep 1000.{os.getpid()}"  # a distinct command line, so other tests' sleepers do not count
+    wf = await engine.submit(spec([{"id": "hang", "agent": "sh", "run": f"{unique} & wait", "timeout": "1s"}]))
+
+    async def sleeping() -> bool:
+        return bool(_sleepers(unique))
+
+    await wait_for(sleeping)
+    assert await engine.wait(wf) is WorkflowStatus.FAILED
+    task = await engine.stores.tasks.get(wf, "hang")
+    assert task is not None and task.error == "timed out after 1s"
+    assert not _sleepers(unique)
+
+
+def _sleepers(cmdline: str) -> list[int]:
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        try:
+            if cmdline in " ".join(proc.info["cmdline"] or []) and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                found.append(proc.pid)
+        except psutil.Error:
+            continue
+    return found
+
+
+async def _output_lines(engine: Engine, wf: str, task: str) -> list[str]:
+    return [str(e.data["line"]) for e in await events_of(engine, wf) if e.type == "task.output" and e.task == task]
+
+
+async def test_cancel_stops_running_processes_and_skips_downstream(engine: Engine) -> None:
+    marker = f"agentdeck-cancel-{os.getpid()}"
+    tasks = [
+        {"id": "long", "agent": "sh", "run": f"sh -c 'sleep 1000; echo {marker}' & sleep 1000 & echo started; wait"},
+        {"id": "after", "agent": "noop", "depends_on": ["long"]},
+    ]
+    wf = await engine.submit(spec(tasks))
+
+    async def started() -> bool:
+        return "started" in await _output_lines(engine, wf, "long")
+
+    await wait_for(started)
+    run = engine.runs[wf]
+    pids = run._sandboxes["long"].pids()
+    assert len(pids) >= 3
+    await engine.cancel(wf)
+    assert await engine.wait(wf) is WorkflowStatus.CANCELLED
+    alive = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    assert not alive, f"processes left after cancel: {alive}"
+    states = {t.key: t.status for t in await engine.stores.tasks.list(wf)}
+    assert states == {"long": TaskStatus.CANCELLED, "after": TaskStatus.SKIPPED}
+
+
+async def test_pause_freezes_a_counting_process_and_resume_continues_it(engine: Engine) -> None:
+    counter = "i=0; while [ $i -lt 100 ]; do i=$((i+1)); echo $i; sleep 0.05; done"
+    wf = await engine.submit(spec([{"id": "count", "agent": "sh", "run": counter}]))
+
+    async def counting() -> bool:
+        return len(await _output_lines(engine, wf, "count")) >= 5
+
+    await wait_for(counting)
+    await engine.pause(wf)
+    workflow = await engine.stores.workflows.get(wf)
+    assert workflow is not None and workflow.status is WorkflowStatus.PAUSED
+    at_pause = len(await _output_lines(engine, wf, "count"))
+    await asyncio.sleep(1.0)
+    during = await _output_lines(engine, wf, "count")
+    assert len(during) == at_pause, "the process kept printing while paused"
+    await engine.resume(wf)
+    assert await engine.wait(wf) is WorkflowStatus.COMPLETED
+    lines = await _output_lines(engine, wf, "count")
+    assert lines == [str(i) for i in range(1, 101)], "the counter restarted or lost lines across the pause"
+    types = [e.type for e in await events_of(engine, wf)]
+    assert "workflow.paused" in types and "task.paused" in types and "task.resumed" in types
+
+
+async def test_pause_stops_new_tasks_from_starting(engine: Engine, tmp_path: Path) -> None:
+    log = tmp_path / "log.txt"
+    tasks = [
+        {"id": "first", "agent": "sh", "run": "sleep 0.5"},
+        {"id": "second", "agent": "rec", "depends_on": ["first"], "input": {"log": str(log), "delay": 0}},
+    ]
+    wf = await engine.submit(spec(tasks))
+
+    async def first_running() -> bool:
+        task = await engine.stores.tasks.get(wf, "first")
+        return task is not None and task.status is TaskStatus.RUNNING
+
+    await wait_for(first_running)
+    await engine.pause(wf)
+    await asyncio.sleep(1.0)  # "first" would have finished and "second" started by now, were it not paused
+    second = await engine.stores.tasks.get(wf, "second")
+    assert second is not None and second.status in (TaskStatus.PENDING, TaskStatus.QUEUED)
+    assert not log.exists()
+    await engine.resume(wf)
+    assert await engine.wait(wf) is WorkflowStatus.COMPLETED
+    assert log.read_text() == "second\n"
+
+
+async def test_rollback_reruns_exactly_the_tasks_after_the_checkpoint(engine: Engine, tmp_path: Path) -> None:
+    log = tmp_path / "log.txt"
+    keys = ["a", "b", "c", "d"]
+    tasks = [
+        {"id": k, "agent": "rec", "input": {"log": str(log), "delay": 0}, "depends_on": [keys[i - 1]] if i else []}
+        for i, k in enumerate(keys)
+    ]
+    wf = await engine.submit(spec(tasks))
+    assert await engine.wait(wf) is WorkflowStatus.COMPLETED
+    assert log.read_text().split() == keys
+    after_b = next(c for c in await engine.stores.checkpoints.list(wf) if c.task == "b")
+    await engine.rollback(wf, after_b.id)
+    assert await engine.wait(wf) is WorkflowStatus.COMPLETED
+    assert log.read_text().split() == [*keys, "c", "d"], "rollback must re-run only what came after it"
+    history = await engine.stores.checkpoints.list(wf)
+    assert any(c.reason == f"rolled back to #{after_b.number}" for c in history), "rollback keeps history"
+    assert "workflow.rolled_back" in [e.type for e in await events_of(engine, wf)]
+
+
+async def test_retry_runs_one_task_again_with_its_upstream_output(engine: Engine, tmp_path: Path) -> None:
+    log = tmp_path / "log.txt"
+    tasks = [
+        {"id": "a", "agent": "rec", "input": {"log": str(log), "delay": 0}},
+        {"id": "b", "agent": "rec", "input": {"log": str(log), "delay": 0}, "depends_on": ["a"]},
+    ]
+    wf = await engine.submit(spec(tasks))
+    assert await engine.wait(wf) is WorkflowStatus.COMPLETED
+    await engine.retry(wf, "b")
+    assert await engine.wait(wf) is WorkflowStatus.COMPLETED
+    assert log.read_text().split() == ["a", "b", "b"]
+
+
+async def test_secrets_are_passed_only_when_named_and_redacted_from_output(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AGENTDECK_TEST_TOKEN", "s3cr3t-value")
+    monkeypatch.setenv("AGENTDECK_TEST_OTHER", "not-passed")
+    tasks = [
+        {
+            "id": "named",
+            "agent": "sh",
+            "run": 'echo "token=$AGENTDECK_TEST_TOKEN"',
+            "secrets": ["AGENTDECK_TEST_TOKEN"],
+        },
+        {"id": "unnamed", "agent": "sh", "run": 'echo "other=${AGENTDECK_TEST_OTHER:-missing}"'},
+    ]
+    wf = await engine.submit(spec(tasks))
+    assert await engine.wait(wf) is WorkflowStatus.COMPLETED
+    assert await _output_lines(engine, wf, "named") == ["token=***"]
+    assert await _output_lines(engine, wf, "unnamed") == ["other=missing"]
+    stored = " ".join(str(e.model_dump()) for e in await events_of(engine, wf))
+    assert "s3cr3t-value" not in stored
+
+
+async def test_checkpoints_are_taken_at_each_completion(engine: Engine) -> None:
+    wf = await engine.submit(spec([{"id": "a", "agent": "noop"}, {"id": "b", "agent": "noop", "depends_on": ["a"]}]))
+    assert await engine.wait(wf) is WorkflowStatus.COMPLETED
+    cps = await engine.stores.checkpoints.list(wf)
+    assert [(c.number, c.task) for c in cps] == [(1, "a"), (2, "b")]
+    first, _ = checkpoints.state_at(cps, 1)
+    second, _ = checkpoints.state_at(cps, 2)
+    assert first["a"]["status"] == "completed" and "b" not in first
+    assert second["a"]["status"] == second["b"]["status"] == "completed"
+    assert not cps[1].full and "a" not in cps[1].task_states, "a completion checkpoint stores only what changed"
+
+
+async def test_metrics_are_recorded(engine: Engine) -> None:
+    wf = await engine.submit(spec([{"id": "a", "agent": "sh", "run": "sleep 1.5"}]))
+    assert await engine.wait(wf) is WorkflowStatus.COMPLETED
+    await engine.metrics.flush()
+    assert [m.value for m in await engine.stores.metrics.query("tasks_completed", workflow=wf)] == [1.0]
+    assert await engine.stores.metrics.query("task_duration_s", workflow=wf)
+    rss = await engine.stores.metrics.query("rss_mb", workflow=wf)
+    assert rss and all(m.value > 0 for m in rss), "RSS of the sandbox process was not sampled"

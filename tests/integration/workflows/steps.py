@@ -1,0 +1,47 @@
+"""Python steps used by the engine tests' workflows (real code run by the real engine)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+# Tasks running right now, per test run (the concurrency tests read the peak).
+ACTIVE: dict[str, int] = {}
+PEAK: dict[str, int] = {}
+
+
+async def noop(ctx: Any) -> dict[str, Any]:
+    return {"task": ctx.task.id}
+
+
+async def track_concurrency(ctx: Any) -> None:
+    """Counts how many tasks of one agent run at once; holds for a moment so overlaps can happen."""
+    agent = ctx.agent.name
+    ACTIVE[agent] = ACTIVE.get(agent, 0) + 1
+    PEAK[agent] = max(PEAK.get(agent, 0), ACTIVE[agent])
+    try:
+        await asyncio.sleep(0.05)
+    finally:
+        ACTIVE[agent] -= 1
+
+
+def record(ctx: Any) -> dict[str, Any]:
+    """A side effect: append this task's id to the log file named in the input (sync: runs in a thread)."""
+    delay = float(ctx.input.get("delay", 0.3))
+    time.sleep(delay / 2)
+    ctx.step_sync()
+    with Path(ctx.input["log"]).open("a") as log:
+        log.write(ctx.task.id + "\n")
+    time.sleep(delay / 2)
+    return {"wrote": ctx.task.id}
+
+
+def echo_upstream(ctx: Any) -> dict[str, Any]:
+    return {"input": ctx.input, "upstream": ctx.upstream}
+
+
+def dump(ctx: Any) -> str:
+    return json.dumps(ctx.upstream, sort_keys=True)

@@ -1,0 +1,39 @@
+"""Opening the dashboard: ``demo``, ``run FILE`` and ``ui`` open the database and the engine here, hand them to
+the app (same event loop), and close both deliberately when the app exits."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from db import connect
+from db.settings import DbSettings
+from engine.control import ControlServer, ControlService, control_socket_path
+from engine.engine import Engine
+from engine.spec import WorkflowSpec
+from tui.cli._common import EXIT_OK
+
+DEMO = Path(__file__).resolve().parents[2] / "examples" / "demo.yaml"
+
+
+async def run_dashboard(
+    db_url: str | None,
+    redis_url: str | None,
+    start: WorkflowSpec | None = None,
+    variables: Mapping[str, str] | None = None,
+) -> int:
+    from tui.app import make_app
+
+    url = db_url or DbSettings().db
+    async with connect(url) as db, Engine(db, redis_url=redis_url) as engine:
+        server: ControlServer | None = None
+        path = control_socket_path(url)
+        if path is not None:
+            server = ControlServer(ControlService(engine), path)
+            await server.start()
+        try:
+            result = await make_app(engine, start=start, variables=variables).run_async()
+        finally:
+            if server is not None:
+                await server.close()
+    return result if isinstance(result, int) else EXIT_OK

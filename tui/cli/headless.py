@@ -1,0 +1,134 @@
+"""Running workflows without the dashboard: ``run --headless``, ``resume``, and foreground control runs.
+
+With ``--json`` stdout carries one JSON event per line and nothing else (the first is ``workflow.created``);
+human messages go to stderr. Ctrl-C (or SIGTERM) cancels the workflow for real — its processes are killed — and
+exits with 130; the workflow stays resumable with ``agentdeck resume``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TextIO
+
+from db import connect
+from db.models import Event, WorkflowStatus
+from db.settings import DbSettings
+from engine.control import ControlServer, ControlService, control_socket_path
+from engine.engine import Engine
+from tui.cli._common import EXIT_INTERRUPTED, EXIT_OK, EXIT_WORKFLOW_FAILED
+
+_ICONS = {
+    "workflow.created": "◆",
+    "workflow.started": "▶",
+    "workflow.resumed": "▶",
+    "workflow.paused": "⏸",
+    "workflow.completed": "✔",
+    "workflow.failed": "✘",
+    "workflow.cancelled": "■",
+    "workflow.rolled_back": "↺",
+    "task.started": "▶",
+    "task.completed": "✔",
+    "task.failed": "✘",
+    "task.retrying": "↻",
+    "task.cancelled": "■",
+    "task.skipped": "·",
+    "task.paused": "⏸",
+    "task.resumed": "▶",
+}
+
+
+def human_line(event: Event) -> str | None:
+    """One readable line for an event, or None for the ones a person does not need to see scroll by."""
+    stamp = event.ts.strftime("%H:%M:%S")
+    if event.type == "task.output":
+        return f"{stamp}   {event.task} │ {event.data.get('line', '')}"
+    if event.type in ("task.queued", "task.progress", "checkpoint.created", "metric"):
+        return None
+    icon = _ICONS.get(event.type, "•")
+    subject = f"{event.task} " if event.task else ""
+    detail = {k: v for k, v in event.data.items() if k in ("attempt", "error", "reason", "delay_s", "failed", "number")}
+    extra = " ".join(f"{k}={v}" for k, v in detail.items() if v not in (None, [], ""))
+    return f"{stamp} {icon} {subject}{event.type.split('.', 1)[1]}" + (f"  {extra}" if extra else "")
+
+
+def make_printer(as_json: bool, out: TextIO = sys.stdout) -> Callable[[Event], None]:
+    def show(event: Event) -> None:
+        if as_json:
+            out.write(json.dumps(event.to_json_dict(), default=str) + "\n")
+            out.flush()
+            return
+        line = human_line(event)
+        if line is not None:
+            out.write(line + "\n")
+            out.flush()
+
+    return show
+
+
+def exit_code_for(status: WorkflowStatus) -> int:
+    return EXIT_OK if status is WorkflowStatus.COMPLETED else EXIT_WORKFLOW_FAILED
+
+
+async def run_in_foreground(
+    db_url: str | None,
+    redis_url: str | None,
+    as_json: bool,
+    start: Callable[[Engine], Awaitable[str]],
+) -> int:
+    """Open the DB, start an engine (serving the control socket), start a workflow with ``start``, wait for it."""
+    url = db_url or DbSettings().db
+    interrupted = False
+    async with connect(url) as db, Engine(db, redis_url=redis_url) as engine:
+        engine.recorder.add_listener(make_printer(as_json))
+        server: ControlServer | None = None
+        socket_path = control_socket_path(url)
+        if socket_path is not None:
+            server = ControlServer(ControlService(engine), socket_path)
+            await server.start()
+        loop = asyncio.get_running_loop()
+        workflow_id: list[str] = []
+        cancelling: set[asyncio.Task[None]] = set()
+
+        def on_signal(signum: int) -> None:
+            nonlocal interrupted
+            interrupted = True
+            print(f"agentdeck: {signal.Signals(signum).name}: cancelling the workflow", file=sys.stderr)
+            if workflow_id:
+                task = loop.create_task(engine.cancel(workflow_id[0]))
+                cancelling.add(task)
+                task.add_done_callback(cancelling.discard)
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, on_signal, signum)
+        try:
+            workflow_id.append(await start(engine))
+            print(
+                f"agentdeck: workflow {workflow_id[0]} running — control it from another terminal with "
+                f"`agentdeck workflows pause|resume|cancel {workflow_id[0]}`",
+                file=sys.stderr,
+            )
+            status = await engine.wait(workflow_id[0])
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+            if server is not None:
+                await server.close()
+    if interrupted:
+        return EXIT_INTERRUPTED
+    print(f"agentdeck: workflow {workflow_id[0]} {status.value}", file=sys.stderr)
+    return exit_code_for(status)
+
+
+def parse_vars(pairs: list[str] | None) -> dict[str, str]:
+    """``--var KEY=VALUE`` pairs; raises ``ValueError`` naming a malformed one."""
+    out: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--var {pair!r}: expected KEY=VALUE")
+        out[key.strip()] = value
+    return out
