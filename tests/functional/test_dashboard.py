@@ -1,0 +1,212 @@
+"""The dashboard driven with Pilot: a key press → an engine state change → the screen shows it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from textual import events
+from textual.pilot import Pilot
+from textual.widgets import RichLog
+
+from db.models import TaskStatus, WorkflowStatus
+from engine.engine import Engine
+from engine.spec import WorkflowSpec
+from tui.app import AgentDeckApp, make_app
+from tui.screens.confirm import ConfirmScreen
+from tui.screens.help import HelpScreen
+from tui.screens.main import MainScreen
+from tui.screens.timeline import CheckpointTimeline
+from tui.widgets.agent_grid import AgentGrid
+from tui.widgets.event_log import EventLog
+from tui.widgets.workflow_tree import WorkflowTree
+
+STEPS = "tests.integration.workflows.steps"
+COUNTER = "i=0; while [ $i -lt 400 ]; do i=$((i+1)); echo $i; sleep 0.05; done"
+
+
+def spec(tasks: list[Any], **extra: Any) -> WorkflowSpec:
+    agents = {"sh": {"kind": "shell"}, "rec": {"kind": "python", "callable": f"{STEPS}:record"}}
+    return WorkflowSpec.model_validate({"name": "ui-test", "agents": agents, "tasks": tasks, **extra})
+
+
+async def until(pilot: Pilot[int], predicate: Callable[[], bool | Awaitable[bool]], limit_s: float = 30) -> None:
+    async with asyncio.timeout(limit_s):
+        while True:
+            result = predicate()
+            if isinstance(result, Awaitable):
+                result = await result
+            if result:
+                return
+            await pilot.pause(0.05)
+
+
+def tree_of(app: AgentDeckApp) -> WorkflowTree:
+    return app.screen.query_one(WorkflowTree)
+
+
+def tree_text(app: AgentDeckApp) -> str:
+    tree = tree_of(app)
+    lines = []
+    for index in range(tree.last_line + 1):
+        node = tree.get_node_at_line(index)
+        if node is not None:
+            lines.append(str(node.label))
+    return "\n".join(lines)
+
+
+async def status_of(engine: Engine, workflow: str) -> WorkflowStatus:
+    found = await engine.stores.workflows.get(workflow)
+    assert found is not None
+    return found.status
+
+
+async def test_the_tree_shows_the_workflow_and_its_tasks_as_committed(engine: Engine) -> None:
+    app = make_app(engine, start=spec([{"id": "hello", "agent": "sh", "run": "echo hi"}]))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.started_workflow is not None)
+        await until(pilot, lambda: "✔ ui-test" in tree_text(app) and "✔ hello" in tree_text(app))
+        assert isinstance(app.screen, MainScreen)
+
+
+async def test_p_pauses_the_running_process_and_p_again_resumes(engine: Engine) -> None:
+    app = make_app(engine, start=spec([{"id": "count", "agent": "sh", "run": COUNTER}]))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.started_workflow is not None and engine.is_running(app.started_workflow))
+        wf = app.started_workflow
+        assert wf is not None
+        grid = app.screen.query_one(AgentGrid)
+        await until(pilot, lambda: any(p.lines_seen >= 3 for p in grid.panes.values()))
+        await pilot.press("p")
+
+        async def paused() -> bool:
+            return await status_of(engine, wf) is WorkflowStatus.PAUSED
+
+        await until(pilot, paused)
+        await until(pilot, lambda: "⏸ ui-test" in tree_text(app))
+        pane = next(iter(grid.panes.values()))
+        seen = pane.lines_seen
+        await pilot.pause(0.8)
+        assert pane.lines_seen == seen, "output kept coming while paused"
+        await pilot.press("p")
+
+        async def running_again() -> bool:
+            return await status_of(engine, wf) is WorkflowStatus.RUNNING
+
+        await until(pilot, running_again)
+        await until(pilot, lambda: pane.lines_seen > seen)
+
+
+async def test_c_asks_then_cancels_for_real(engine: Engine) -> None:
+    app = make_app(engine, start=spec([{"id": "count", "agent": "sh", "run": COUNTER}]))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.started_workflow is not None and engine.is_running(app.started_workflow))
+        wf = app.started_workflow
+        assert wf is not None
+        await until(pilot, lambda: wf in tree_of(app).workflows)
+        await pilot.press("c")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("n")
+        await pilot.pause(0.3)
+        assert engine.is_running(wf), "answering no must not cancel"
+        await pilot.press("c")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+
+        async def cancelled() -> bool:
+            return await status_of(engine, wf) is WorkflowStatus.CANCELLED
+
+        await until(pilot, cancelled)
+        await until(pilot, lambda: "■ ui-test" in tree_text(app) and "■ count" in tree_text(app))
+
+
+async def test_r_retries_the_selected_task(engine: Engine, tmp_path: Path) -> None:
+    log = tmp_path / "log.txt"
+    tasks = [{"id": "a", "agent": "rec", "input": {"log": str(log), "delay": 0}}]
+    app = make_app(engine, start=spec(tasks))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: "✔ a" in tree_text(app))
+        tree = tree_of(app)
+        tree.focus()
+        await pilot.press("down")  # from the workflow to its first task
+        await until(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.selected_task == "a")
+        await pilot.press("r")
+        await until(pilot, lambda: log.exists() and log.read_text().split() == ["a", "a"])
+
+
+async def test_b_opens_the_timeline_and_rolls_back_after_confirming(engine: Engine, tmp_path: Path) -> None:
+    log = tmp_path / "log.txt"
+    keys = ["a", "b", "c"]
+    tasks = [
+        {"id": k, "agent": "rec", "input": {"log": str(log), "delay": 0}, "depends_on": [keys[i - 1]] if i else []}
+        for i, k in enumerate(keys)
+    ]
+    app = make_app(engine, start=spec(tasks))
+    async with app.run_test(size=(140, 44)) as pilot:
+        await until(pilot, lambda: "✔ ui-test" in tree_text(app))
+        await pilot.press("b")
+        await until(pilot, lambda: isinstance(app.screen, CheckpointTimeline))
+        await pilot.press("up", "up")  # from the newest (#3, after c) to #1 (after a)
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await until(pilot, lambda: log.exists() and log.read_text().split() == ["a", "b", "c", "b", "c"])
+
+
+async def test_question_mark_shows_help_and_escape_closes_it(engine: Engine) -> None:
+    app = make_app(engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, MainScreen))
+
+
+async def test_slash_filters_the_event_log(engine: Engine) -> None:
+    tasks = [{"id": "good", "agent": "sh", "run": "echo fine"}, {"id": "bad", "agent": "sh", "run": "exit 4"}]
+    app = make_app(engine, start=spec(tasks, failure_policy="continue"))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: "✘ ui-test" in tree_text(app))
+        await pilot.press("slash")
+        await pilot.press(*"task.failed")
+        log = app.screen.query_one(EventLog)
+        await until(pilot, lambda: log.needle == "task.failed")
+        shown = log.shown()
+        assert [(e.type, e.task) for e in shown] == [("task.failed", "bad")]
+        assert len(app.screen.query_one("#event-lines", RichLog).lines) == 1
+
+
+async def test_a_flood_of_output_keeps_the_ui_responsive(engine: Engine) -> None:
+    # 20,000 lines in 2 seconds: 20 bursts of 1,000 lines, 0.1 s apart.
+    flood = (
+        'python3 -c "import sys, time\nfor b in range(20):\n'
+        "    sys.stdout.write(''.join(f'line {b * 1000 + i}\\\\n' for i in range(1000)))\n"
+        '    sys.stdout.flush()\n    time.sleep(0.1)"'
+    )
+    tasks = [{"id": "flood", "agent": "sh", "run": flood}]
+    app = make_app(engine, start=spec(tasks))
+    async with app.run_test(size=(120, 40)) as pilot:
+        grid = app.screen.query_one(AgentGrid)
+        await until(pilot, lambda: any(p.lines_seen > 1000 for p in grid.panes.values()))
+        # A key press during the flood, sent as the terminal driver would (Pilot.press waits for the process to
+        # go idle, up to 2 s, which a flood never lets it do), must be handled within a second.
+        assert app._driver is not None
+        key = events.Key("question_mark", "?")
+        key.set_sender(app)
+        app._driver.send_message(key)
+        async with asyncio.timeout(1.0):
+            while not isinstance(app.screen, HelpScreen):  # noqa: ASYNC110 - polling the screen stack is the test
+                await asyncio.sleep(0.01)
+        pane = next(iter(grid.panes.values()))
+        assert pane.lines_seen < 20_000, "the key arrived after the flood, not during it"
+        await pilot.press("escape")
+        wf = app.started_workflow
+        assert wf is not None
+        status = await asyncio.wait_for(engine.wait(wf), 60)
+        assert status is WorkflowStatus.COMPLETED
+        task = await engine.stores.tasks.get(wf, "flood")
+        assert task is not None and task.status is TaskStatus.COMPLETED
+        outputs = [e for e in await engine.stores.events.list(wf) if e.type == "task.output"]
+        assert len(outputs) == 20_000, "the engine recorded every line whatever the UI did"

@@ -1,0 +1,54 @@
+"""The help screen (``?``): every control, what it does, and how the dashboard is laid out."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Markdown
+
+HELP = """\
+# agentdeck — keys
+
+| key | what it does |
+| --- | --- |
+| `↑` `↓` | move in the workflow tree: the selected workflow's agents fill the panes |
+| `p` | **pause** the selected workflow (running processes are frozen), again to **resume** |
+| `c` | **cancel** the selected workflow: running work is killed, the rest skipped (asks first) |
+| `r` | **retry** the selected task, with its upstream outputs as they are |
+| `b` | **rollback**: the checkpoint timeline — pick a checkpoint, see what would run again, confirm |
+| `R` | **resume** a workflow whose engine stopped (crash, kill, cancel) from its last checkpoint |
+| `m` | maximise the focused agent pane (again to restore) |
+| `1` `2` `3` | tabs: agents · events · metrics |
+| `/` | filter the event log |
+| `ctrl+p` | command palette: every action by name |
+| `?` | this help |
+| `q` | quit (running workflows are stopped and stay resumable) |
+
+# What you see
+
+- **Workflow tree** (left): workflows and their tasks — status icon, elapsed time, `↻N` retries. It shows what
+  the database committed, also for workflows other processes run on the same database.
+- **Agents**: one pane per running task of the selected workflow — agent, task, state, elapsed, progress bar
+  and live output. Scroll up in a pane to stop following; scroll to the end to follow again.
+- **Events**: every event; `/` filters by type, task, agent or text.
+- **Metrics**: agent performance, workflow health, system resources (CPU, RSS of sandbox processes) and user
+  experience (event latency on screen). The header shows completions per second and running agents.
+
+Icons: `▶` running · `⏸` paused · `↻` retrying · `✔` completed · `✘` failed · `■` cancelled · `·` skipped ·
+`○` pending.
+
+Press `Esc` or `?` to close.
+"""
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,question_mark,q", "dismiss", "Close")]
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="help-box"):
+            yield Markdown(HELP)
+
+    async def action_dismiss(self, result: None = None) -> None:
+        self.dismiss(result)

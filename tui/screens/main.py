@@ -1,0 +1,251 @@
+"""The main screen: the workflow tree, the agent panes, the event log and the metrics, and every control.
+
+Controls go through the engine's public API (``Engine.pause`` …); the screen never writes the database.
+"""
+
+from __future__ import annotations
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import Footer, Label, Sparkline, Static, TabbedContent, TabPane
+
+from db.models import Event, TaskStatus, WorkflowStatus
+from engine.engine import Engine, lease_expired
+from engine.errors import ControlError
+from tui.feed import EventFeed
+from tui.screens.confirm import ConfirmScreen
+from tui.screens.help import HelpScreen
+from tui.screens.timeline import CheckpointTimeline
+from tui.widgets.agent_grid import AgentGrid
+from tui.widgets.event_log import EventLog
+from tui.widgets.metrics_view import MetricsView
+from tui.widgets.status import icon
+from tui.widgets.workflow_tree import WorkflowTree
+
+
+class MainScreen(Screen[None]):
+    BINDINGS = [
+        Binding("p", "pause_resume", "Pause"),
+        Binding("c", "cancel", "Cancel"),
+        Binding("r", "retry", "Retry"),
+        Binding("b", "rollback", "Rollback"),
+        Binding("R", "resume_stopped", "Resume", key_display="R"),
+        Binding("m", "maximise", "Max"),
+        Binding("slash", "filter", "Filter", key_display="/"),
+        Binding("1", "tab('tab-agents')", "Agents", show=False),
+        Binding("2", "tab('tab-events')", "Events", show=False),
+        Binding("3", "tab('tab-metrics')", "Metrics", show=False),
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("escape", "focus_tree", "Back to the tree", show=False),
+        Binding("q", "app.quit", "Quit"),
+    ]
+
+    def __init__(self, engine: Engine, feed: EventFeed) -> None:
+        super().__init__()
+        self.engine = engine
+        self.feed = feed
+        self.selected_workflow: str | None = None
+        self.selected_task: str | None = None
+        self._history_loaded: set[str] = set()
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="topbar"):
+            yield Label("[b]agentdeck[/]", id="brand")
+            yield Label("", id="selection")
+            yield Label("done/s", classes="spark-label")
+            yield Sparkline([0.0], id="spark-rate", summary_function=max)
+            yield Label("running", classes="spark-label")
+            yield Sparkline([0.0], id="spark-running", summary_function=max)
+        with Horizontal(id="body"):
+            yield WorkflowTree(self.engine.db, id="tree")
+            with TabbedContent(id="tabs", initial="tab-agents"):
+                with TabPane("Agents [1]", id="tab-agents"):
+                    yield Static(
+                        "No agent of the selected workflow is running.\n\n"
+                        "Panes appear here as its tasks start. Pick a workflow in the tree (↑ ↓), "
+                        "look back with the Events tab (2), or press ? for every control.",
+                        id="agents-empty",
+                    )
+                    yield AgentGrid(id="agents")
+                with TabPane("Events [2]", id="tab-events"):
+                    yield EventLog(id="events")
+                with TabPane("Metrics [3]", id="tab-metrics"):
+                    yield MetricsView(self.engine.stores, id="metrics")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        grid = self.query_one(AgentGrid)
+        log = self.query_one(EventLog)
+        metrics = self.query_one(MetricsView)
+        self.feed.add_consumer(grid.consume)
+        self.feed.add_consumer(log.consume)
+        self.feed.add_consumer(metrics.consume)
+        self.feed.add_consumer(self._follow_new_workflows)
+        self.set_interval(0.05, self._frame)
+        self._sparklines()
+        self.set_interval(1.0, self._sparklines)
+        self.query_one(WorkflowTree).focus()
+
+    def _frame(self) -> None:
+        self.feed.drain()
+        self.query_one("#agents-empty").display = not self.query_one(AgentGrid).visible_panes()
+        metrics = self.query_one(MetricsView)
+        while self.feed.latencies:
+            metrics.record_latency(self.feed.latencies.popleft())
+        while self.feed.notices:
+            self.notify(self.feed.notices.popleft(), title="event stream", severity="warning")
+
+    def _show_selection(self) -> None:
+        workflow, task = self.selected_workflow, self.selected_task
+        if workflow is None:
+            return
+        found = self.query_one(WorkflowTree).workflows.get(workflow)
+        name = found.name if found else workflow
+        state = icon(found.status.value) + " " + found.status.value if found else ""
+        detail = f" › {task}" if task else ""
+        self.query_one("#selection", Label).update(f"{name} [dim]{workflow}[/] {state}{detail}")
+
+    def _sparklines(self) -> None:
+        self._show_selection()
+        rate, running = self.query_one(MetricsView).sparkline_data()
+        self.query_one("#spark-rate", Sparkline).data = rate
+        self.query_one("#spark-running", Sparkline).data = running
+
+    def _follow_new_workflows(self, events: list[Event]) -> None:
+        """A workflow started while nothing is selected becomes the selection."""
+        for event in events:
+            if event.type == "workflow.created" and (
+                self.selected_workflow is None or not self.engine.is_running(self.selected_workflow)
+            ):
+                self._select(event.workflow, None)
+                self.call_after_refresh(self.query_one(WorkflowTree).select_workflow, event.workflow)
+
+    def _select(self, workflow: str, task: str | None) -> None:
+        self.selected_workflow, self.selected_task = workflow, task
+        self.query_one(AgentGrid).show_workflow(workflow)
+        self._show_selection()
+        if workflow not in self._history_loaded:
+            self._history_loaded.add(workflow)
+            self._load_history(workflow)
+
+    @work(group="history", exit_on_error=False)
+    async def _load_history(self, workflow: str) -> None:
+        """Past events of a workflow (output included) from the event table, for the event log."""
+        last = await self.engine.stores.events.last_seq(workflow)
+        events = await self.engine.stores.events.list(workflow, after_seq=max(0, last - 2_000))
+        self.query_one(EventLog).load_history(events)
+
+    @on(WorkflowTree.Selected)
+    def _tree_selected(self, message: WorkflowTree.Selected) -> None:
+        self._select(message.workflow, message.task)
+
+    @on(WorkflowTree.Loaded)
+    def _loaded(self) -> None:
+        tree = self.query_one(WorkflowTree)
+        embedded = self.engine.db.is_embedded
+        stopped = [
+            w
+            for w in tree.workflows.values()
+            if lease_expired(w, embedded) and w.owner != self.engine.owner and not self.engine.is_running(w.id)
+        ]
+        for workflow in stopped:
+            self.notify(
+                f"{workflow.name} ({workflow.id}) stopped while running. Select it and press shift+R to resume.",
+                title="resumable workflow",
+                timeout=15,
+            )
+        if self.selected_workflow is None and tree.workflows:
+            newest = max(tree.workflows.values(), key=lambda w: w.created_at)
+            self._select(newest.id, None)
+            tree.select_workflow(newest.id)
+
+    # ---- controls ------------------------------------------------------------------------------------------
+
+    def _selected_status(self) -> WorkflowStatus | None:
+        if self.selected_workflow is None:
+            return None
+        found = self.query_one(WorkflowTree).workflows.get(self.selected_workflow)
+        return found.status if found else None
+
+    @work(exclusive=True, group="control", exit_on_error=False)
+    async def _control(self, action: str, *args: str) -> None:
+        try:
+            await getattr(self.engine, action)(*args)
+        except ControlError as exc:
+            self.notify(str(exc), title=f"cannot {action.replace('_workflow', '')}", severity="error")
+
+    def action_pause_resume(self) -> None:
+        if self.selected_workflow is None:
+            self.notify("select a workflow first", severity="warning")
+            return
+        if self._selected_status() is WorkflowStatus.PAUSED:
+            self._control("resume", self.selected_workflow)
+        else:
+            self._control("pause", self.selected_workflow)
+
+    def action_cancel(self) -> None:
+        workflow = self.selected_workflow
+        if workflow is None:
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._control("cancel", workflow)
+
+        self.app.push_screen(
+            ConfirmScreen(f"Cancel {workflow}?", "Running processes are killed; tasks not done are skipped."), answered
+        )
+
+    def action_retry(self) -> None:
+        if self.selected_workflow is None or self.selected_task is None:
+            self.notify("select a task in the tree first", severity="warning")
+            return
+        task = self.query_one(WorkflowTree).tasks.get(self.selected_workflow, {}).get(self.selected_task)
+        if task is not None and task.status in (TaskStatus.RUNNING, TaskStatus.PAUSED):
+            self.notify(f"{self.selected_task} is running", severity="warning")
+            return
+        self._control("retry", self.selected_workflow, self.selected_task)
+
+    def action_resume_stopped(self) -> None:
+        if self.selected_workflow is not None:
+            self._control("resume_workflow", self.selected_workflow)
+
+    @work(exclusive=True, group="timeline", exit_on_error=False)
+    async def action_rollback(self) -> None:
+        workflow = self.selected_workflow
+        if workflow is None:
+            return
+        checkpoints = await self.engine.stores.checkpoints.list(workflow)
+        if not checkpoints:
+            self.notify("no checkpoints yet: one is taken each time a task completes", severity="warning")
+            return
+        tasks = await self.engine.stores.tasks.list(workflow)
+        chosen = await self.app.push_screen_wait(CheckpointTimeline(workflow, checkpoints, tasks))
+        if chosen is None:
+            return
+        number = next(c.number for c in checkpoints if c.id == chosen)
+        confirmed = await self.app.push_screen_wait(
+            ConfirmScreen(f"Roll {workflow} back to checkpoint #{number}?", "What came after it runs again.")
+        )
+        if confirmed:
+            self._control("rollback", workflow, chosen)
+
+    def action_maximise(self) -> None:
+        self.action_tab("tab-agents")
+        self.query_one(AgentGrid).toggle_maximise()
+
+    def action_filter(self) -> None:
+        self.action_tab("tab-events")
+        self.query_one(EventLog).focus_filter()
+
+    def action_tab(self, tab: str) -> None:
+        self.query_one("#tabs", TabbedContent).active = tab
+
+    def action_focus_tree(self) -> None:
+        self.query_one(WorkflowTree).focus()
+
+    def action_help(self) -> None:
+        self.app.push_screen(HelpScreen())

@@ -1,0 +1,99 @@
+"""The agent panes of the selected workflow: they appear as tasks start and leave a while after they end."""
+
+from __future__ import annotations
+
+import time
+
+from textual.containers import Grid
+
+from db.models import Event
+from tui.widgets.agent_pane import AgentPane
+
+LINGER_S = 3.0  # a finished pane stays this long, so its last lines can be read
+FRAME_S = 0.05  # at most 20 renders a second, however fast output arrives
+
+
+class AgentGrid(Grid):
+    """A grid of ``AgentPane``; one pane per running task of the selected workflow."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.workflow: str | None = None
+        self.panes: dict[tuple[str, str], AgentPane] = {}
+        self._ended: dict[tuple[str, str], float] = {}
+        self.maximised: AgentPane | None = None
+
+    def on_mount(self) -> None:
+        self.set_interval(FRAME_S, self.render_frame)
+
+    def show_workflow(self, workflow: str) -> None:
+        if workflow == self.workflow:
+            return
+        self.workflow = workflow
+        for key, pane in list(self.panes.items()):
+            pane.display = key[0] == workflow
+        self._relayout()
+
+    def consume(self, events: list[Event]) -> None:
+        for event in events:
+            if event.task is None:
+                continue
+            key = (event.workflow, event.task)
+            pane = self.panes.get(key)
+            if event.type == "task.started":
+                if pane is None:
+                    pane = AgentPane(event.workflow, event.task, event.agent or "?")
+                    self.panes[key] = pane
+                    pane.display = event.workflow == self.workflow
+                    self.mount(pane)
+                    self._relayout()
+                pane.set_state("running", attempt=int(event.data.get("attempt", 1)))
+                self._ended.pop(key, None)
+            elif pane is None:
+                continue
+            elif event.type == "task.output":
+                pane.add_line(str(event.data.get("line", "")), str(event.data.get("stream", "stdout")))
+            elif event.type == "task.progress":
+                pane.set_progress(float(event.data.get("progress", 0.0)))
+            elif event.type in ("task.paused", "task.resumed", "task.retrying"):
+                pane.set_state({"task.paused": "paused", "task.resumed": "running"}.get(event.type, "retrying"))
+                if event.type == "task.retrying":
+                    pane.add_line(f"— attempt failed: {event.data.get('error')}; retrying", "stderr")
+            elif event.type in ("task.completed", "task.failed", "task.cancelled"):
+                pane.set_state(event.type.split(".", 1)[1])
+                self._ended[key] = time.monotonic()
+
+    def render_frame(self) -> None:
+        now = time.monotonic()
+        for key, ended in list(self._ended.items()):
+            if now - ended > LINGER_S and self.panes.get(key) is not self.maximised:
+                self._ended.pop(key)
+                pane = self.panes.pop(key)
+                pane.remove()
+                self._relayout()
+        for pane in self.panes.values():
+            if pane.display:
+                pane.render_frame()
+
+    def visible_panes(self) -> list[AgentPane]:
+        return [pane for pane in self.panes.values() if pane.display]
+
+    def toggle_maximise(self) -> AgentPane | None:
+        """Give one pane the whole grid (the focused one, else the first); again to restore."""
+        if self.maximised is not None:
+            self.maximised = None
+        else:
+            focused = self.screen.focused
+            panes = self.visible_panes()
+            chosen = next((p for p in panes if focused is not None and p in focused.ancestors_with_self), None)
+            self.maximised = chosen or (panes[0] if panes else None)
+        for key, pane in self.panes.items():
+            pane.display = key[0] == self.workflow and (self.maximised is None or pane is self.maximised)
+        self._relayout()
+        return self.maximised
+
+    def _relayout(self) -> None:
+        count = max(1, len(self.visible_panes()))
+        columns = 1 if count == 1 else 2 if count <= 4 else 3
+        self.styles.grid_size_columns = columns
+        self.styles.grid_size_rows = max(1, -(-count // columns))

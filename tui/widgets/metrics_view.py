@@ -1,0 +1,155 @@
+"""Metrics: the roadmap's four dashboards as tabs of plotext charts (textual-plotext).
+
+Counts come from the event feed (tasks completed per second, running agents, event latency as seen on screen);
+CPU and RSS of sandbox processes come from the ``agent_metric`` table, read by a one-shot timer re-armed after each
+read (a slow read never overlaps the next). Charts redraw on new data and on resize only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict, deque
+from datetime import UTC, datetime, timedelta
+
+from textual.app import ComposeResult
+from textual.containers import Grid, Vertical
+from textual.widgets import TabbedContent, TabPane
+from textual_plotext import PlotextPlot
+
+from db.models import Event
+from db.stores import Stores
+
+WINDOW_S = 60
+
+
+class Chart(PlotextPlot):
+    """One line chart; ``update_series`` replaces its data and redraws."""
+
+    def __init__(self, title: str, ylabel: str, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.chart_title = title
+        self.ylabel = ylabel
+        self.series: dict[str, tuple[list[float], list[float]]] = {}
+
+    def on_mount(self) -> None:
+        self.plt.title(self.chart_title)
+        self.plt.ylabel(self.ylabel)
+
+    def update_series(self, series: dict[str, tuple[list[float], list[float]]]) -> None:
+        if series == self.series:
+            return
+        self.series = series
+        plt = self.plt
+        plt.clear_data()
+        plt.title(self.chart_title)
+        for name, (xs, ys) in series.items():
+            if xs:
+                plt.plot(xs, ys, label=name, marker="braille")
+        self.refresh()
+
+
+class MetricsView(Vertical):
+    """Agent performance · workflow health · system resources · user experience."""
+
+    def __init__(self, stores: Stores, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.stores = stores
+        self.completed: deque[float] = deque(maxlen=10_000)
+        self.failed: deque[float] = deque(maxlen=10_000)
+        self.retried: deque[float] = deque(maxlen=10_000)
+        self.durations: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=200))
+        self.running: set[tuple[str, str]] = set()
+        self.running_history: deque[tuple[float, int]] = deque(maxlen=600)
+        self.latency_history: deque[tuple[float, float]] = deque(maxlen=600)
+        self.resources: dict[str, list[tuple[float, float]]] = {}
+        self._start = time.monotonic()
+
+    def compose(self) -> ComposeResult:
+        with TabbedContent(id="metric-tabs"):
+            with TabPane("Agent performance", id="m-agents"), Grid(classes="charts"):
+                yield Chart("task duration by agent", "s", id="chart-durations")
+                yield Chart("running agents", "tasks", id="chart-running")
+            with TabPane("Workflow health", id="m-health"), Grid(classes="charts"):
+                yield Chart("tasks completed per second", "tasks/s", id="chart-throughput")
+                yield Chart("failures and retries per second", "/s", id="chart-failures")
+            with TabPane("System resources", id="m-system"), Grid(classes="charts"):
+                yield Chart("CPU of sandbox processes", "%", id="chart-cpu")
+                yield Chart("RSS of sandbox processes", "MB", id="chart-rss")
+            with TabPane("User experience", id="m-ux"), Grid(classes="charts"):
+                yield Chart("event latency: emitted → on screen", "ms", id="chart-latency")
+
+    def on_mount(self) -> None:
+        self.set_interval(1.0, self.redraw)
+        self.set_timer(2.0, self._read_resources)
+
+    def consume(self, events: list[Event]) -> None:
+        now = time.monotonic()
+        for event in events:
+            if event.task is None:
+                continue
+            key = (event.workflow, event.task)
+            if event.type == "task.started":
+                self.running.add(key)
+            elif event.type in ("task.completed", "task.failed", "task.cancelled"):
+                self.running.discard(key)
+                if event.type == "task.completed":
+                    self.completed.append(now)
+                    self.durations[event.agent or "?"].append(float(event.data.get("duration_s", 0.0)))
+                elif event.type == "task.failed":
+                    self.failed.append(now)
+            elif event.type == "task.retrying":
+                self.retried.append(now)
+
+    def record_latency(self, latency_s: float) -> None:
+        self.latency_history.append((time.monotonic(), latency_s * 1000))
+
+    def sparkline_data(self) -> tuple[list[float], list[float]]:
+        """(completions per second, running agents) over the last minute, for the header sparklines."""
+        now = time.monotonic()
+        rate = [float(sum(1 for t in self.completed if now - s - 1 < t <= now - s)) for s in range(WINDOW_S, 0, -1)]
+        running = [float(n) for _, n in list(self.running_history)[-WINDOW_S:]]
+        return rate, [0.0] * (WINDOW_S - len(running)) + running  # always a full minute: idle frames are equal
+
+    def redraw(self) -> None:
+        now = time.monotonic()
+        self.running_history.append((now, len(self.running)))
+        xs = [float(s) for s in range(-WINDOW_S + 1, 1)]
+
+        def per_second(stamps: deque[float]) -> list[float]:
+            return [float(sum(1 for t in stamps if now + s - 1 < t <= now + s)) for s in range(-WINDOW_S + 1, 1)]
+
+        active = self.query_one("#metric-tabs", TabbedContent).active if self.is_mounted else ""
+        if active == "m-health":
+            self.query_one("#chart-throughput", Chart).update_series({"completed": (xs, per_second(self.completed))})
+            self.query_one("#chart-failures", Chart).update_series(
+                {"failed": (xs, per_second(self.failed)), "retried": (xs, per_second(self.retried))}
+            )
+        if active in ("m-agents", ""):
+            self.query_one("#chart-durations", Chart).update_series(
+                {agent: ([float(i) for i in range(len(d))], list(d)) for agent, d in self.durations.items()}
+            )
+            hist = [(t - now, float(n)) for t, n in self.running_history if now - t <= WINDOW_S]
+            self.query_one("#chart-running", Chart).update_series(
+                {"running": ([x for x, _ in hist], [y for _, y in hist])}
+            )
+        if active == "m-ux":
+            lat = [(t - now, ms) for t, ms in self.latency_history if now - t <= WINDOW_S]
+            self.query_one("#chart-latency", Chart).update_series(
+                {"latency": ([x for x, _ in lat], [y for _, y in lat])}
+            )
+
+    async def _read_resources(self) -> None:
+        try:
+            since = datetime.now(UTC) - timedelta(seconds=WINDOW_S)
+            now = datetime.now(UTC)
+            for name, chart_id in (("cpu_percent", "#chart-cpu"), ("rss_mb", "#chart-rss")):
+                samples = await self.stores.metrics.query(name, since=since, limit=2_000)
+                per_agent: dict[str, tuple[list[float], list[float]]] = {}
+                for sample in samples:
+                    xs, ys = per_agent.setdefault(sample.agent or "?", ([], []))
+                    xs.append((sample.ts - now).total_seconds())
+                    ys.append(sample.value)
+                self.query_one(chart_id, Chart).update_series(per_agent)
+        finally:
+            if self.is_mounted:
+                self.set_timer(2.0, self._read_resources)  # re-armed only after this read finished

@@ -1,0 +1,144 @@
+"""The workflow tree: workflows → tasks with status, elapsed time and retries.
+
+It is driven only by the database's own change notifications (``db.watch``: CHANGEFEED when embedded, LIVE
+SELECT on a server), so it shows what is committed — also for workflows another process runs on the same
+database. It loads a snapshot first, from a position taken before the snapshot, so nothing falls in between.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual import work
+from textual.message import Message
+from textual.widgets import Tree
+from textual.widgets.tree import TreeNode
+
+from db.connection import Database
+from db.models import Task, Workflow
+from db.stores import Stores
+from db.watch import Change, watcher_for
+from tui.widgets.status import elapsed, icon
+
+
+@dataclass
+class NodeRef:
+    workflow: str
+    task: str | None = None
+
+
+class WorkflowTree(Tree[NodeRef]):
+    """Workflows and their tasks, newest workflow first."""
+
+    class Selected(Message):
+        """The cursor moved to a workflow or one of its tasks."""
+
+        def __init__(self, workflow: str, task: str | None) -> None:
+            super().__init__()
+            self.workflow = workflow
+            self.task = task
+
+    class Loaded(Message):
+        """The first snapshot is on screen."""
+
+    def __init__(self, db: Database, **kwargs: object) -> None:
+        super().__init__("workflows", **kwargs)  # type: ignore[arg-type]
+        self.db = db
+        self.stores = Stores.over(db)
+        self.show_root = False
+        self.guide_depth = 2
+        self.workflows: dict[str, Workflow] = {}
+        self.tasks: dict[str, dict[str, Task]] = {}
+        self._early: dict[str, dict[str, Task]] = {}
+        self._node_index: dict[tuple[str, str | None], TreeNode[NodeRef]] = {}
+
+    def on_mount(self) -> None:
+        self.load_and_follow()
+        self.set_interval(1.0, self._tick)
+
+    @work(exclusive=True, group="workflow-tree", exit_on_error=False, description="Following the database.")
+    async def load_and_follow(self) -> None:
+        watcher = watcher_for(self.db)
+        position = await watcher.position()
+        for workflow in reversed(await self.stores.workflows.list(limit=50)):
+            self._apply_workflow(workflow)
+            for task in await self.stores.tasks.list(workflow.id):
+                self._apply_task(task)
+        self.post_message(self.Loaded())
+        self.run_worker(self._follow("workflow", position), group="workflow-tree-watch", exit_on_error=False)
+        self.run_worker(self._follow("task", position), group="workflow-tree-watch", exit_on_error=False)
+
+    async def _follow(self, table: str, position: int) -> None:
+        async for change in watcher_for(self.db).watch(table, since=position):
+            self.apply(change)
+
+    def apply(self, change: Change) -> None:
+        """Show one committed change."""
+        if change.record is None:
+            return
+        if isinstance(change.record, Workflow):
+            self._apply_workflow(change.record)
+        elif isinstance(change.record, Task):
+            self._apply_task(change.record)
+
+    def _apply_workflow(self, workflow: Workflow) -> None:
+        self.workflows[workflow.id] = workflow
+        self.tasks.setdefault(workflow.id, {})
+        node = self._node_index.get((workflow.id, None))
+        if node is None:
+            node = self.root.add(self._workflow_label(workflow), data=NodeRef(workflow.id), expand=True, before=0)
+            self._node_index[(workflow.id, None)] = node
+            for early in self._early.pop(workflow.id, {}).values():
+                self._apply_task(early)
+        else:
+            node.set_label(self._workflow_label(workflow))
+
+    def _apply_task(self, task: Task) -> None:
+        if task.workflow not in self.workflows:
+            # The task feed and the workflow feed are read independently: keep it until its workflow shows up.
+            self._early.setdefault(task.workflow, {})[task.key] = task
+            return
+        self.tasks[task.workflow][task.key] = task
+        node = self._node_index.get((task.workflow, task.key))
+        if node is None:
+            parent = self._node_index[(task.workflow, None)]
+            node = parent.add_leaf(self._task_label(task), data=NodeRef(task.workflow, task.key))
+            self._node_index[(task.workflow, task.key)] = node
+        else:
+            node.set_label(self._task_label(task))
+
+    def _workflow_label(self, workflow: Workflow) -> Text:
+        tasks = self.tasks.get(workflow.id, {})
+        done = sum(1 for t in tasks.values() if t.status.value == "completed")
+        took = elapsed(workflow.started_at, workflow.finished_at)
+        label = f"{icon(workflow.status.value)} [b]{workflow.name}[/] [dim]{workflow.id}[/]"
+        label += f"  {done}/{len(tasks)}" if tasks else ""
+        label += f" [dim]{took}[/]" if took else ""
+        return Text.from_markup(label)
+
+    def _task_label(self, task: Task) -> Text:
+        took = elapsed(task.started_at, task.finished_at) if task.status.value not in ("pending", "queued") else ""
+        retries = f" [dark_orange]↻{task.attempts - 1}[/]" if task.attempts > 1 else ""
+        label = f"{icon(task.status.value)} {task.key} [dim]{task.agent}[/]{retries}"
+        label += f" [dim]{took}[/]" if took else ""
+        return Text.from_markup(label)
+
+    def _tick(self) -> None:
+        """Refresh elapsed times of what is running."""
+        for workflow in self.workflows.values():
+            if workflow.status.value in ("running", "paused"):
+                self._node_index[(workflow.id, None)].set_label(self._workflow_label(workflow))
+                for task in self.tasks[workflow.id].values():
+                    if task.status.value in ("running", "paused", "retrying"):
+                        self._node_index[(workflow.id, task.key)].set_label(self._task_label(task))
+
+    def on_tree_node_highlighted(self, event: Tree.NodeHighlighted[NodeRef]) -> None:
+        ref = event.node.data
+        if ref is not None:
+            self.post_message(self.Selected(ref.workflow, ref.task))
+
+    def select_workflow(self, workflow: str) -> None:
+        node = self._node_index.get((workflow, None))
+        if node is not None:
+            self.move_cursor(node)
