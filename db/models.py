@@ -52,7 +52,7 @@ class TaskStatus(StrEnum):
 
 
 class Record(BaseModel):
-    """Base for stored records: strict about unknown fields so schema drift shows up in tests."""
+    """Base for stored records; fields the database adds that a model does not know are ignored."""
 
     model_config = ConfigDict(extra="ignore", use_enum_values=False)
 

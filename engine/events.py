@@ -91,7 +91,8 @@ class EventRecorder:
         self._seq[workflow] = seq
         event = Event(seq=seq, type=type, workflow=workflow, task=task, agent=agent, data=data or {})
         self._buffer.append(event)
-        self._outbox.put_nowait(event)
+        if not self._bus.publish_nowait(event):  # in-process: delivered now; Redis: in order, from a task
+            self._outbox.put_nowait(event)
         for listener in list(self._listeners):
             listener(event)
         if len(self._buffer) >= self._batch_size:

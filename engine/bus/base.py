@@ -427,6 +427,14 @@ class EventBus(ABC):
         """Send one event to every subscriber; never waits for a slow subscriber."""
         await self.publish_many([event])
 
+    def publish_nowait(self, event: Event) -> bool:
+        """Publish without awaiting, when the transport can (in-process); returns whether it did.
+
+        The event recorder uses this to hand events to in-process subscribers in the same call that records
+        them, and falls back to ``publish`` on a background task for transports that need I/O.
+        """
+        return False
+
     @abstractmethod
     async def publish_many(self, events: Sequence[Event]) -> None:
         """Send events, in order; never waits for a slow subscriber."""

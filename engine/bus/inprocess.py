@@ -48,6 +48,10 @@ class InProcessBus(EventBus):
     async def publish(self, event: Event) -> None:
         self._deliver(event)
 
+    def publish_nowait(self, event: Event) -> bool:
+        self._deliver(event)
+        return True
+
     async def publish_many(self, events: Sequence[Event]) -> None:
         for event in events:
             self._deliver(event)

@@ -125,9 +125,10 @@ class RedisBus(EventBus):
                 decode_responses=True,
                 client_name=f"{prefix}:bus",
                 socket_connect_timeout=connect_timeout,
-                # No socket_timeout: redis-py enforces it on writes with asyncio.wait_for, which on Python 3.11 can
-                # swallow a cancellation that lands as the write completes (a reader that never stops). Commands
-                # are bounded by asyncio.timeout below instead.
+                # No socket timeout (redis-py's default is 5 s): it enforces it on writes with asyncio.wait_for,
+                # which on Python 3.11 swallows a cancellation that lands as the write completes, so a task could
+                # not be stopped. Commands are bounded by asyncio.timeout here instead.
+                socket_timeout=None,
                 # A couple of quick retries ride out a blip; a down server fails fast enough for exit code 3.
                 retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
             )
@@ -219,6 +220,7 @@ class RedisSubscription(Subscription):
             decode_responses=True,
             client_name=self.client_name,
             socket_connect_timeout=bus.connect_timeout,
+            socket_timeout=None,  # see RedisBus: reads here are bounded by get_message's own timeout
             socket_keepalive=True,
             health_check_interval=_HEALTH_CHECK_S,
             # No retries, and no errors redis-py handles itself: on any error its PubSub would otherwise

@@ -105,11 +105,11 @@ async def test_c_asks_then_cancels_for_real(engine: Engine) -> None:
         await until(pilot, lambda: app.started_workflow is not None and engine.is_running(app.started_workflow))
         wf = app.started_workflow
         assert wf is not None
-        await until(pilot, lambda: wf in tree_of(app).workflows)
+        await until(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.selected_workflow == wf)
         await pilot.press("c")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         await pilot.press("n")
-        await pilot.pause(0.3)
+        await until(pilot, lambda: isinstance(app.screen, MainScreen))
         assert engine.is_running(wf), "answering no must not cancel"
         await pilot.press("c")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
@@ -134,6 +134,7 @@ async def test_r_retries_the_selected_task(engine: Engine, tmp_path: Path) -> No
         await until(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.selected_task == "a")
         await pilot.press("r")
         await until(pilot, lambda: log.exists() and log.read_text().split() == ["a", "a"])
+        await until(pilot, lambda: "✔ a" in tree_text(app) and "↻1" in tree_text(app))  # the second attempt shows
 
 
 async def test_b_opens_the_timeline_and_rolls_back_after_confirming(engine: Engine, tmp_path: Path) -> None:
@@ -146,6 +147,7 @@ async def test_b_opens_the_timeline_and_rolls_back_after_confirming(engine: Engi
     app = make_app(engine, start=spec(tasks))
     async with app.run_test(size=(140, 44)) as pilot:
         await until(pilot, lambda: "✔ ui-test" in tree_text(app))
+        await until(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.selected_workflow is not None)
         await pilot.press("b")
         await until(pilot, lambda: isinstance(app.screen, CheckpointTimeline))
         await pilot.press("up", "up")  # from the newest (#3, after c) to #1 (after a)
@@ -153,6 +155,9 @@ async def test_b_opens_the_timeline_and_rolls_back_after_confirming(engine: Engi
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         await pilot.press("y")
         await until(pilot, lambda: log.exists() and log.read_text().split() == ["a", "b", "c", "b", "c"])
+        await until(pilot, lambda: "✔ ui-test" in tree_text(app))
+        log_widget = app.screen.query_one(EventLog)
+        await until(pilot, lambda: any(e.type == "workflow.rolled_back" for e in log_widget.events))
 
 
 async def test_question_mark_shows_help_and_escape_closes_it(engine: Engine) -> None:
@@ -210,3 +215,46 @@ async def test_a_flood_of_output_keeps_the_ui_responsive(engine: Engine) -> None
         assert task is not None and task.status is TaskStatus.COMPLETED
         outputs = [e for e in await engine.stores.events.list(wf) if e.type == "task.output"]
         assert len(outputs) == 20_000, "the engine recorded every line whatever the UI did"
+
+
+async def test_shift_r_resumes_a_workflow_whose_engine_died(engine: Engine, tmp_path: Path) -> None:
+    """A workflow left 'running' by a dead engine is offered on start and resumed with shift+R."""
+    log = tmp_path / "log.txt"
+    crashed = spec(
+        [
+            {"id": "done", "agent": "rec", "input": {"log": str(log), "delay": 0}},
+            {"id": "todo", "agent": "rec", "input": {"log": str(log), "delay": 0}, "depends_on": ["done"]},
+        ]
+    )
+    wf = await engine.submit(crashed)
+    assert await engine.wait(wf) is WorkflowStatus.COMPLETED
+    # Make it look like its engine died after "done": running, owned by someone else, "todo" still pending.
+    await engine.stores.tasks.update(wf, "todo", status=TaskStatus.PENDING, output=None)
+    await engine.stores.workflows.update(wf, status=WorkflowStatus.RUNNING, owner="elsewhere:1:dead", finished_at=None)
+    log.write_text("done\n")
+    app = make_app(engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: "▶ ui-test" in tree_text(app))
+        await until(pilot, lambda: any("resume" in n.message.lower() for n in app._notifications))
+        await pilot.press("R")
+
+        async def completed() -> bool:
+            return await status_of(engine, wf) is WorkflowStatus.COMPLETED
+
+        await until(pilot, completed)
+        await until(pilot, lambda: "✔ ui-test" in tree_text(app) and "✔ todo" in tree_text(app))
+    assert log.read_text().split() == ["done", "todo"], "the completed task must not run again"
+
+
+async def test_m_maximises_one_agent_pane(engine: Engine) -> None:
+    tasks = [{"id": f"count{i}", "agent": "sh", "run": COUNTER} for i in range(3)]
+    app = make_app(engine, start=spec(tasks))
+    async with app.run_test(size=(140, 44)) as pilot:
+        grid = app.screen.query_one(AgentGrid)
+        await until(pilot, lambda: len(grid.visible_panes()) == 3)
+        await pilot.press("m")
+        await until(pilot, lambda: len(grid.visible_panes()) == 1 and grid.maximised is not None)
+        await pilot.press("m")
+        await until(pilot, lambda: len(grid.visible_panes()) == 3)
+        assert app.started_workflow is not None
+        await engine.cancel(app.started_workflow)

@@ -242,6 +242,19 @@ async def test_every_subscriber_gets_everything(new_bus: BusFactory) -> None:
         assert seqs(got) == list(range(1, 201))
 
 
+async def test_publish_nowait_delivers_at_once_or_declines(new_bus: BusFactory) -> None:
+    """The recorder's fast path: a transport that needs no I/O delivers in the call; the others decline it."""
+    bus = new_bus()
+    first, second = make_events("wf-a", 1, 2)
+    async with bus.subscribe("wf-a") as sub:
+        if bus.publish_nowait(first):
+            assert isinstance(bus, InProcessBus)
+        else:
+            await bus.publish(first)
+        await bus.publish(second)
+        assert seqs(await read(sub, 2)) == [1, 2], "a declined publish_nowait must not have published anything"
+
+
 async def test_after_seq_replays_stored_history_then_live_with_no_gap_or_duplicate(
     new_bus: BusFactory, store: EventStore
 ) -> None:
@@ -402,6 +415,20 @@ async def test_closing_a_subscription_ends_it_and_stops_its_background_work(new_
         await anext(sub)
     leftover = running_tasks() - before - {asyncio.current_task()}
     assert not leftover, f"the subscription left tasks running: {leftover}"
+
+
+async def test_a_subscription_closed_the_moment_it_is_live_still_stops(new_bus: BusFactory) -> None:
+    """Closing races whatever the subscription does on going live (Redis: asking for its sync point)."""
+    before = running_tasks()
+    async with asyncio.timeout(LIMIT_S):
+        for turns in range(60):
+            bus = new_bus()  # a fresh bus each time: its first command races the close too
+            async with bus.subscribe("wf-a"):
+                for _ in range(turns):  # sweep the close across the transport's await points
+                    await asyncio.sleep(0)
+            await bus.close()
+    leftover = running_tasks() - before - {asyncio.current_task()}
+    assert not leftover, f"closed subscriptions left tasks running: {leftover}"
 
 
 async def test_closing_the_bus_ends_its_subscriptions(new_bus: BusFactory) -> None:

@@ -178,16 +178,20 @@ class MainScreen(Screen[None]):
             self.notify(str(exc), title=f"cannot {action.replace('_workflow', '')}", severity="error")
 
     def action_pause_resume(self) -> None:
-        if self.selected_workflow is None:
-            self.notify("select a workflow first", severity="warning")
+        if self._need_workflow() is None:
             return
         if self._selected_status() is WorkflowStatus.PAUSED:
             self._control("resume", self.selected_workflow)
         else:
             self._control("pause", self.selected_workflow)
 
+    def _need_workflow(self) -> str | None:
+        if self.selected_workflow is None:
+            self.notify("select a workflow in the tree first", severity="warning")
+        return self.selected_workflow
+
     def action_cancel(self) -> None:
-        workflow = self.selected_workflow
+        workflow = self._need_workflow()
         if workflow is None:
             return
 
@@ -210,12 +214,13 @@ class MainScreen(Screen[None]):
         self._control("retry", self.selected_workflow, self.selected_task)
 
     def action_resume_stopped(self) -> None:
-        if self.selected_workflow is not None:
-            self._control("resume_workflow", self.selected_workflow)
+        workflow = self._need_workflow()
+        if workflow is not None:
+            self._control("resume_workflow", workflow)
 
     @work(exclusive=True, group="timeline", exit_on_error=False)
     async def action_rollback(self) -> None:
-        workflow = self.selected_workflow
+        workflow = self._need_workflow()
         if workflow is None:
             return
         checkpoints = await self.engine.stores.checkpoints.list(workflow)
