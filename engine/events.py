@@ -25,7 +25,7 @@ Listener = Callable[[Event], None]
 
 
 class EventRecorder:
-    def __init__(self, store: EventStore, bus: EventBus, batch_size: int = 500, flush_interval: float = 0.05) -> None:
+    def __init__(self, store: EventStore, bus: EventBus, batch_size: int = 50, flush_interval: float = 0.05) -> None:
         self._store = store
         self._bus = bus
         self._batch_size = batch_size
@@ -38,6 +38,7 @@ class EventRecorder:
         self._publisher_task: asyncio.Task[None] | None = None
         self._outbox: asyncio.Queue[Event] = asyncio.Queue()
         self._listeners: list[Listener] = []
+        self._stopping = False
 
     @property
     def bus(self) -> EventBus:
@@ -53,11 +54,16 @@ class EventRecorder:
         if self._publisher_task is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.drain(), 10)
-        for task in (self._task, self._publisher_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        # The flusher is asked to stop, not cancelled: cancelling it inside an INSERT could leave a batch stored
+        # but still buffered, and the final flush would then write it twice.
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+        if self._publisher_task is not None:
+            self._publisher_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._publisher_task
         self._task = self._publisher_task = None
         await self.flush()
 
@@ -122,7 +128,7 @@ class EventRecorder:
                 self._outbox.task_done()
 
     async def _flusher(self) -> None:
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._flush_interval)
             self._wake.clear()

@@ -27,6 +27,7 @@ class MetricsCollector:
         self._task: asyncio.Task[None] | None = None
         self._pid_sources: list[PidSource] = []
         self._procs: dict[int, psutil.Process] = {}
+        self._stopping = asyncio.Event()
 
     def add_pid_source(self, source: PidSource) -> None:
         self._pid_sources.append(source)
@@ -42,10 +43,10 @@ class MetricsCollector:
             self._task = asyncio.create_task(self._loop(), name="agentdeck-metrics")
 
     async def close(self) -> None:
+        # Stopped between beats, never inside a flush (that could store a batch twice).
+        self._stopping.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await self._task
             self._task = None
         await self.flush()
 
@@ -73,8 +74,9 @@ class MetricsCollector:
                     self.observe("rss_mb", rss / 1_048_576, agent=agent, workflow=workflow)
 
     async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._interval)
             try:
                 self.sample_processes()
                 await self.flush()
