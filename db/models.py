@@ -183,3 +183,17 @@ class AgentStatus(Record):
     @property
     def id(self) -> str:
         return f"{self.workflow}/{self.agent}"
+
+
+class ControlRequest(Record):
+    """A control asked of the engine that owns a workflow, through the database (server databases)."""
+
+    id: str = Field(default_factory=lambda: new_id("ctl-"))
+    workflow: str
+    op: str
+    args: dict[str, Any] = Field(default_factory=dict)
+    status: str = "pending"  # pending | done | failed
+    result: str | None = None
+    error: str | None = None
+    answered_by: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)

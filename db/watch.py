@@ -27,7 +27,7 @@ from pydantic import BaseModel
 
 from db.connection import Database
 from db.errors import DatabaseUnavailable
-from db.models import AgentStatus, Checkpoint, Event, Task, Workflow
+from db.models import AgentStatus, Checkpoint, ControlRequest, Event, Task, Workflow
 from db.stores._codec import from_row
 
 WATCHED_TABLES: dict[str, tuple[type[BaseModel], bool]] = {
@@ -37,6 +37,7 @@ WATCHED_TABLES: dict[str, tuple[type[BaseModel], bool]] = {
     "event": (Event, True),
     "agent_status": (AgentStatus, False),
     "checkpoint": (Checkpoint, True),
+    "control_request": (ControlRequest, True),
 }
 
 Action = Literal["update", "delete"]

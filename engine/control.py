@@ -1,11 +1,15 @@
-"""Controls from outside the owning process: a service over ``Engine`` and a local control socket.
+"""Controls from outside the owning process: a service over ``Engine``, a local control socket, and control
+requests through a server database.
 
 An embedded database is locked by the process that opened it, so ``agentdeck workflows pause ID`` from a second
 terminal cannot open it. The owning engine therefore serves the same operations on a Unix socket beside the
 database file (owner-only permissions), and the CLI uses it transparently: same output, same exit codes. When no
 owner is running, the CLI opens the database itself and runs the same ``ControlService`` over its own engine.
 
-Protocol: one JSON object per line each way. Request ``{"op": "pause", "args": {"workflow": "wf-1"}}``;
+On a server database there is no shared file to put a socket beside: the CLI writes a ``control_request`` row and
+the engine that owns the workflow, which follows that table's change feed, carries it out and writes the answer.
+
+Socket protocol: one JSON object per line each way. Request ``{"op": "pause", "args": {"workflow": "wf-1"}}``;
 reply ``{"ok": true, "result": ...}`` or ``{"ok": false, "error": "message"}``.
 """
 
@@ -18,11 +22,14 @@ import json
 import logging
 import os
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from db.connection import embedded_path
-from db.models import Workflow
+from db.models import ControlRequest, Workflow, WorkflowStatus
+from db.stores import Stores
+from db.watch import watcher_for
 from engine.engine import Engine, lease_expired
 from engine.errors import ControlError
 
@@ -174,3 +181,86 @@ async def call_owner(path: Path, op: str, args: dict[str, Any], limit_s: float =
     if not reply.get("ok"):
         raise ControlError(str(reply.get("error")))
     return reply.get("result")
+
+
+class DatabaseControlListener:
+    """Answers ``control_request`` rows for the workflows this engine runs (server databases)."""
+
+    def __init__(self, service: ControlService) -> None:
+        self.service = service
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        watcher = watcher_for(self.service.engine.db)
+        position = await watcher.position()
+        self._task = asyncio.create_task(self._answer(position), name="agentdeck-control-requests")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _answer(self, position: int) -> None:
+        engine = self.service.engine
+        async for change in watcher_for(engine.db).watch("control_request", since=position):
+            request = change.record
+            if not isinstance(request, ControlRequest) or request.status != "pending":
+                continue
+            if request.workflow not in engine.runs:
+                continue  # another engine's workflow (or nobody's): its owner answers
+            try:
+                result = await self.service.call(request.op, {"workflow": request.workflow, **request.args})
+                ok, message = True, str(result)
+            except ControlError as exc:
+                ok, message = False, str(exc)
+            except Exception as exc:
+                log.exception("control request %s failed", request.id)
+                ok, message = False, f"internal error: {type(exc).__name__}: {exc}"
+            with contextlib.suppress(Exception):
+                await engine.stores.control_requests.answer(request.id, ok=ok, message=message, by=engine.owner)
+
+
+class ControlChannels:
+    """Whatever lets other processes control this engine's workflows: the socket beside an embedded database
+    file, or control requests on a server database. ``mem://`` has neither (nothing else can see it)."""
+
+    def __init__(self, engine: Engine, db_url: str) -> None:
+        service = ControlService(engine)
+        path = control_socket_path(db_url)
+        self._server = ControlServer(service, path) if path is not None else None
+        self._listener = DatabaseControlListener(service) if engine.db.kind == "server" else None
+
+    async def start(self) -> None:
+        if self._server is not None:
+            await self._server.start()
+        if self._listener is not None:
+            await self._listener.start()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            await self._server.close()
+        if self._listener is not None:
+            await self._listener.close()
+
+
+async def ask_owner_via_database(
+    stores: Stores, workflow: str, op: str, args: dict[str, Any], limit_s: float = 15
+) -> tuple[bool, str] | None:
+    """Send a control to the engine running ``workflow`` through the database; None if no live engine owns it.
+
+    Returns (ok, message). Raises ``TimeoutError`` if the owner holds a live lease but does not answer.
+    """
+    found = await stores.workflows.get(workflow)
+    if found is None or found.status not in (WorkflowStatus.RUNNING, WorkflowStatus.PAUSED):
+        return None
+    if found.lease_until is None or found.lease_until <= datetime.now(UTC):
+        return None
+    request = await stores.control_requests.create(ControlRequest(workflow=workflow, op=op, args=args))
+    async with asyncio.timeout(limit_s):
+        while True:
+            answered = await stores.control_requests.get(request.id)
+            if answered is not None and answered.status != "pending":
+                return answered.status == "done", (answered.result or answered.error or "")
+            await asyncio.sleep(0.05)

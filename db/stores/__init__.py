@@ -8,6 +8,7 @@ from db.connection import Database
 from db.stores.interfaces import (
     AgentStatusStore,
     CheckpointStore,
+    ControlRequestStore,
     EventStore,
     MemoryStore,
     MetricStore,
@@ -18,6 +19,7 @@ from db.stores.interfaces import (
 from db.stores.surreal_agent import SurrealAgentStatusStore, SurrealMemoryStore, SurrealMetricStore
 from db.stores.surreal_core import (
     SurrealCheckpointStore,
+    SurrealControlRequestStore,
     SurrealEventStore,
     SurrealTaskStore,
     SurrealWorkflowStore,
@@ -35,6 +37,7 @@ class Stores:
     memories: MemoryStore
     metrics: MetricStore
     agent_status: AgentStatusStore
+    control_requests: ControlRequestStore
 
     @classmethod
     def over(cls, db: Database) -> Stores:
@@ -47,12 +50,14 @@ class Stores:
             memories=SurrealMemoryStore(db),
             metrics=SurrealMetricStore(db),
             agent_status=SurrealAgentStatusStore(db),
+            control_requests=SurrealControlRequestStore(db),
         )
 
 
 __all__ = [
     "AgentStatusStore",
     "CheckpointStore",
+    "ControlRequestStore",
     "EventStore",
     "MemoryStore",
     "MetricStore",

@@ -15,6 +15,7 @@ from typing import Any
 from db.models import (
     AgentStatus,
     Checkpoint,
+    ControlRequest,
     Event,
     Memory,
     MemoryHit,
@@ -163,4 +164,19 @@ class AgentStatusStore(ABC):
 
     @abstractmethod
     async def list(self, workflow_id: str) -> list[AgentStatus]:
+        raise NotImplementedError
+
+
+class ControlRequestStore(ABC):
+    @abstractmethod
+    async def create(self, request: ControlRequest) -> ControlRequest:
+        raise NotImplementedError
+
+    @abstractmethod
+    async def get(self, request_id: str) -> ControlRequest | None:
+        raise NotImplementedError
+
+    @abstractmethod
+    async def answer(self, request_id: str, *, ok: bool, message: str, by: str) -> None:
+        """Record the answer: ``done`` with ``message`` as the result, or ``failed`` with it as the error."""
         raise NotImplementedError

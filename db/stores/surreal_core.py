@@ -7,9 +7,16 @@ from typing import Any
 
 from db.connection import Database
 from db.errors import QueryFailed
-from db.models import Checkpoint, Event, Task, Workflow, WorkflowStatus, task_record_key
+from db.models import Checkpoint, ControlRequest, Event, Task, Workflow, WorkflowStatus, task_record_key
 from db.stores._codec import from_row, from_rows, rid, set_clause, to_row
-from db.stores.interfaces import CheckpointStore, EventStore, RecordNotFound, TaskStore, WorkflowStore
+from db.stores.interfaces import (
+    CheckpointStore,
+    ControlRequestStore,
+    EventStore,
+    RecordNotFound,
+    TaskStore,
+    WorkflowStore,
+)
 
 
 def _is_duplicate(exc: QueryFailed) -> bool:
@@ -176,7 +183,31 @@ class SurrealEventStore(EventStore):
         return int(value or 0)
 
 
-def _body(model: Workflow | Checkpoint) -> dict[str, Any]:
+class SurrealControlRequestStore(ControlRequestStore):
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def create(self, request: ControlRequest) -> ControlRequest:
+        await self._db.query_one(
+            "CREATE $id CONTENT $row RETURN NONE", {"id": rid("control_request", request.id), "row": _body(request)}
+        )
+        return request
+
+    async def get(self, request_id: str) -> ControlRequest | None:
+        row = await self._db.query_one("SELECT * FROM ONLY $id", {"id": rid("control_request", request_id)})
+        return from_row(ControlRequest, row) if row else None
+
+    async def answer(self, request_id: str, *, ok: bool, message: str, by: str) -> None:
+        fields = {"status": "done", "result": message} if ok else {"status": "failed", "error": message}
+        ids = await self._db.query_one(
+            "UPDATE $id MERGE $fields RETURN VALUE id",
+            {"id": rid("control_request", request_id), "fields": {**fields, "answered_by": by}},
+        )
+        if not ids:
+            raise RecordNotFound(f"no control request {request_id}")
+
+
+def _body(model: Workflow | Checkpoint | ControlRequest) -> dict[str, Any]:
     row = to_row(model, "x", model.id)
     row.pop("id")
     return row

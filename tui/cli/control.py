@@ -11,8 +11,11 @@ import sys
 from typing import Any
 
 from db import connect
+from db.connection import url_kind
+from db.errors import DatabaseUnavailable
 from db.settings import DbSettings
-from engine.control import ControlService, call_owner, control_socket_path
+from db.stores import Stores
+from engine.control import ControlService, ask_owner_via_database, call_owner, control_socket_path
 from engine.engine import Engine
 from engine.errors import ControlError
 from tui.cli._common import EXIT_BAD_INPUT, EXIT_OK, BadInput, run_async
@@ -37,6 +40,10 @@ def control(op: str, db_url: str | None = None, *, foreground_json: bool = False
     handled, result = run_async(via_owner)
     if handled:
         return result, EXIT_OK
+    if op in ROUTED_OPS and url_kind(url) == "server":
+        handled, result = run_async(lambda: via_database(url, op, args))
+        if handled:
+            return result, EXIT_OK
 
     started: list[str] = []
 
@@ -60,6 +67,28 @@ def control(op: str, db_url: str | None = None, *, foreground_json: bool = False
                 raise BadInput(f"agentdeck: {exc}") from exc
 
     return run_async(here), EXIT_OK
+
+
+ROUTED_OPS = ("pause", "resume", "cancel", "retry", "rollback")
+
+
+async def via_database(url: str, op: str, args: dict[str, Any]) -> tuple[bool, Any]:
+    """On a server database, a workflow another engine runs is controlled through a control request."""
+    other = {k: v for k, v in args.items() if k != "workflow"}
+    async with connect(url) as db:
+        try:
+            answer = await ask_owner_via_database(Stores.over(db), str(args["workflow"]), op, other)
+        except TimeoutError:
+            raise DatabaseUnavailable(
+                f"the engine running {args['workflow']} did not answer within 15 s",
+                hint="is its process still alive? once its lease expires, `agentdeck resume` can take over",
+            ) from None
+    if answer is None:
+        return False, None
+    ok, message = answer
+    if not ok:
+        raise BadInput(f"agentdeck: {message}")
+    return True, message
 
 
 def resume_command(workflow_id: str, db_url: str | None, as_json: bool) -> int:

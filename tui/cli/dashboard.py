@@ -8,7 +8,7 @@ from pathlib import Path
 
 from db import connect
 from db.settings import DbSettings
-from engine.control import ControlServer, ControlService, control_socket_path
+from engine.control import ControlChannels
 from engine.engine import Engine
 from engine.spec import WorkflowSpec
 from tui.cli._common import EXIT_OK
@@ -26,14 +26,10 @@ async def run_dashboard(
 
     url = db_url or DbSettings().db
     async with connect(url) as db, Engine(db, redis_url=redis_url) as engine:
-        server: ControlServer | None = None
-        path = control_socket_path(url)
-        if path is not None:
-            server = ControlServer(ControlService(engine), path)
-            await server.start()
+        channels = ControlChannels(engine, url)
+        await channels.start()
         try:
             result = await make_app(engine, start=start, variables=variables).run_async()
         finally:
-            if server is not None:
-                await server.close()
+            await channels.close()
     return result if isinstance(result, int) else EXIT_OK

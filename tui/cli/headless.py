@@ -17,7 +17,7 @@ from typing import TextIO
 from db import connect
 from db.models import Event, WorkflowStatus
 from db.settings import DbSettings
-from engine.control import ControlServer, ControlService, control_socket_path
+from engine.control import ControlChannels
 from engine.engine import Engine
 from tui.cli._common import EXIT_INTERRUPTED, EXIT_OK, EXIT_WORKFLOW_FAILED
 
@@ -84,11 +84,8 @@ async def run_in_foreground(
     interrupted = False
     async with connect(url) as db, Engine(db, redis_url=redis_url) as engine:
         engine.recorder.add_listener(make_printer(as_json))
-        server: ControlServer | None = None
-        socket_path = control_socket_path(url)
-        if socket_path is not None:
-            server = ControlServer(ControlService(engine), socket_path)
-            await server.start()
+        channels = ControlChannels(engine, url)
+        await channels.start()
         loop = asyncio.get_running_loop()
         workflow_id: list[str] = []
         cancelling: set[asyncio.Task[None]] = set()
@@ -115,8 +112,7 @@ async def run_in_foreground(
         finally:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)
-            if server is not None:
-                await server.close()
+            await channels.close()
     if interrupted:
         return EXIT_INTERRUPTED
     print(f"agentdeck: workflow {workflow_id[0]} {status.value}", file=sys.stderr)

@@ -24,6 +24,7 @@ from db.stores import Stores
 from tests.unit.stores.conformance import (
     AgentStatusStoreConformance,
     CheckpointStoreConformance,
+    ControlRequestStoreConformance,
     EventStoreConformance,
     MemoryStoreConformance,
     MetricStoreConformance,
@@ -60,6 +61,10 @@ class TestSurrealMemoryStore(MemoryStoreConformance):
 
 
 class TestSurrealMetricStore(MetricStoreConformance):
+    pass
+
+
+class TestSurrealControlRequestStore(ControlRequestStoreConformance):
     pass
 
 

@@ -11,6 +11,7 @@ from tests.unit.stores.conformance.agent import (
     MemoryStoreConformance,
     MetricStoreConformance,
 )
+from tests.unit.stores.conformance.control import ControlRequestStoreConformance
 from tests.unit.stores.conformance.core import (
     CheckpointStoreConformance,
     EventStoreConformance,
@@ -21,6 +22,7 @@ from tests.unit.stores.conformance.core import (
 __all__ = [
     "AgentStatusStoreConformance",
     "CheckpointStoreConformance",
+    "ControlRequestStoreConformance",
     "EventStoreConformance",
     "MemoryStoreConformance",
     "MetricStoreConformance",
