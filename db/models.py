@@ -5,6 +5,7 @@ Record ids are plain strings here; the stores translate them to and from Surreal
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -15,6 +16,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+_PROCESS_TAG = uuid.uuid4().hex[:16]
+_EVENT_COUNTER = itertools.count(1)
+
+
+def new_event_id() -> str:
+    """A unique event id without a system call: a random per-process tag and a counter (events are the engine's
+    most frequent record; ``uuid4`` per event cost ~0.2 ms of ``os.urandom`` per task)."""
+    return f"{_PROCESS_TAG}{next(_EVENT_COUNTER):012x}"
 
 
 def new_id(prefix: str = "") -> str:
@@ -119,7 +130,7 @@ class Checkpoint(Record):
 class Event(Record):
     """One event: the same shape on the bus, in the database, in ``--json`` output and in the UI."""
 
-    id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    id: str = Field(default_factory=new_event_id)
     ts: datetime = Field(default_factory=utcnow)
     seq: int
     type: str

@@ -57,6 +57,7 @@ class WorkflowRun:
         self.gate.set()
         self.cancelled = False
         self._stop_new = False  # fail_fast tripped
+        self._task_specs = {task_spec.id: task_spec for task_spec in spec.tasks}
         self._running: dict[str, asyncio.Task[None]] = {}
         self._sandboxes: dict[str, Sandbox] = {}
         self._timeouts: dict[str, asyncio.Timeout] = {}
@@ -186,7 +187,7 @@ class WorkflowRun:
 
     def _sandbox(self, key: str) -> Sandbox:
         if key not in self._sandboxes:
-            tspec = self.spec.task(key)
+            tspec = self._task_specs[key]
             chosen = "sandbox" in self.spec.defaults.model_fields_set
             kind = tspec.sandbox or (self.spec.defaults.sandbox if chosen else self.engine.settings.sandbox)
             workdir = self.engine.workdir_for(self.id, key)
@@ -194,7 +195,7 @@ class WorkflowRun:
         return self._sandboxes[key]
 
     def _context(self, key: str, attempt: int) -> TaskContext:
-        tspec = self.spec.task(key)
+        tspec = self._task_specs[key]
         secrets = {name: os.environ[name] for name in tspec.secrets if name in os.environ}
         return TaskContext(
             workflow=self.id,
@@ -224,7 +225,7 @@ class WorkflowRun:
             await self.engine.stores.tasks.update(self.id, key, progress=value)
 
     async def _run_task(self, key: str) -> None:
-        tspec = self.spec.task(key)
+        tspec = self._task_specs[key]
         agent = self.agents[tspec.agent]
         timeout = tspec.effective_timeout(self.spec.defaults)
         backoff = self.spec.defaults.retry_backoff
