@@ -16,7 +16,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +58,7 @@ class WorkflowRun:
         self.cancelled = False
         self._stop_new = False  # fail_fast tripped
         self._task_specs = {task_spec.id: task_spec for task_spec in spec.tasks}
+        self._writes: set[asyncio.Task[None]] = set()
         self._running: dict[str, asyncio.Task[None]] = {}
         self._sandboxes: dict[str, Sandbox] = {}
         self._timeouts: dict[str, asyncio.Timeout] = {}
@@ -218,7 +219,13 @@ class WorkflowRun:
     def _on_progress(self, key: str, value: float, message: str) -> None:
         self._emit("task.progress", key, progress=value, message=message)
         self.tasks[key] = self.tasks[key].model_copy(update={"progress": value})
-        asyncio.get_running_loop().create_task(self._persist_progress(key, value))
+        self._background(self._persist_progress(key, value))
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        """A fire-and-forget write, kept referenced until done (the loop holds tasks only weakly)."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
 
     async def _persist_progress(self, key: str, value: float) -> None:
         with contextlib.suppress(Exception):
@@ -238,7 +245,7 @@ class WorkflowRun:
             delay = state.next_action.sleep if state.next_action else 0.0
             self.tasks[key] = self.tasks[key].model_copy(update={"status": TaskStatus.RETRYING})
             self._emit("task.retrying", key, attempt=state.attempt_number, error=str(error), delay_s=delay)
-            asyncio.get_running_loop().create_task(self._persist_retrying(key, str(error)))
+            self._background(self._persist_retrying(key, str(error)))
 
         try:
             async for attempt in AsyncRetrying(
