@@ -51,6 +51,7 @@ class TaskStatus(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
     PAUSED = "paused"
+    WAITING = "waiting"  # for a person: an approval prompt is open
     RETRYING = "retrying"
     COMPLETED = "completed"
     FAILED = "failed"
@@ -97,6 +98,7 @@ class Task(Record):
     attempts: int = 0
     max_attempts: int = 1
     progress: float | None = None
+    thread: str | None = None  # graph agents: the LangGraph thread the task runs on (None: the default one)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = None
@@ -208,3 +210,46 @@ class ControlRequest(Record):
     error: str | None = None
     answered_by: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class GraphNode(Record):
+    """One execution of one node of a graph task (what the tree shows under the task)."""
+
+    id: str  # "<workflow>/<task>/<LangGraph's task id of this execution>"
+    workflow: str
+    task: str
+    thread: str
+    node: str
+    step: int = 0
+    status: str = "running"  # running | completed | failed | interrupted | cancelled
+    error: str | None = None
+    started_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+
+
+class ApprovalStatus(StrEnum):
+    PENDING = "pending"
+    GRANTED = "granted"
+    DENIED = "denied"
+    ANSWERED = "answered"
+
+
+class Approval(Record):
+    """A question a graph asked a person (``interrupt()``), and its answer."""
+
+    workflow: str
+    task: str
+    interrupt: str  # LangGraph's interrupt id
+    node: str | None = None
+    prompt: Any = None
+    default: Any = None
+    deadline: datetime | None = None
+    status: ApprovalStatus = ApprovalStatus.PENDING
+    value: Any = None
+    answered_by: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    answered_at: datetime | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{self.workflow}/{self.task}/{self.interrupt}"

@@ -27,7 +27,7 @@ from pydantic import BaseModel
 
 from db.connection import Database
 from db.errors import DatabaseUnavailable
-from db.models import AgentStatus, Checkpoint, ControlRequest, Event, Task, Workflow
+from db.models import AgentStatus, Approval, Checkpoint, ControlRequest, Event, GraphNode, Task, Workflow
 from db.stores._codec import from_row
 
 WATCHED_TABLES: dict[str, tuple[type[BaseModel], bool]] = {
@@ -38,6 +38,8 @@ WATCHED_TABLES: dict[str, tuple[type[BaseModel], bool]] = {
     "agent_status": (AgentStatus, False),
     "checkpoint": (Checkpoint, True),
     "control_request": (ControlRequest, True),
+    "graph_node": (GraphNode, True),
+    "approval": (Approval, False),
 }
 
 Action = Literal["update", "delete"]

@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from db.connection import Database
 from db.stores.interfaces import (
     AgentStatusStore,
+    ApprovalStore,
     CheckpointStore,
     ControlRequestStore,
     EventStore,
+    GraphNodeStore,
     MemoryStore,
     MetricStore,
     RecordNotFound,
@@ -24,6 +26,7 @@ from db.stores.surreal_core import (
     SurrealTaskStore,
     SurrealWorkflowStore,
 )
+from db.stores.surreal_graph import SurrealApprovalStore, SurrealGraphNodeStore
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,8 @@ class Stores:
     metrics: MetricStore
     agent_status: AgentStatusStore
     control_requests: ControlRequestStore
+    graph_nodes: GraphNodeStore
+    approvals: ApprovalStore
 
     @classmethod
     def over(cls, db: Database) -> Stores:
@@ -51,14 +56,18 @@ class Stores:
             metrics=SurrealMetricStore(db),
             agent_status=SurrealAgentStatusStore(db),
             control_requests=SurrealControlRequestStore(db),
+            graph_nodes=SurrealGraphNodeStore(db),
+            approvals=SurrealApprovalStore(db),
         )
 
 
 __all__ = [
     "AgentStatusStore",
+    "ApprovalStore",
     "CheckpointStore",
     "ControlRequestStore",
     "EventStore",
+    "GraphNodeStore",
     "MemoryStore",
     "MetricStore",
     "RecordNotFound",

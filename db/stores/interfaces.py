@@ -14,9 +14,12 @@ from typing import Any
 
 from db.models import (
     AgentStatus,
+    Approval,
+    ApprovalStatus,
     Checkpoint,
     ControlRequest,
     Event,
+    GraphNode,
     Memory,
     MemoryHit,
     Metric,
@@ -179,4 +182,41 @@ class ControlRequestStore(ABC):
     @abstractmethod
     async def answer(self, request_id: str, *, ok: bool, message: str, by: str) -> None:
         """Record the answer: ``done`` with ``message`` as the result, or ``failed`` with it as the error."""
+        raise NotImplementedError
+
+
+class GraphNodeStore(ABC):
+    """Node executions of graph tasks."""
+
+    @abstractmethod
+    async def put(self, node: GraphNode) -> None:
+        """Insert or replace the row of one node execution (keyed by its ``id``)."""
+        raise NotImplementedError
+
+    @abstractmethod
+    async def list(self, workflow_id: str, task: str | None = None) -> list[GraphNode]:
+        """A workflow's (or one task's) node executions, oldest first."""
+        raise NotImplementedError
+
+
+class ApprovalStore(ABC):
+    """Questions graphs asked people, and the answers."""
+
+    @abstractmethod
+    async def open(self, approval: Approval) -> tuple[Approval, bool]:
+        """Store ``approval`` unless one with its id exists; returns (the stored one, whether it is new)."""
+        raise NotImplementedError
+
+    @abstractmethod
+    async def get(self, approval_id: str) -> Approval | None:
+        raise NotImplementedError
+
+    @abstractmethod
+    async def list(self, workflow_id: str, *, pending_only: bool = False) -> list[Approval]:
+        """A workflow's approvals, oldest first."""
+        raise NotImplementedError
+
+    @abstractmethod
+    async def answer(self, approval_id: str, *, status: ApprovalStatus, value: Any, by: str) -> Approval | None:
+        """Answer a pending approval; returns it answered, or None when it was not pending (first answer wins)."""
         raise NotImplementedError
