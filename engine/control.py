@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import os
+import socket
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -110,6 +111,17 @@ class ControlService:
     async def op_rollback(self, workflow: str, checkpoint: str) -> str:
         target = await self.engine.rollback(workflow, checkpoint)
         return f"rolled {workflow} back to checkpoint #{target.number} ({target.id})"
+
+    async def op_approve(self, workflow: str, task: str, value: Any = True, deny: bool = False) -> str:
+        approval = await self.engine.approve(workflow, task, value, deny=deny, by=f"cli@{socket.gethostname()}")
+        return f"{approval.status.value} {task} of {workflow}: {json.dumps(approval.value)}"
+
+    async def op_history(self, workflow: str, task: str) -> list[dict[str, Any]]:
+        return [entry.to_json() for entry in await self.engine.graph_history(workflow, task)]
+
+    async def op_fork(self, workflow: str, task: str, checkpoint: str, values: dict[str, Any] | None = None) -> str:
+        head = await self.engine.fork_graph(workflow, task, checkpoint, values)
+        return f"forked {task} of {workflow} at {checkpoint}; running from {head}"
 
 
 class ControlServer:

@@ -17,14 +17,18 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from db.connection import Database, embedded_path
-from db.models import Checkpoint, Task, TaskStatus, Workflow, WorkflowStatus
+from db.models import Approval, Checkpoint, Task, TaskStatus, Workflow, WorkflowStatus
 from db.settings import default_data_dir
 from db.stores import Stores
 from engine.bus import EventBus, make_bus
 from engine.errors import ControlError
 from engine.events import EventRecorder
+from engine.graph import threads
+from engine.graph.approvals import Approvals
+from engine.graph.threads import HistoryEntry, thread_for_rerun
 from engine.metrics import MetricsCollector
 from engine.run import WorkflowRun, apply_rollback
 from engine.settings import EngineSettings
@@ -68,6 +72,8 @@ class Engine:
             else:
                 self._temp_root = workdir_root = Path(tempfile.mkdtemp(prefix="agentdeck-work-"))
         self.workdir_root = workdir_root
+        self.approvals = Approvals(self.stores, self.recorder)
+        self._saver: Any = None
         self.runs: dict[str, WorkflowRun] = {}
         self._run_tasks: dict[str, asyncio.Task[WorkflowStatus]] = {}
         self._heartbeat: asyncio.Task[None] | None = None
@@ -109,6 +115,15 @@ class Engine:
         await self.bus.close()
         if self._temp_root is not None:
             shutil.rmtree(self._temp_root, ignore_errors=True)
+
+    @property
+    def saver(self) -> Any:
+        """The LangGraph checkpointer over this engine's database (made on first use: it imports LangGraph)."""
+        if self._saver is None:
+            from db.checkpointer import SurrealSaver
+
+            self._saver = SurrealSaver(self.db)
+        return self._saver
 
     def workdir_for(self, workflow: str, task: str) -> Path:
         """A task's working directory (created by its sandbox on first use); it persists across retries."""
@@ -195,7 +210,15 @@ class Engine:
         self.runs[run.id] = run
         handle = asyncio.create_task(run.run(resumed=resumed), name=f"agentdeck-workflow-{run.id}")
         self._run_tasks[run.id] = handle
-        handle.add_done_callback(lambda _: (self.runs.pop(run.id, None), self._run_tasks.pop(run.id, None)))
+        handle.add_done_callback(lambda _: self.forget(run))
+
+    def forget(self, run: WorkflowRun) -> None:
+        """A run finished: it is no longer live here. Called by the run itself as it returns (so a resume
+        right after ``wait`` sees it gone) and again when its asyncio task is done; only ever removes this run,
+        not a newer run of the same workflow launched meanwhile."""
+        if self.runs.get(run.id) is run:
+            del self.runs[run.id]
+            self._run_tasks.pop(run.id, None)
 
     async def wait(self, workflow_id: str) -> WorkflowStatus:
         """Wait for a workflow run in this engine to finish; returns its final status."""
@@ -247,10 +270,13 @@ class Engine:
         await self.stores.workflows.update(workflow_id, status=WorkflowStatus.CANCELLED, finished_at=_now())
         self.recorder.emit(workflow_id, "workflow.cancelled", data={"while": "stopped"})
 
-    async def retry(self, workflow_id: str, task: str) -> None:
-        """Run one task again with its upstream outputs as they are (and what it blocked downstream)."""
+    async def retry(self, workflow_id: str, task: str, *, fresh: bool = True) -> None:
+        """Run one task again with its upstream outputs as they are (and what it blocked downstream).
+
+        A finished graph task runs afresh on a new thread; with ``fresh=False`` it continues from its thread's
+        head instead (after a time-travel fork)."""
         if workflow_id in self.runs:
-            await self.runs[workflow_id].retry(task)
+            await self.runs[workflow_id].retry(task, fresh=fresh)
             return
         workflow = await self._workflow(workflow_id)
         spec = WorkflowSpec.model_validate(workflow.spec)
@@ -258,6 +284,10 @@ class Engine:
             raise ControlError(f"workflow {workflow_id} has no task {task!r}")
         for key in [task, *spec.downstream(task)]:
             current = await self.stores.tasks.get(workflow_id, key)
+            if key == task and fresh and current is not None and current.status is TaskStatus.COMPLETED:
+                thread = await thread_for_rerun(self, workflow_id, current, before=None)
+                if thread is not None:
+                    await self.stores.tasks.update(workflow_id, key, thread=thread)
             if key == task or (current is not None and current.status is not TaskStatus.COMPLETED):
                 await self.stores.tasks.update(workflow_id, key, status=TaskStatus.PENDING, output=None, error=None)
         await self.stores.workflows.update(workflow_id, status=WorkflowStatus.PENDING)
@@ -278,6 +308,35 @@ class Engine:
         await self.stores.workflows.update(workflow_id, status=WorkflowStatus.PENDING)
         await self.resume_workflow(workflow_id)
         return checkpoint
+
+    async def approve(
+        self, workflow_id: str, task: str, value: Any = True, *, deny: bool = False, by: str = "user"
+    ) -> Approval:
+        """Answer the open approval of a graph task (yes, no, or a value); the graph resumes with it."""
+        await self._workflow(workflow_id)
+        return await self.approvals.answer(workflow_id, task, value, deny=deny, by=by)
+
+    async def graph_history(self, workflow_id: str, task: str) -> list[HistoryEntry]:
+        """The checkpoint history of a graph task's thread, newest first."""
+        return await threads.history(self, workflow_id, task)
+
+    async def fork_graph(
+        self, workflow_id: str, task: str, checkpoint_id: str, values: dict[str, Any] | None = None
+    ) -> str:
+        """Time travel: fork the task's thread at ``checkpoint_id`` (optionally with edited state) and run the
+        task again from there, so only the steps after it run; returns the new head checkpoint's id."""
+        run = self.runs.get(workflow_id)
+        if run is not None and task in run._running:
+            raise ControlError(f"task {task} is running; pause does not stop it mid-step: cancel it or wait for it")
+        head = await threads.fork(self, workflow_id, task, checkpoint_id, values)
+        self.recorder.emit(
+            workflow_id,
+            "graph.forked",
+            task=task,
+            data={"from": checkpoint_id, "head": head, "edited": sorted(values or {})},
+        )
+        await self.retry(workflow_id, task, fresh=False)
+        return head
 
     async def checkpoint(self, workflow_id: str, reason: str = "manual") -> Checkpoint:
         return await self._run(workflow_id, "checkpoint").checkpoint(reason=reason)

@@ -26,6 +26,8 @@ from db.models import Checkpoint, Task, TaskStatus, Workflow, WorkflowStatus
 from engine import checkpoints
 from engine.agents import Agent, TaskContext, check_agents
 from engine.errors import ControlError, TaskFailed
+from engine.graph.support import GraphSupport, default_thread
+from engine.graph.threads import thread_for_rerun
 from engine.sandbox import Sandbox, make_sandbox
 from engine.spec import WorkflowSpec
 
@@ -64,9 +66,10 @@ class WorkflowRun:
         self._timeouts: dict[str, asyncio.Timeout] = {}
         self._contexts: dict[str, TaskContext] = {}
         self._wake = asyncio.Event()
-        self._paused_at: float | None = None
         self._checkpoint_number = 0
         self._queued_at: dict[str, float] = {}
+        self._waiting_since: dict[str, float] = {}
+        self._frozen: dict[str, float] = {}  # task key -> seconds its timeout had left when its clock stopped
         self.finished = asyncio.Event()
         self.status: WorkflowStatus = workflow.status
 
@@ -103,7 +106,10 @@ class WorkflowRun:
             await self._schedule()
         finally:
             for handle in list(self._running.values()):
-                handle.cancel()
+                # Once only: a second cancel would interrupt the first one's cleanup (LangGraph cancels its
+                # running nodes while it exits; interrupted, it leaves them running unowned).
+                if not handle.cancelling():
+                    handle.cancel()
             if self._running:
                 await asyncio.gather(*self._running.values(), return_exceptions=True)
             for sandbox in self._sandboxes.values():
@@ -119,6 +125,7 @@ class WorkflowRun:
         self._emit(f"workflow.{final.value}", failed=failed)
         await self.engine.recorder.flush()
         self.finished.set()
+        self.engine.forget(self)
         return final
 
     def _final_status(self) -> WorkflowStatus:
@@ -214,7 +221,50 @@ class WorkflowRun:
             emit_progress=lambda value, message: self._on_progress(key, value, message),
             gate=self.gate,
             loop=asyncio.get_running_loop(),
+            emit_event=lambda type, data: self._emit(type, key, **data),
+            record_metric=lambda name, value: self.engine.metrics.observe(
+                name, value, agent=tspec.agent, workflow=self.id
+            ),
+            graph=self._graph_support(key) if getattr(self.agents[tspec.agent], "uses_graph", False) else None,
         )
+
+    def _graph_support(self, key: str) -> GraphSupport:
+        return GraphSupport(
+            thread=self.tasks[key].thread or default_thread(self.id, key),
+            saver=self.engine.saver,
+            approvals=self.engine.approvals,
+            nodes=self.engine.stores.graph_nodes,
+            waiting=lambda waiting: self._waiting(key, waiting),
+        )
+
+    def _freeze(self, key: str) -> None:
+        """Stop a task's timeout clock (paused, or waiting for a person): time spent so does not count."""
+        deadline = self._timeouts.get(key)
+        when = deadline.when() if deadline is not None else None
+        if deadline is None or when is None or key in self._frozen or deadline.expired():
+            return
+        self._frozen[key] = when - asyncio.get_running_loop().time()
+        deadline.reschedule(None)
+
+    def _thaw(self, key: str) -> None:
+        remaining = self._frozen.pop(key, None)
+        deadline = self._timeouts.get(key)
+        if remaining is not None and deadline is not None:
+            deadline.reschedule(asyncio.get_running_loop().time() + remaining)
+
+    async def _waiting(self, key: str, waiting: bool) -> None:
+        """A task waits for a person: shown as ``waiting``, and the wait does not count against its timeout."""
+        if waiting:
+            self._waiting_since[key] = time.monotonic()
+            self._freeze(key)
+            await self._set_task(key, status=TaskStatus.WAITING)
+            self._emit("task.waiting", key)
+            return
+        self._waiting_since.pop(key, None)
+        if not self.paused:
+            self._thaw(key)
+        await self._set_task(key, status=TaskStatus.PAUSED if self.paused else TaskStatus.RUNNING)
+        self._emit("task.paused" if self.paused else "task.resumed", key)
 
     def _on_progress(self, key: str, value: float, message: str) -> None:
         self._emit("task.progress", key, progress=value, message=message)
@@ -284,6 +334,7 @@ class WorkflowRun:
         finally:
             self._running.pop(key, None)
             self._timeouts.pop(key, None)
+            self._frozen.pop(key, None)
             self._contexts.pop(key, None)
             self._wake.set()
 
@@ -336,8 +387,13 @@ class WorkflowRun:
         if self.paused:
             return
         self.gate.clear()
-        self._paused_at = time.monotonic()
+        for key in list(self._timeouts):
+            self._freeze(key)
         for key in list(self._running):
+            ctx = self._contexts.get(key)
+            if ctx is not None and ctx.graph is not None:
+                for listener in list(ctx.graph.pause_listeners):
+                    listener()  # a graph drains: it stops at its next step boundary
             if key in self._sandboxes:
                 await self._sandboxes[key].pause()
             if self.tasks[key].status is TaskStatus.RUNNING:
@@ -349,11 +405,9 @@ class WorkflowRun:
     async def resume(self) -> None:
         if not self.paused:
             return
-        held = time.monotonic() - (self._paused_at or time.monotonic())
-        for deadline in self._timeouts.values():
-            when = deadline.when()
-            if when is not None:  # time spent paused does not count against the task's timeout
-                deadline.reschedule(when + held)
+        for key in list(self._timeouts):
+            if key not in self._waiting_since:  # a task waiting for a person keeps its clock stopped
+                self._thaw(key)
         for key in list(self._running):
             if key in self._sandboxes:
                 await self._sandboxes[key].resume()
@@ -361,7 +415,6 @@ class WorkflowRun:
                 await self._set_task(key, status=TaskStatus.RUNNING)
                 self._emit("task.resumed", key)
         self.gate.set()
-        self._paused_at = None
         await self._set_workflow(status=WorkflowStatus.RUNNING)
         self._emit("workflow.resumed")
         self._wake.set()
@@ -371,17 +424,24 @@ class WorkflowRun:
         for key, handle in list(self._running.items()):
             if key in self._sandboxes and self._sandboxes[key].paused:
                 await self._sandboxes[key].resume()
-            handle.cancel()
+            if not handle.cancelling():
+                handle.cancel()
         self.gate.set()
         self._wake.set()
         await self.finished.wait()
 
-    async def retry(self, key: str) -> None:
+    async def retry(self, key: str, *, fresh: bool = True) -> None:
+        """Run ``key`` again (and what it blocked). ``fresh``: a finished graph task starts on a new thread;
+        otherwise it continues from its thread's head (a fork made by time travel)."""
         task = self.tasks.get(key)
         if task is None:
             raise ControlError(f"workflow {self.id} has no task {key!r}")
         if key in self._running:
             raise ControlError(f"task {key} is running; cancel the workflow or wait for it")
+        if fresh and task.status is TaskStatus.COMPLETED:
+            thread = await thread_for_rerun(self.engine, self.id, task, before=None)
+            if thread is not None:
+                await self._set_task(key, thread=thread)
         await self._reset([key, *sorted(self.spec.downstream(key))], only_unfinished_downstream=key)
         self._stop_new = False
         self._emit("task.queued", key, retry=True)
@@ -411,9 +471,14 @@ async def apply_rollback(engine: Engine, workflow_id: str, checkpoint: Checkpoin
     states, _agent_states = checkpoints.state_at(await engine.stores.checkpoints.list(workflow_id), checkpoint.number)
     rerun = []
     for key in tasks:
+        was_running = tasks[key].status is not TaskStatus.PENDING
         tasks[key] = await engine.stores.tasks.update(workflow_id, key, **checkpoints.restored_state(states, key))
         if tasks[key].status is TaskStatus.PENDING:
             rerun.append(key)
+            if was_running or tasks[key].attempts:  # a graph thread goes back to where it was then
+                thread = await thread_for_rerun(engine, workflow_id, tasks[key], before=checkpoint.created_at)
+                if thread is not None:
+                    tasks[key] = await engine.stores.tasks.update(workflow_id, key, thread=thread)
     forgotten = await engine.stores.memories.delete_for_workflow_after(workflow_id, checkpoint.created_at)
     engine.recorder.emit(
         workflow_id,

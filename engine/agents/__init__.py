@@ -1,5 +1,6 @@
-"""Agents by kind. ``shell`` and ``python`` are built in; ``graph`` and ``llm`` plug in through
-``register_agent_kind`` (the LangGraph integration registers them)."""
+"""Agents by kind: ``shell``, ``python``, ``graph`` (a LangGraph graph) and ``llm`` (a ready-made tool-calling
+LangGraph agent). The LangGraph kinds are imported on first use, so workflows without them never load LangChain.
+Other kinds plug in through ``register_agent_kind``."""
 
 from __future__ import annotations
 
@@ -15,11 +16,20 @@ from engine.spec import AgentSpec, WorkflowSpec
 
 AgentFactory = Callable[[AgentSpec], Agent]
 
-_KINDS: dict[str, AgentFactory] = {"shell": ShellAgent, "python": PythonAgent}
-_PENDING = {
-    "graph": "the 'graph' agent kind (LangGraph) is not available in this build yet",
-    "llm": "the 'llm' agent kind is not available in this build yet",
-}
+
+def _graph_agent(spec: AgentSpec) -> Agent:
+    from engine.graph.agent import GraphAgent
+
+    return GraphAgent(spec)
+
+
+def _llm_agent(spec: AgentSpec) -> Agent:
+    from engine.llm.agent import LlmAgent
+
+    return LlmAgent(spec)
+
+
+_KINDS: dict[str, AgentFactory] = {"shell": ShellAgent, "python": PythonAgent, "graph": _graph_agent, "llm": _llm_agent}
 
 
 def register_agent_kind(kind: str, factory: AgentFactory) -> None:
@@ -51,7 +61,7 @@ def build_agent(spec: AgentSpec) -> Agent:
     """An agent for ``spec``; raises ``AgentUnavailable`` if its kind or callable cannot be had."""
     factory = _KINDS.get(spec.kind)
     if factory is None:
-        raise AgentUnavailable(_PENDING.get(spec.kind, f"unknown agent kind {spec.kind!r}"))
+        raise AgentUnavailable(f"unknown agent kind {spec.kind!r}")
     return factory(spec)
 
 

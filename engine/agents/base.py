@@ -44,8 +44,10 @@ class TaskContext:
     emit_progress: Callable[[float, str], None]
     gate: asyncio.Event
     loop: asyncio.AbstractEventLoop
+    emit_event: Callable[[str, dict[str, Any]], None] = field(default=lambda type, data: None)
+    record_metric: Callable[[str, float], None] = field(default=lambda name, value: None)
+    graph: Any = None  # graph agents: an ``engine.graph.GraphSupport`` (thread, saver, approvals, node rows)
     cancelled: threading.Event = field(default_factory=threading.Event)
-    _gate_open: threading.Event = field(default_factory=threading.Event)
 
     @property
     def sandbox(self) -> Sandbox:
@@ -67,6 +69,20 @@ class TaskContext:
             self.emit_progress(value, message)
         else:
             self.loop.call_soon_threadsafe(self.emit_progress, value, message)
+
+    def event(self, type: str, **data: Any) -> None:
+        """Emit an event of ``type`` for this task (``llm.usage``, ``node.started``, ...). Safe from any thread."""
+        if _in_loop(self.loop):
+            self.emit_event(type, data)
+        else:
+            self.loop.call_soon_threadsafe(self.emit_event, type, data)
+
+    def metric(self, name: str, value: float) -> None:
+        """Record a metric sample labelled with this task's agent and workflow. Safe from any thread."""
+        if _in_loop(self.loop):
+            self.record_metric(name, value)
+        else:
+            self.loop.call_soon_threadsafe(self.record_metric, name, value)
 
     def scrub(self, text: str) -> str:
         """``text`` with every secret value replaced by ``***``."""

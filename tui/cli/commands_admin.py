@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json as jsonlib
+import sys
 from typing import Annotated, Any
 
 import typer
@@ -103,6 +105,68 @@ def workflows_rollback(
 ) -> None:
     """Return the workflow to a checkpoint and run what came after it again; history is kept."""
     _say(*control("rollback", db, workflow=workflow_id, checkpoint=to))
+
+
+def _json_or_text(text: str) -> Any:
+    """A value given on the command line: JSON when it parses (true, 3, {"a": 1}), else the text itself."""
+    try:
+        return jsonlib.loads(text)
+    except ValueError:
+        return text
+
+
+@workflows.command("approve")
+def workflows_approve(
+    workflow_id: IdArg,
+    task: Annotated[str, typer.Option("--task", help="The graph task waiting for an answer.")],
+    value: Annotated[
+        str | None, typer.Option("--value", help="The answer (JSON or text); default: yes (true).")
+    ] = None,
+    deny: Annotated[bool, typer.Option("--deny", help="Answer no (false).")] = False,
+    db: DbOption = None,
+) -> None:
+    """Answer a graph task's approval prompt (its interrupt()); the graph resumes with the answer."""
+    answer: Any = True if value is None else _json_or_text(value)
+    _say(*control("approve", db, workflow=workflow_id, task=task, value=answer, deny=deny))
+
+
+@workflows.command("history")
+def workflows_history(
+    workflow_id: IdArg,
+    task: Annotated[str, typer.Option("--task", help="A graph task.")],
+    json: JsonFlag = False,
+    db: DbOption = None,
+) -> None:
+    """A graph task's checkpoint history (time travel targets), newest first."""
+    found, _ = control("history", db, workflow=workflow_id, task=task)
+    if json:
+        print_json(found)
+        return
+    print(f"{'STEP':>4}  {'CHECKPOINT':<38} {'SOURCE':<7} {'RAN':<16} {'NEXT':<16} STATE")
+    for h in found:
+        ran, nxt = ",".join(h["ran"]) or "-", ",".join(h["next"]) or "(end)"
+        print(f"{h['step']:>4}  {h['checkpoint']:<38} {h['source']:<7} {ran:<16} {nxt:<16} {h['summary'][:60]}")
+
+
+@workflows.command("fork")
+def workflows_fork(
+    workflow_id: IdArg,
+    task: Annotated[str, typer.Option("--task", help="A graph task.")],
+    checkpoint: Annotated[str, typer.Option("--checkpoint", help="The graph checkpoint to go back to.")],
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", metavar="KEY=VALUE", help="Edit a state value (JSON or text).")
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Time travel: fork a graph task at a checkpoint (optionally editing its state) and run only what follows."""
+    values: dict[str, Any] = {}
+    for item in set_ or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            print(f"agentdeck: --set {item!r}: expected KEY=VALUE", file=sys.stderr)
+            raise typer.Exit(2)
+        values[key] = _json_or_text(raw)
+    _say(*control("fork", db, workflow=workflow_id, task=task, checkpoint=checkpoint, values=values or None))
 
 
 @checkpoints.command("list")

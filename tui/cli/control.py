@@ -55,7 +55,7 @@ def control(op: str, db_url: str | None = None, *, foreground_json: bool = False
         started.append(str(value))
         return str(args["workflow"])
 
-    if op in ("retry", "rollback", "resume"):
+    if op in ("retry", "rollback", "resume", "fork"):
         code = run_async(lambda: run_in_foreground(url, None, foreground_json, start_here))
         return (started[0] if started else None), code
 
@@ -69,7 +69,7 @@ def control(op: str, db_url: str | None = None, *, foreground_json: bool = False
     return run_async(here), EXIT_OK
 
 
-ROUTED_OPS = ("pause", "resume", "cancel", "retry", "rollback")
+ROUTED_OPS = ("pause", "resume", "cancel", "retry", "rollback", "approve", "fork")
 
 
 async def via_database(url: str, op: str, args: dict[str, Any]) -> tuple[bool, Any]:

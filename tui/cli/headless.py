@@ -38,6 +38,7 @@ _ICONS = {
     "task.skipped": "·",
     "task.paused": "⏸",
     "task.resumed": "▶",
+    "task.waiting": "✋",
 }
 
 
@@ -46,8 +47,20 @@ def human_line(event: Event) -> str | None:
     stamp = event.ts.strftime("%H:%M:%S")
     if event.type == "task.output":
         return f"{stamp}   {event.task} │ {event.data.get('line', '')}"
-    if event.type in ("task.queued", "task.progress", "checkpoint.created", "metric"):
+    if event.type in ("task.queued", "task.progress", "checkpoint.created", "metric", "llm.usage"):
         return None
+    if event.type.startswith("node."):  # the pane lines of a graph task already say which node runs
+        return None
+    if event.type == "approval.requested":
+        deadline = event.data.get("deadline")
+        when = f" (default {json.dumps(event.data.get('default'))} at {str(deadline)[11:19]} UTC)" if deadline else ""
+        return (
+            f"{stamp} ✋ {event.task} asks: {event.data.get('question')}{when}\n"
+            f"         answer: agentdeck workflows approve {event.workflow} --task {event.task} [--value V | --deny]"
+        )
+    if event.type.startswith("approval."):
+        by = event.data.get("by")
+        return f"{stamp} ✋ {event.task} {event.type.split('.', 1)[1]}: {json.dumps(event.data.get('value'))} by {by}"
     icon = _ICONS.get(event.type, "•")
     subject = f"{event.task} " if event.task else ""
     detail = {k: v for k, v in event.data.items() if k in ("attempt", "error", "reason", "delay_s", "failed", "number")}

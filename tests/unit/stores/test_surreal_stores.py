@@ -23,9 +23,11 @@ from db.models import (
 from db.stores import Stores
 from tests.unit.stores.conformance import (
     AgentStatusStoreConformance,
+    ApprovalStoreConformance,
     CheckpointStoreConformance,
     ControlRequestStoreConformance,
     EventStoreConformance,
+    GraphNodeStoreConformance,
     MemoryStoreConformance,
     MetricStoreConformance,
     TaskStoreConformance,
@@ -119,3 +121,11 @@ async def test_surrealkv_data_survives_closing_and_reopening(db_url: str) -> Non
     assert [h.memory.id for h in hits] == ["mem-7"]
     assert [m.model_dump() for m in kept_metrics] == [metric.model_dump()]
     assert [s.model_dump(exclude={"updated_at"}) for s in kept_status] == [status.model_dump(exclude={"updated_at"})]
+
+
+class TestSurrealGraphNodeStore(GraphNodeStoreConformance):
+    pass
+
+
+class TestSurrealApprovalStore(ApprovalStoreConformance):
+    pass

@@ -12,6 +12,7 @@ from tests.unit.stores.conformance.agent import (
     MetricStoreConformance,
 )
 from tests.unit.stores.conformance.control import ControlRequestStoreConformance
+from tests.unit.stores.conformance.graph import ApprovalStoreConformance, GraphNodeStoreConformance
 from tests.unit.stores.conformance.core import (
     CheckpointStoreConformance,
     EventStoreConformance,
@@ -21,9 +22,11 @@ from tests.unit.stores.conformance.core import (
 
 __all__ = [
     "AgentStatusStoreConformance",
+    "ApprovalStoreConformance",
     "CheckpointStoreConformance",
     "ControlRequestStoreConformance",
     "EventStoreConformance",
+    "GraphNodeStoreConformance",
     "MemoryStoreConformance",
     "MetricStoreConformance",
     "TaskStoreConformance",

@@ -1,0 +1,248 @@
+"""Graph agents through the engine: real LangGraph graphs, checkpointed in real SurrealDB (mem://).
+
+Node executions are counted (``graphs.RUNS``), so each test can say exactly which nodes ran again after a
+cancel, a pause, a fork, a retry or a rollback — the complaints we answer: "resume turns into a replay",
+"re-run from here re-runs everything", "cancel doesn't stop the graph".
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from db import connect
+from db.models import ApprovalStatus, Event, TaskStatus, WorkflowStatus
+from engine.engine import Engine
+from engine.spec import WorkflowSpec
+from tests.integration.workflows import graphs
+
+GRAPHS = "tests.integration.workflows.graphs"
+
+
+def spec(graph: str, **task: Any) -> WorkflowSpec:
+    return WorkflowSpec.model_validate(
+        {
+            "name": "graph",
+            "agents": {"g": {"kind": "graph", "graph": f"{GRAPHS}:{graph}"}},
+            "tasks": [{"id": "build", "agent": "g", "input": {"topic": "parser"}, **task}],
+        }
+    )
+
+
+@pytest.fixture(autouse=True)
+def fresh_counters() -> None:
+    graphs.reset()
+
+
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[Engine]:
+    async with connect("mem://") as db, Engine(db, workdir_root=tmp_path / "work") as eng:
+        yield eng
+
+
+async def events_of(engine: Engine, workflow: str, prefix: str = "") -> list[Event]:
+    await engine.recorder.flush()
+    return [e for e in await engine.stores.events.list(workflow) if e.type.startswith(prefix)]
+
+
+async def status_becomes(engine: Engine, workflow: str, status: TaskStatus, limit_s: float = 30) -> None:
+    async with asyncio.timeout(limit_s):
+        while (await engine.stores.tasks.get(workflow, "build")).status is not status:  # type: ignore[union-attr]
+            await asyncio.sleep(0.02)
+
+
+def hold(node: str) -> asyncio.Event:
+    graphs.GATES[node] = asyncio.Event()
+    graphs.STARTED[node] = asyncio.Event()
+    return graphs.GATES[node]
+
+
+async def test_a_graph_runs_as_a_task_node_by_node(engine: Engine) -> None:
+    wf = await engine.submit(spec("linear"))
+    assert await engine.wait(wf) is WorkflowStatus.COMPLETED
+    task = await engine.stores.tasks.get(wf, "build")
+    assert task is not None and task.output == {
+        "topic": "parser", "log": ["plan", "write", "check", "report"], "count": 4
+    }  # fmt: skip
+    nodes = await engine.stores.graph_nodes.list(wf, "build")
+    assert [(n.node, n.step, n.status) for n in nodes] == [
+        ("plan", 1, "completed"), ("write", 2, "completed"), ("check", 3, "completed"), ("report", 4, "completed")
+    ]  # fmt: skip
+    lines = [e.data["line"] for e in await events_of(engine, wf, "task.output")]
+    assert "▶ write (step 2)" in lines  # the pane shows each node as it starts
+    assert "write working on parser" in lines  # `custom` stream mode
+    assert any(line.startswith("  write → ") for line in lines)  # `updates` stream mode
+    started = [e.data["node"] for e in await events_of(engine, wf, "node.started")]
+    assert started == ["plan", "write", "check", "report"]
+
+
+async def test_a_factory_is_called_for_the_graph(engine: Engine) -> None:
+    wf = await engine.submit(spec("factory"))
+    assert await engine.wait(wf) is WorkflowStatus.COMPLETED
+    assert dict(graphs.RUNS) == {"plan": 1, "write": 1, "check": 1, "report": 1}
+
+
+async def test_cancel_mid_node_then_resume_reruns_only_that_node(engine: Engine) -> None:
+    gate = hold("write")
+    wf = await engine.submit(spec("held_in_write"))
+    await graphs.STARTED["write"].wait()
+    await engine.cancel(wf)  # the node is stopped mid-execution, for real
+    assert await engine.wait(wf) is WorkflowStatus.CANCELLED
+    await asyncio.sleep(0.2)
+    # write was stopped inside its wait, for real — not left running unowned after the task was cancelled
+    assert dict(graphs.RUNS) == {"plan": 1, "write": 1, "write cancelled": 1}
+    cancelled = [n for n in await engine.stores.graph_nodes.list(wf) if n.status == "cancelled"]
+    assert [n.node for n in cancelled] == ["write"]
+    gate.set()
+    await engine.resume_workflow(wf)
+    assert await engine.wait(wf) is WorkflowStatus.COMPLETED
+    assert dict(graphs.RUNS) == {"plan": 1, "write": 2, "write cancelled": 1, "check": 1, "report": 1}
+    task = await engine.stores.tasks.get(wf, "build")
+    assert task is not None and task.output["log"] == ["plan", "write", "check", "report"]
+
+
+async def test_pause_stops_at_the_next_step_boundary_and_resume_continues(engine: Engine) -> None:
+    gate = hold("write")
+    wf = await engine.submit(spec("held_in_write"))
+    await graphs.STARTED["write"].wait()
+    await engine.pause(wf)
+    gate.set()  # the running step finishes; the graph must stop before `check`
+    await asyncio.sleep(0.5)
+    assert dict(graphs.RUNS) == {"plan": 1, "write": 1}
+    task = await engine.stores.tasks.get(wf, "build")
+    assert task is not None and task.status is TaskStatus.PAUSED
+    await engine.resume(wf)
+    assert await engine.wait(wf) is WorkflowStatus.COMPLETED
+    assert dict(graphs.RUNS) == {"plan": 1, "write": 1, "check": 1, "report": 1}
+    lines = [e.data["line"] for e in await events_of(engine, wf, "task.output")]
+    assert any("paused at a step boundary" in line for line in lines)
+
+
+async def test_approval_round_trip_resumes_the_graph_with_the_answer(engine: Engine) -> None:
+    wf = await engine.submit(spec("with_approval"))
+    await status_becomes(engine, wf, TaskStatus.WAITING)
+    [requested] = await events_of(engine, wf, "approval.requested")
+    assert requested.task == "build" and requested.data["question"] == "ship parser?"
+    assert requested.data["node"] == "approve"
+    approval = await engine.approve(wf, "build", {"ship": True, "note": "lgtm"})
+    assert approval.status is ApprovalStatus.ANSWERED
+    assert await engine.wait(wf) is WorkflowStatus.COMPLETED
+    task = await engine.stores.tasks.get(wf, "build")
+    assert task is not None and task.output["answer"] == {"ship": True, "note": "lgtm"}
+    assert graphs.RUNS["report"] == 1 and graphs.RUNS["check"] == 1  # nothing before the interrupt re-ran
+    [answered] = await events_of(engine, wf, "approval.answered")
+    assert answered.data["value"] == {"ship": True, "note": "lgtm"} and answered.data["by"] == "user"
+
+
+async def test_deny_answers_false_and_a_second_answer_is_refused(engine: Engine) -> None:
+    wf = await engine.submit(spec("with_approval"))
+    await status_becomes(engine, wf, TaskStatus.WAITING)
+    await engine.approve(wf, "build", deny=True)
+    assert await engine.wait(wf) is WorkflowStatus.COMPLETED
+    task = await engine.stores.tasks.get(wf, "build")
+    assert task is not None and task.output["answer"] is False
+    assert [e.type for e in await events_of(engine, wf, "approval.")] == ["approval.requested", "approval.denied"]
+    from engine.errors import ControlError
+
+    with pytest.raises(ControlError, match="no open approval"):
+        await engine.approve(wf, "build", True)
+
+
+async def test_a_deadline_applies_the_default_and_says_so(engine: Engine) -> None:
+    # The wait for a person does not count against the task's timeout: 1.5 s of waiting under a 1 s timeout.
+    graphs.DEADLINE["deadline_s"] = 1.5
+    wf = await engine.submit(spec("with_approval", timeout=1))
+    assert await engine.wait(wf) is WorkflowStatus.COMPLETED
+    task = await engine.stores.tasks.get(wf, "build")
+    assert task is not None and task.output["answer"] == "auto"
+    [answered] = await events_of(engine, wf, "approval.answered")
+    assert answered.data == {
+        "approval": answered.data["approval"], "value": "auto", "by": "deadline", "default_applied": True
+    }  # fmt: skip
+
+
+async def test_an_answer_written_while_nobody_runs_the_workflow_is_used_on_resume(engine: Engine) -> None:
+    wf = await engine.submit(spec("with_approval"))
+    await status_becomes(engine, wf, TaskStatus.WAITING)
+    await engine.cancel(wf)
+    await engine.approve(wf, "build", "later")  # nobody waits: it is only written down
+    await engine.resume_workflow(wf)
+    assert await engine.wait(wf) is WorkflowStatus.COMPLETED
+    task = await engine.stores.tasks.get(wf, "build")
+    assert task is not None and task.output["answer"] == "later"
+    assert [e.type for e in await events_of(engine, wf, "approval.")] == ["approval.requested", "approval.answered"]
+
+
+async def test_fork_from_step_2_runs_only_the_steps_after_it(engine: Engine) -> None:
+    wf = await engine.submit(spec("linear"))
+    assert await engine.wait(wf) is WorkflowStatus.COMPLETED
+    history = await engine.graph_history(wf, "build")
+    assert [h.step for h in history] == [4, 3, 2, 1, 0, -1]
+    step2 = next(h for h in history if h.step == 2)
+    assert step2.ran == ["write"] and step2.next == ["check"] and step2.values["log"] == ["plan", "write"]
+    graphs.RUNS.clear()
+    await engine.fork_graph(wf, "build", step2.checkpoint, {"topic": "lexer"})
+    assert await engine.wait(wf) is WorkflowStatus.COMPLETED
+    assert dict(graphs.RUNS) == {"check": 1, "report": 1}
+    task = await engine.stores.tasks.get(wf, "build")
+    assert task is not None and task.output["topic"] == "lexer"
+    assert task.output["log"] == ["plan", "write", "check", "report"]
+    assert len(await engine.graph_history(wf, "build")) > len(history)  # the fork adds; history is kept
+
+
+async def test_replay_from_a_checkpoint_without_edits(engine: Engine) -> None:
+    wf = await engine.submit(spec("linear"))
+    assert await engine.wait(wf) is WorkflowStatus.COMPLETED
+    step1 = next(h for h in await engine.graph_history(wf, "build") if h.step == 1)
+    graphs.RUNS.clear()
+    await engine.fork_graph(wf, "build", step1.checkpoint)
+    assert await engine.wait(wf) is WorkflowStatus.COMPLETED
+    assert dict(graphs.RUNS) == {"write": 1, "check": 1, "report": 1}
+
+
+async def test_retry_of_a_finished_graph_task_runs_it_afresh_on_a_new_thread(engine: Engine) -> None:
+    wf = await engine.submit(spec("linear"))
+    assert await engine.wait(wf) is WorkflowStatus.COMPLETED
+    graphs.RUNS.clear()
+    await engine.retry(wf, "build")
+    assert await engine.wait(wf) is WorkflowStatus.COMPLETED
+    assert dict(graphs.RUNS) == {"plan": 1, "write": 1, "check": 1, "report": 1}
+    task = await engine.stores.tasks.get(wf, "build")
+    assert task is not None and task.thread == f"{wf}:build#2"
+    assert task.output["log"] == ["plan", "write", "check", "report"]  # a fresh state, not appended to the old
+
+
+async def test_rollback_forks_the_graph_thread_from_the_matching_checkpoint(engine: Engine) -> None:
+    gate = hold("check")
+    workflow = WorkflowSpec.model_validate(
+        {
+            "name": "graph-rollback",
+            "agents": {
+                "g": {"kind": "graph", "graph": f"{GRAPHS}:held_in_check"},
+                "py": {"kind": "python", "callable": f"{GRAPHS}:wait_until_check_runs"},
+            },
+            "tasks": [
+                {"id": "build", "agent": "g", "input": {"topic": "parser"}},
+                {"id": "watch", "agent": "py"},
+            ],
+        }
+    )
+    wf = await engine.submit(workflow)
+    await graphs.STARTED["check"].wait()
+    async with asyncio.timeout(30):
+        while (cps := await engine.stores.checkpoints.list(wf)) == [] or cps[-1].task != "watch":
+            await asyncio.sleep(0.02)
+    mid_graph = cps[-1]  # taken when `watch` completed, while `build` was inside `check`
+    gate.set()
+    assert await engine.wait(wf) is WorkflowStatus.COMPLETED
+    graphs.RUNS.clear()
+    graphs.STARTED.clear()
+    await engine.rollback(wf, mid_graph.id)
+    assert await engine.wait(wf) is WorkflowStatus.COMPLETED
+    assert dict(graphs.RUNS) == {"check": 1, "report": 1}  # plan and write had run by then: not again
+    task = await engine.stores.tasks.get(wf, "build")
+    assert task is not None and task.output["log"] == ["plan", "write", "check", "report"]
