@@ -1,4 +1,4 @@
-"""One agent at work: a header (agent, task, state, elapsed, progress) and a log of its live output.
+"""One agent at work: a header (agent, task, state, elapsed, LLM tokens and cost, progress) and a log of its output.
 
 Output is coalesced: lines are buffered and written at most once a frame, the log keeps a bounded number of
 lines, and it follows new output only while the user has not scrolled up.
@@ -13,7 +13,8 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Label, ProgressBar, RichLog
 
-from tui.widgets.status import elapsed, icon
+from tui.widgets.metrics_view import MetricsView
+from tui.widgets.status import UsageLedger, UsageTotals, elapsed, icon, usage_text
 
 MAX_LINES = 2_000
 MAX_LINES_PER_FRAME = 100  # at 20 frames a second: 2,000 lines a second rendered, the rest folded
@@ -23,6 +24,10 @@ class AgentPane(Vertical):
     """The live view of one running task."""
 
     DEFAULT_CLASSES = "agent-pane"
+    # Tokens and cost keep their width: when the header is short of room, the title gives way, not the cost.
+    DEFAULT_CSS = """
+    AgentPane .pane-usage { width: auto; padding: 0 1; color: $text-muted; }
+    """
 
     def __init__(self, workflow: str, task: str, agent: str) -> None:
         super().__init__(id=f"pane-{_safe(workflow)}-{_safe(task)}")
@@ -37,10 +42,13 @@ class AgentPane(Vertical):
         self._buffer: list[Text] = []
         self.lines_seen = 0
         self.folded = 0
+        self.usage: UsageTotals | None = None
+        self._ledger: UsageLedger | None = None
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="pane-header"):
             yield Label(self._title(), classes="pane-title")
+            yield Label("", classes="pane-usage")
             yield ProgressBar(total=1.0, show_eta=False, classes="pane-progress")
         yield RichLog(max_lines=MAX_LINES, wrap=False, markup=False, auto_scroll=True, classes="pane-log")
 
@@ -50,6 +58,13 @@ class AgentPane(Vertical):
         return Text.from_markup(
             f"{icon(self.state)} [b]{self.agent}[/] · {self.task_key} · {self.state}{retry} · [dim]{took}[/]"
         )
+
+    def _usage_ledger(self) -> UsageLedger | None:
+        """The screen's ``llm.usage`` sums: the metrics view keeps them, as it sees every event."""
+        if self._ledger is None:
+            views = self.screen.query(MetricsView)
+            self._ledger = views.first().usage if views else None
+        return self._ledger
 
     def add_line(self, line: str, stream: str = "stdout") -> None:
         self.lines_seen += 1
@@ -72,7 +87,12 @@ class AgentPane(Vertical):
         """Write what arrived since the last frame (called by the grid's frame timer)."""
         if not self.is_mounted:
             return
+        ledger = self._usage_ledger()
+        if ledger is not None:
+            self.usage = ledger.task(self.workflow, self.task_key)
         self.query_one(".pane-title", Label).update(self._title())
+        if self.usage is not None:
+            self.query_one(".pane-usage", Label).update(usage_text(self.usage))
         if self.progress is not None:
             self.query_one(ProgressBar).update(progress=self.progress)
         if self._buffer:

@@ -1,8 +1,12 @@
-"""Metrics: the roadmap's four dashboards as tabs of plotext charts (textual-plotext).
+"""Metrics: the roadmap's four dashboards as tabs of plotext charts (textual-plotext), and LLM usage per agent.
 
 Counts come from the event feed (tasks completed per second, running agents, event latency as seen on screen);
 CPU and RSS of sandbox processes come from the ``agent_metric`` table, read by a one-shot timer re-armed after each
 read (a slow read never overlaps the next). Charts redraw on new data and on resize only.
+
+LLM tokens and cost come from the feed's ``llm.usage`` events, summed in ``usage`` (a ``UsageLedger``) per task,
+workflow and agent: the "LLM usage" tab tables them per agent and per workflow, and agent panes read their
+task's sums from it for their headers.
 """
 
 from __future__ import annotations
@@ -13,11 +17,12 @@ from datetime import UTC, datetime, timedelta
 
 from textual.app import ComposeResult
 from textual.containers import Grid, Vertical
-from textual.widgets import TabbedContent, TabPane
+from textual.widgets import DataTable, TabbedContent, TabPane
 from textual_plotext import PlotextPlot
 
 from db.models import Event
 from db.stores import Stores
+from tui.widgets.status import UsageLedger, UsageTotals, cost_text, tokens
 
 WINDOW_S = 60
 
@@ -49,7 +54,11 @@ class Chart(PlotextPlot):
 
 
 class MetricsView(Vertical):
-    """Agent performance · workflow health · system resources · user experience."""
+    """Agent performance · workflow health · system resources · user experience · LLM usage."""
+
+    DEFAULT_CSS = """
+    MetricsView .usage-tables DataTable { height: 1fr; }
+    """
 
     def __init__(self, stores: Stores, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
@@ -62,6 +71,8 @@ class MetricsView(Vertical):
         self.running_history: deque[tuple[float, int]] = deque(maxlen=600)
         self.latency_history: deque[tuple[float, float]] = deque(maxlen=600)
         self.resources: dict[str, list[tuple[float, float]]] = {}
+        self.usage = UsageLedger()
+        self._usage_shown = -1
         self._start = time.monotonic()
 
     def compose(self) -> ComposeResult:
@@ -77,12 +88,18 @@ class MetricsView(Vertical):
                 yield Chart("RSS of sandbox processes", "MB", id="chart-rss")
             with TabPane("User experience", id="m-ux"), Grid(classes="charts"):
                 yield Chart("event latency: emitted → on screen", "ms", id="chart-latency")
+            with TabPane("LLM usage", id="m-llm"), Vertical(classes="usage-tables"):
+                yield DataTable(id="llm-agents", cursor_type="row", zebra_stripes=True)
+                yield DataTable(id="llm-workflows", cursor_type="row", zebra_stripes=True)
 
     def on_mount(self) -> None:
+        for table_id, first in (("#llm-agents", "agent"), ("#llm-workflows", "workflow")):
+            self.query_one(table_id, DataTable).add_columns(first, "calls", "input tokens", "output tokens", "cost")
         self.set_interval(1.0, self.redraw)
         self.set_timer(2.0, self._read_resources)
 
     def consume(self, events: list[Event]) -> None:
+        self.usage.consume(events)
         now = time.monotonic()
         for event in events:
             if event.task is None:
@@ -132,11 +149,25 @@ class MetricsView(Vertical):
             self.query_one("#chart-running", Chart).update_series(
                 {"running": ([x for x, _ in hist], [y for _, y in hist])}
             )
+        if active == "m-llm":
+            self.show_usage()
         if active == "m-ux":
             lat = [(t - now, ms) for t, ms in self.latency_history if now - t <= WINDOW_S]
             self.query_one("#chart-latency", Chart).update_series(
                 {"latency": ([x for x, _ in lat], [y for _, y in lat])}
             )
+
+    def show_usage(self) -> None:
+        """Fill the LLM usage tables (only when a ``llm.usage`` event arrived since they were filled)."""
+        if self._usage_shown == self.usage.version:
+            return
+        self._usage_shown = self.usage.version
+        for table_id, sums in (("#llm-agents", self.usage.agents), ("#llm-workflows", self.usage.workflows)):
+            table = self.query_one(table_id, DataTable)
+            table.clear()
+            for name, totals in sorted(sums.items(), key=_by_cost):
+                counts = (str(totals.calls), tokens(totals.input_tokens), tokens(totals.output_tokens))
+                table.add_row(name, *counts, cost_text(totals))
 
     async def _read_resources(self) -> None:
         try:
@@ -153,3 +184,7 @@ class MetricsView(Vertical):
         finally:
             if self.is_mounted:
                 self.set_timer(2.0, self._read_resources)  # re-armed only after this read finished
+
+
+def _by_cost(item: tuple[str, UsageTotals]) -> tuple[float, str]:
+    return (-item[1].cost_usd, item[0])  # the most expensive first

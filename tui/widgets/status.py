@@ -1,8 +1,18 @@
-"""How states look: one icon and colour per workflow and task status, and elapsed-time formatting."""
+"""How states look: one icon and colour per workflow and task status, elapsed time, and LLM tokens and cost.
+
+``UsageLedger`` sums the ``llm.usage`` events the dashboard receives per task (the pane header), per workflow
+(the status bar) and per agent (the metrics view); ``usage_text`` is how a sum reads everywhere:
+``tokens 1.2k in / 300 out · $0.0031``.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
+
+from db.models import Event
 
 ICONS = {
     "pending": ("○", "grey50"),
@@ -32,3 +42,81 @@ def elapsed(start: datetime | None, end: datetime | None = None) -> str:
     if seconds < 3600:
         return f"{seconds // 60}m{seconds % 60:02d}s"
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+@dataclass
+class UsageTotals:
+    """Tokens and cost of some LLM calls; ``unpriced`` counts calls whose model had no price (cost unknown)."""
+
+    calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    unpriced: int = 0
+
+    def add(self, data: Mapping[str, Any]) -> None:
+        """One ``llm.usage`` event's data."""
+        self.calls += 1
+        self.input_tokens += int(data.get("input_tokens") or 0)
+        self.output_tokens += int(data.get("output_tokens") or 0)
+        cost = data.get("cost_usd")
+        if isinstance(cost, int | float):
+            self.cost_usd += float(cost)
+        else:
+            self.unpriced += 1
+
+
+class UsageLedger:
+    """``llm.usage`` events summed per task, per workflow and per agent (agent names across workflows)."""
+
+    def __init__(self) -> None:
+        self.tasks: dict[tuple[str, str], UsageTotals] = {}
+        self.workflows: dict[str, UsageTotals] = {}
+        self.agents: dict[str, UsageTotals] = {}
+        self.version = 0  # bumped on every change, so views redraw only when there is something new
+
+    def consume(self, events: Iterable[Event]) -> None:
+        for event in events:
+            if event.type != "llm.usage":
+                continue
+            self.workflows.setdefault(event.workflow, UsageTotals()).add(event.data)
+            self.agents.setdefault(event.agent or "?", UsageTotals()).add(event.data)
+            if event.task is not None:
+                self.tasks.setdefault((event.workflow, event.task), UsageTotals()).add(event.data)
+            self.version += 1
+
+    def task(self, workflow: str, task: str) -> UsageTotals | None:
+        return self.tasks.get((workflow, task))
+
+    def workflow(self, workflow: str) -> UsageTotals | None:
+        return self.workflows.get(workflow)
+
+
+def tokens(count: int) -> str:
+    """``950``, ``1.2k``, ``3.4M``."""
+    if count < 1_000:
+        return str(count)
+    if count < 1_000_000:
+        return f"{count / 1_000:.1f}k".replace(".0k", "k")
+    return f"{count / 1_000_000:.1f}M".replace(".0M", "M")
+
+
+def dollars(usd: float) -> str:
+    """``$1.23``, ``$0.042``, ``$0.0031``: enough digits to tell small calls apart."""
+    if usd >= 1:
+        return f"${usd:,.2f}"
+    if usd >= 0.01:
+        return f"${usd:.3f}"
+    return f"${usd:.4f}"
+
+
+def cost_text(totals: UsageTotals) -> str:
+    """The cost, ``$0.0031``; ``no price`` when no call was priced, ``$0.0031 + unpriced`` when some were not."""
+    if totals.unpriced == totals.calls:
+        return "no price"
+    return dollars(totals.cost_usd) + (" + unpriced" if totals.unpriced else "")
+
+
+def usage_text(totals: UsageTotals) -> str:
+    """``tokens 1.2k in / 300 out · $0.0031``."""
+    return f"tokens {tokens(totals.input_tokens)} in / {tokens(totals.output_tokens)} out · {cost_text(totals)}"
