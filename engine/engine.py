@@ -314,6 +314,8 @@ class Engine:
     ) -> Approval:
         """Answer the open approval of a graph task (yes, no, or a value); the graph resumes with it."""
         await self._workflow(workflow_id)
+        if workflow_id not in self.runs:  # nobody runs it here: our events continue its stored sequence
+            await self.recorder.resume_sequence(workflow_id)
         return await self.approvals.answer(workflow_id, task, value, deny=deny, by=by)
 
     async def graph_history(self, workflow_id: str, task: str) -> list[HistoryEntry]:
@@ -329,6 +331,8 @@ class Engine:
         if run is not None and task in run._running:
             raise ControlError(f"task {task} is running; pause does not stop it mid-step: cancel it or wait for it")
         head = await threads.fork(self, workflow_id, task, checkpoint_id, values)
+        if run is None:
+            await self.recorder.resume_sequence(workflow_id)
         self.recorder.emit(
             workflow_id,
             "graph.forked",

@@ -100,7 +100,13 @@ class GraphAgent(Agent):
             raise TaskFailed("graph agents need the engine's graph support (run them through the engine)")
         graph = await self.compiled(ctx, support.saver)
         config: dict[str, Any] = {
-            "configurable": {"thread_id": support.thread},
+            # Nodes can read these from their ``config`` argument (the task's working directory, for one).
+            "configurable": {
+                "thread_id": support.thread,
+                "workdir": str(ctx.workdir),
+                "workflow": ctx.workflow,
+                "task": ctx.task.id,
+            },
             "callbacks": self.callbacks(ctx),
             "recursion_limit": int(self.spec.options.get("recursion_limit", 50)),
         }

@@ -113,7 +113,7 @@ class StreamPrinter:
         done = node.model_copy(update={"status": status, "error": error, "finished_at": datetime.now(UTC)})
         await self.support.nodes.put(done)
         self.ctx.event(f"node.{status}", node=node.node, step=node.step, thread=node.thread, error=error)
-        if status != "completed":
+        if status not in ("completed", "interrupted"):  # an interrupt is followed by its approval line
             self.ctx.log(f"{'✗' if status == 'failed' else '·'} {node.node} {status}{f': {error}' if error else ''}")
 
     async def close_open(self, status: str, error: str | None = None) -> None:

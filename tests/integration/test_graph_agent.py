@@ -51,7 +51,7 @@ async def events_of(engine: Engine, workflow: str, prefix: str = "") -> list[Eve
 
 async def status_becomes(engine: Engine, workflow: str, status: TaskStatus, limit_s: float = 30) -> None:
     async with asyncio.timeout(limit_s):
-        while (await engine.stores.tasks.get(workflow, "build")).status is not status:  # type: ignore[union-attr]
+        while (await engine.stores.tasks.get(workflow, "build")).status is not status:  # type: ignore[union-attr]  # noqa: ASYNC110
             await asyncio.sleep(0.02)
 
 
@@ -234,7 +234,7 @@ async def test_rollback_forks_the_graph_thread_from_the_matching_checkpoint(engi
     wf = await engine.submit(workflow)
     await graphs.STARTED["check"].wait()
     async with asyncio.timeout(30):
-        while (cps := await engine.stores.checkpoints.list(wf)) == [] or cps[-1].task != "watch":
+        while (cps := await engine.stores.checkpoints.list(wf)) == [] or cps[-1].task != "watch":  # noqa: ASYNC110
             await asyncio.sleep(0.02)
     mid_graph = cps[-1]  # taken when `watch` completed, while `build` was inside `check`
     gate.set()
