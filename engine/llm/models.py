@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Callable
-from typing import Any
-
-from langchain.chat_models import init_chat_model
-from langchain_core.language_models import BaseChatModel
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import AgentUnavailable
 from engine.settings import EngineSettings
 
-ChatModelFactory = Callable[..., BaseChatModel]
+if TYPE_CHECKING:  # LangChain is imported when a model is made, so checking an agent stays quick
+    from langchain_core.language_models import BaseChatModel
+
+ChatModelFactory = Callable[..., "BaseChatModel"]
 
 # provider → (its LangChain package, our extra that installs it, or None)
 _PROVIDERS: dict[str, tuple[str, str | None]] = {
@@ -96,6 +96,9 @@ def check_model_available(model: str) -> None:
 
 def make_chat_model(model: str, options: dict[str, Any]) -> BaseChatModel:
     """The chat model named ``model``, made with ``options`` (the agent's ``options.model_options``)."""
+    from langchain.chat_models import init_chat_model
+    from langchain_core.language_models import BaseChatModel
+
     factory = _REGISTERED.get(model)
     if factory is not None:
         return factory(**options)

@@ -16,11 +16,14 @@ import asyncio
 from collections import deque
 from collections.abc import Sequence
 from pathlib import PurePosixPath
+from typing import TYPE_CHECKING
 
-from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from pydantic import BaseModel, Field
 
 from engine.agents.base import TaskContext
+
+if TYPE_CHECKING:  # LangChain is imported when the tools are made, so building an agent stays quick
+    from langchain_core.tools import BaseTool
 
 TOOL_NAMES = ("run_command", "read_file", "write_file")
 DEFAULT_COMMAND_TIMEOUT_S = 300.0
@@ -43,14 +46,14 @@ class WriteFileArgs(BaseModel):
 
 
 def checked_path(path: str) -> str:
-    """``path`` if it stays inside the working directory; else a ``ToolException`` saying why."""
+    """``path`` if it stays inside the working directory; else a ``ValueError`` saying why."""
     if not path.strip():
-        raise ToolException("the path is empty: give a path relative to the task's working directory")
+        raise ValueError("the path is empty: give a path relative to the task's working directory")
     parts = PurePosixPath(path).parts
     if path.startswith(("/", "~", "\\")):
-        raise ToolException(f"path {path!r} is absolute: paths are relative to the task's working directory")
+        raise ValueError(f"path {path!r} is absolute: paths are relative to the task's working directory")
     if ".." in parts:
-        raise ToolException(f"path {path!r} leads outside the task's working directory ('..' is not allowed)")
+        raise ValueError(f"path {path!r} leads outside the task's working directory ('..' is not allowed)")
     return path
 
 
@@ -83,7 +86,11 @@ class _OutputTail:
 def make_tools(
     bound: TaskContext | None, names: Sequence[str] = TOOL_NAMES, command_timeout_s: float | None = None
 ) -> list[BaseTool]:
-    """The tools called ``names`` for the task of ``bound`` (``None``: a graph built for its shape only)."""
+    """The tools called ``names`` for the task of ``bound`` (``None``: a graph built for its shape only).
+
+    A tool refuses by raising ``ToolException``: the model gets the message as the tool's result and carries on.
+    """
+    from langchain_core.tools import StructuredTool, ToolException
 
     def task() -> TaskContext:
         if bound is None:
@@ -129,7 +136,7 @@ def make_tools(
             raise ToolException(f"there is no file {path!r} in the task's working directory") from None
         except IsADirectoryError:
             raise ToolException(f"{path!r} is a directory; list it with run_command('ls {path}')") from None
-        except ValueError as exc:  # the sandbox refuses what leads outside (a symlink, say)
+        except ValueError as exc:  # ours, or the sandbox's refusal of what leads outside (a symlink, say)
             raise ToolException(str(exc)) from None
         text = data.decode("utf-8", errors="replace")
         if len(text) > MAX_READ_CHARS:
