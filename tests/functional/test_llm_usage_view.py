@@ -1,0 +1,71 @@
+"""The dashboard shows what LLM agents spend: tokens and cost in the pane header and per agent in the metrics.
+
+A real engine runs an ``llm`` agent whose provider is a scripted fake (``FakeToolCallingChatModel``); the
+``llm.usage`` events it causes reach the screen through the same feed as every other event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from textual.widgets import DataTable, Label, TabbedContent
+
+from engine.engine import Engine
+from engine.spec import WorkflowSpec
+from tests.functional.test_dashboard import until
+from tests.support.fake_llm import reply, script
+from tui.app import make_app
+from tui.widgets.agent_grid import AgentGrid
+from tui.widgets.metrics_view import MetricsView
+
+MODEL = "openai:gpt-4o-mini"  # $0.15 in / $0.60 out per million tokens in the shipped table
+# 12,000 in and 2,000 out: 12000 * 0.15e-6 + 2000 * 0.60e-6 = $0.0030
+HEADER = "tokens 12k in / 2k out · $0.0030"
+
+
+@pytest.fixture
+def scripted_model() -> Iterator[None]:
+    _, unregister = script(
+        MODEL,
+        [
+            reply(tool=("run_command", {"command": "echo working"}), tokens=(5_000, 100)),
+            reply("All done.", tokens=(7_000, 1_900)),
+        ],
+    )
+    yield
+    unregister()
+
+
+def llm_workflow() -> WorkflowSpec:
+    return WorkflowSpec.model_validate(
+        {
+            "name": "llm-ui",
+            "agents": {"coder": {"kind": "llm", "model": MODEL}},
+            "tasks": [{"id": "code", "agent": "coder", "input": {"prompt": "echo something"}}],
+        }
+    )
+
+
+@pytest.mark.usefixtures("scripted_model")
+async def test_the_pane_header_and_the_metrics_show_tokens_and_cost_after_a_run(engine: Engine) -> None:
+    app = make_app(engine, start=llm_workflow())
+    async with app.run_test(size=(140, 40)) as pilot:
+        grid = app.screen.query_one(AgentGrid)
+
+        def header() -> str:
+            # Title, then tokens and cost; empty while a pane just mounted has no header yet.
+            labels = [label for pane in grid.panes.values() for label in pane.query(".pane-header Label").results()]
+            return " · ".join(str(label.render()) for label in labels if isinstance(label, Label))
+
+        await until(pilot, lambda: HEADER in header())
+        assert "coder · code" in header()
+
+        await pilot.press("3")
+        app.screen.query_one("#metric-tabs", TabbedContent).active = "m-llm"
+        metrics = app.screen.query_one(MetricsView)
+        agents = metrics.query_one("#llm-agents", DataTable)
+        await until(pilot, lambda: agents.row_count == 1)
+        assert [str(cell) for cell in agents.get_row_at(0)] == ["coder", "2", "12k", "2k", "$0.0030"]
+        workflows = metrics.query_one("#llm-workflows", DataTable)
+        assert [str(cell) for cell in workflows.get_row_at(0)][1:] == ["2", "12k", "2k", "$0.0030"]
