@@ -30,7 +30,8 @@ from engine.graph import threads
 from engine.graph.approvals import Approvals
 from engine.graph.threads import HistoryEntry, thread_for_rerun
 from engine.metrics import MetricsCollector
-from engine.run import WorkflowRun, apply_rollback
+from engine.run import WorkflowRun
+from engine.run_controls import apply_rollback
 from engine.settings import EngineSettings
 from engine.spec import WorkflowSpec
 

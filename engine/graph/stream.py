@@ -96,9 +96,9 @@ class StreamPrinter:
             self.ctx.event("node.started", node=name, step=node.step, thread=self.support.thread)
             self.ctx.log(f"▶ {name} (step {node.step})", "graph")
             return
-        node = self.open.pop(run, None)
-        if node is None:
+        if run not in self.open:
             return
+        node = self.open.pop(run)
         self.flush()
         error = chunk.get("error")
         if chunk.get("interrupts"):
