@@ -36,6 +36,7 @@ from engine.settings import EngineSettings
 from engine.spec import WorkflowSpec
 
 LEASE = timedelta(seconds=15)
+_LIVE = (WorkflowStatus.RUNNING, WorkflowStatus.PAUSED)
 HEARTBEAT_S = 3.0
 
 
@@ -314,9 +315,13 @@ class Engine:
         self, workflow_id: str, task: str, value: Any = True, *, deny: bool = False, by: str = "user"
     ) -> Approval:
         """Answer the open approval of a graph task (yes, no, or a value); the graph resumes with it."""
-        await self._workflow(workflow_id)
-        if workflow_id not in self.runs:  # nobody runs it here: our events continue its stored sequence
-            await self.recorder.resume_sequence(workflow_id)
+        workflow = await self._workflow(workflow_id)
+        if workflow_id in self.runs:
+            return await self.approvals.answer(workflow_id, task, value, deny=deny, by=by)
+        if not self.db.is_embedded and not lease_expired(workflow) and workflow.status in _LIVE:
+            # Another engine runs it (a dashboard on a server database): it announces the answer itself.
+            return await self.approvals.answer(workflow_id, task, value, deny=deny, by=by, quiet=True)
+        await self.recorder.resume_sequence(workflow_id)  # nobody runs it: our events continue its sequence
         return await self.approvals.answer(workflow_id, task, value, deny=deny, by=by)
 
     async def graph_history(self, workflow_id: str, task: str) -> list[HistoryEntry]:

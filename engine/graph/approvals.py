@@ -23,6 +23,7 @@ from engine.errors import ControlError
 from engine.events import EventRecorder
 
 _POLL_S = 1.0  # how often a waiting task looks for an answer another process wrote
+_QUIET = "~"  # answered_by prefix: written by a process that does not own the run, not yet announced
 
 
 def status_for(value: Any, deny: bool = False) -> ApprovalStatus:
@@ -109,6 +110,9 @@ class Approvals:
                 # Answered by a process that does not own this run (it wrote the row)?
                 current = await self._current(approval.id)
                 if current.status is not ApprovalStatus.PENDING:
+                    if current.answered_by and current.answered_by.startswith(_QUIET):
+                        # answered by a process that does not own this run: the event is ours to emit
+                        self._announce(current, current.value, current.answered_by.removeprefix(_QUIET))
                     return current
                 if approval.deadline is not None and datetime.now(UTC) >= approval.deadline:
                     answered = await self._answer(approval, approval.default, by="deadline")
@@ -117,15 +121,26 @@ class Approvals:
             self._waiters.pop(approval.id, None)
 
     async def answer(
-        self, workflow: str, task: str, value: Any = True, *, deny: bool = False, by: str = "user"
+        self, workflow: str, task: str, value: Any = True, *, deny: bool = False, by: str = "user", quiet: bool = False
     ) -> Approval:
-        """Answer the open approval of ``task``; raises ``ControlError`` when there is none."""
+        """Answer the open approval of ``task``; raises ``ControlError`` when there is none.
+
+        ``quiet``: another process runs the workflow (and numbers its events): only the row is written, and the
+        owner, which looks at it while it waits, announces the answer.
+        """
         pending = [a for a in await self.stores.approvals.list(workflow, pending_only=True) if a.task == task]
         if not pending:
             asked = {a.task for a in await self.stores.approvals.list(workflow, pending_only=True)}
             hint = f" (waiting: {', '.join(sorted(asked))})" if asked else ""
             raise ControlError(f"task {task} of workflow {workflow} has no open approval{hint}")
         value = False if deny and value is True else value
+        if quiet:
+            stored = await self.stores.approvals.answer(
+                pending[-1].id, status=status_for(value, deny), value=value, by=f"{_QUIET}{by}"
+            )
+            if stored is None:
+                raise ControlError(f"the approval of task {task} was answered meanwhile")
+            return stored
         answered = await self._answer(pending[-1], value, by=by, deny=deny)
         if answered is None:
             raise ControlError(f"the approval of task {task} was answered meanwhile")
@@ -145,9 +160,16 @@ class Approvals:
         answered = await self.stores.approvals.answer(approval.id, status=status, value=value, by=by)
         if answered is None:
             return None
+        self._announce(answered, value, by)
+        future = self._waiters.get(approval.id)
+        if future is not None and not future.done():
+            future.set_result(answered)
+        return answered
+
+    def _announce(self, approval: Approval, value: Any, by: str) -> None:
         self.recorder.emit(
             approval.workflow,
-            f"approval.{status.value}",
+            f"approval.{approval.status.value}",
             task=approval.task,
             data={
                 "approval": approval.id,
@@ -156,10 +178,6 @@ class Approvals:
                 **({"default_applied": True} if by == "deadline" else {}),
             },
         )
-        future = self._waiters.get(approval.id)
-        if future is not None and not future.done():
-            future.set_result(answered)
-        return answered
 
     def cancel_waits(self) -> None:
         for future in self._waiters.values():

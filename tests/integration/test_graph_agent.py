@@ -8,6 +8,7 @@ cancel, a pause, a fork, a retry or a rollback — the complaints we answer: "re
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from db import connect
 from db.models import ApprovalStatus, Event, TaskStatus, WorkflowStatus
 from engine.engine import Engine
 from engine.spec import WorkflowSpec
+from tests.conftest import server_settings
 from tests.integration.workflows import graphs
 
 GRAPHS = "tests.integration.workflows.graphs"
@@ -246,3 +248,27 @@ async def test_rollback_forks_the_graph_thread_from_the_matching_checkpoint(engi
     assert dict(graphs.RUNS) == {"check": 1, "report": 1}  # plan and write had run by then: not again
     task = await engine.stores.tasks.get(wf, "build")
     assert task is not None and task.output["log"] == ["plan", "write", "check", "report"]
+
+
+async def test_an_answer_from_another_engine_on_a_server_database_is_announced_by_the_owner(
+    surreal_server_url: str, tmp_path: Path
+) -> None:
+    """Two engines on one server database (a headless run and a dashboard elsewhere): the dashboard's answer is
+    written to the approval row; the owning engine picks it up and announces it in its own event sequence."""
+    settings = server_settings(f"appr_{uuid.uuid4().hex[:8]}")
+    async with (
+        connect(surreal_server_url, settings) as db_a,
+        connect(surreal_server_url, settings) as db_b,
+        Engine(db_a, workdir_root=tmp_path / "a") as owner,
+        Engine(db_b, workdir_root=tmp_path / "b") as other,
+    ):
+        wf = await owner.submit(spec("with_approval"))
+        await status_becomes(owner, wf, TaskStatus.WAITING)
+        await other.approve(wf, "build", "from elsewhere", by="dashboard@b")
+        assert await owner.wait(wf) is WorkflowStatus.COMPLETED
+        task = await owner.stores.tasks.get(wf, "build")
+        assert task is not None and task.output["answer"] == "from elsewhere"
+        stored = await events_of(owner, wf)
+        assert [e.seq for e in stored] == list(range(1, len(stored) + 1))  # one sequence, no clash
+        [answered] = [e for e in stored if e.type == "approval.answered"]
+        assert answered.data["by"] == "dashboard@b"
