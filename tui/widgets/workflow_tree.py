@@ -1,8 +1,10 @@
-"""The workflow tree: workflows → tasks with status, elapsed time and retries.
+"""The workflow tree: workflows → tasks with status, elapsed time and retries → a graph task's node executions.
 
 It is driven only by the database's own change notifications (``db.watch``: CHANGEFEED when embedded, LIVE
 SELECT on a server), so it shows what is committed — also for workflows another process runs on the same
 database. It loads a snapshot first, from a position taken before the snapshot, so nothing falls in between.
+Under a graph task its node executions (``graph_node`` rows: ``✔ plan · step 1 0s``) appear as they start, in the
+order they started; a task waiting for a person (an open approval) shows ``✋``.
 """
 
 from __future__ import annotations
@@ -16,16 +18,25 @@ from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
 from db.connection import Database
-from db.models import Task, Workflow
+from db.models import GraphNode, Task, Workflow
 from db.stores import Stores
 from db.watch import Change, watcher_for
 from tui.widgets.status import elapsed, icon
+
+# A person is needed: a task waiting on an approval, a graph node stopped at its interrupt().
+WAITING_ICON = "[orange1]✋[/]"
+
+
+def status_icon(status: str) -> str:
+    """``icon()`` plus the states only graphs have (``waiting`` tasks, ``interrupted`` nodes)."""
+    return WAITING_ICON if status in ("waiting", "interrupted") else icon(status)
 
 
 @dataclass
 class NodeRef:
     workflow: str
     task: str | None = None
+    graph_node: str | None = None  # a graph node execution's id (its leaf under the task)
 
 
 class WorkflowTree(Tree[NodeRef]):
@@ -51,7 +62,10 @@ class WorkflowTree(Tree[NodeRef]):
         self.workflows: dict[str, Workflow] = {}
         self.tasks: dict[str, dict[str, Task]] = {}
         self._early: dict[str, dict[str, Task]] = {}
+        self._early_nodes: dict[tuple[str, str], dict[str, GraphNode]] = {}
+        self.graph_nodes: dict[str, GraphNode] = {}
         self._node_index: dict[tuple[str, str | None], TreeNode[NodeRef]] = {}
+        self._graph_leaves: dict[str, TreeNode[NodeRef]] = {}
 
     def on_mount(self) -> None:
         self.load_and_follow()
@@ -65,9 +79,11 @@ class WorkflowTree(Tree[NodeRef]):
             self._apply_workflow(workflow)
             for task in await self.stores.tasks.list(workflow.id):
                 self._apply_task(task)
+            for graph_node in await self.stores.graph_nodes.list(workflow.id):
+                self._apply_graph_node(graph_node)
         self.post_message(self.Loaded())
-        self.run_worker(self._follow("workflow", position), group="workflow-tree-watch", exit_on_error=False)
-        self.run_worker(self._follow("task", position), group="workflow-tree-watch", exit_on_error=False)
+        for table in ("workflow", "task", "graph_node"):
+            self.run_worker(self._follow(table, position), group="workflow-tree-watch", exit_on_error=False)
 
     async def _follow(self, table: str, position: int) -> None:
         async for change in watcher_for(self.db).watch(table, since=position):
@@ -81,6 +97,8 @@ class WorkflowTree(Tree[NodeRef]):
             self._apply_workflow(change.record)
         elif isinstance(change.record, Task):
             self._apply_task(change.record)
+        elif isinstance(change.record, GraphNode):
+            self._apply_graph_node(change.record)
 
     def _apply_workflow(self, workflow: Workflow) -> None:
         self.workflows[workflow.id] = workflow
@@ -105,8 +123,26 @@ class WorkflowTree(Tree[NodeRef]):
             parent = self._node_index[(task.workflow, None)]
             node = parent.add_leaf(self._task_label(task), data=NodeRef(task.workflow, task.key))
             self._node_index[(task.workflow, task.key)] = node
+            for early in self._early_nodes.pop((task.workflow, task.key), {}).values():
+                self._apply_graph_node(early)
         else:
             node.set_label(self._task_label(task))
+
+    def _apply_graph_node(self, graph_node: GraphNode) -> None:
+        parent = self._node_index.get((graph_node.workflow, graph_node.task))
+        if parent is None:  # read from its own feed: keep it until its task shows up
+            self._early_nodes.setdefault((graph_node.workflow, graph_node.task), {})[graph_node.id] = graph_node
+            return
+        self.graph_nodes[graph_node.id] = graph_node
+        node = self._graph_leaves.get(graph_node.id)
+        if node is None:
+            if not parent.allow_expand:  # the task's first node: the leaf becomes a branch, open
+                parent.allow_expand = True
+                parent.expand()
+            ref = NodeRef(graph_node.workflow, graph_node.task, graph_node.id)
+            self._graph_leaves[graph_node.id] = parent.add_leaf(self._graph_node_label(graph_node), data=ref)
+        else:
+            node.set_label(self._graph_node_label(graph_node))
 
     def _workflow_label(self, workflow: Workflow) -> Text:
         tasks = self.tasks.get(workflow.id, {})
@@ -120,9 +156,16 @@ class WorkflowTree(Tree[NodeRef]):
     def _task_label(self, task: Task) -> Text:
         took = elapsed(task.started_at, task.finished_at) if task.status.value not in ("pending", "queued") else ""
         retries = f" [dark_orange]↻{task.attempts - 1}[/]" if task.attempts > 1 else ""
-        label = f"{icon(task.status.value)} {task.key} [dim]{task.agent}[/]{retries}"
+        label = f"{status_icon(task.status.value)} {task.key} [dim]{task.agent}[/]{retries}"
         label += f" [dim]{took}[/]" if took else ""
         return Text.from_markup(label)
+
+    def _graph_node_label(self, graph_node: GraphNode) -> Text:
+        took = elapsed(graph_node.started_at, graph_node.finished_at)
+        label = Text.from_markup(status_icon(graph_node.status) + " ")
+        label.append(graph_node.node)  # node names are the graph author's: not markup
+        label.append(f" · step {graph_node.step}" + (f" {took}" if took else ""), style="dim")
+        return label
 
     def _tick(self) -> None:
         """Refresh elapsed times of what is running."""
@@ -130,8 +173,11 @@ class WorkflowTree(Tree[NodeRef]):
             if workflow.status.value in ("running", "paused"):
                 self._node_index[(workflow.id, None)].set_label(self._workflow_label(workflow))
                 for task in self.tasks[workflow.id].values():
-                    if task.status.value in ("running", "paused", "retrying"):
+                    if task.status.value in ("running", "paused", "retrying", "waiting"):
                         self._node_index[(workflow.id, task.key)].set_label(self._task_label(task))
+        for graph_node in self.graph_nodes.values():
+            if graph_node.status == "running":
+                self._graph_leaves[graph_node.id].set_label(self._graph_node_label(graph_node))
 
     def on_tree_node_highlighted(self, event: Tree.NodeHighlighted[NodeRef]) -> None:
         ref = event.node.data
