@@ -88,6 +88,9 @@ class AgentDeckApp(App[int]):
             yield SystemCommand("Roll back", "Open the checkpoint timeline (b)", screen.action_rollback)
             yield SystemCommand("Resume stopped workflow", "Continue after a crash (shift+r)",
                                 screen.action_resume_stopped)  # fmt: skip
+            yield SystemCommand("Time travel", "A graph task's checkpoints: replay or fork from a step (t)",
+                                screen.action_time_travel)  # fmt: skip
+            yield SystemCommand("Approvals", "Answer the approvals graphs wait for (shift+a)", screen.action_approvals)
             yield SystemCommand("Maximise agent pane", "One pane fills the grid (m)", screen.action_maximise)
             yield SystemCommand("Filter events", "Filter the event log (/)", screen.action_filter)
             yield SystemCommand("Help", "Every control explained (?)", screen.action_help)

@@ -19,6 +19,9 @@ HELP = """\
 | `r` | **retry** the selected task, with its upstream outputs as they are |
 | `b` | **rollback**: the checkpoint timeline — pick a checkpoint, see what would run again, confirm |
 | `R` | **resume** a workflow whose engine stopped (crash, kill, cancel) from its last checkpoint |
+| `t` | **time travel** the selected graph task: its checkpoints newest first; replay from a step or fork it with \
+edited state — only the steps after it run again |
+| `A` | **approvals** graphs wait for: `y` yes · `n` no · `a` type an answer · `Esc` later |
 | `m` | maximise the focused agent pane (again to restore) |
 | `1` `2` `3` | tabs: agents · events · metrics |
 | `/` | filter the event log |
@@ -36,8 +39,12 @@ HELP = """\
 - **Metrics**: agent performance, workflow health, system resources (CPU, RSS of sandbox processes) and user
   experience (event latency on screen). The header shows completions per second and running agents.
 
-Icons: `▶` running · `⏸` paused · `↻` retrying · `✔` completed · `✘` failed · `■` cancelled · `·` skipped ·
-`○` pending.
+- **Graph tasks** show their node executions under them (`✔ plan · step 1 0s`). When a graph asks a person
+  (`interrupt()`), the task shows `✋`, the top bar counts what waits, and the prompt opens — with its deadline
+  counting down to the default answer when it has one.
+
+Icons: `▶` running · `⏸` paused · `✋` waiting for you · `↻` retrying · `✔` completed · `✘` failed · `■` cancelled ·
+`·` skipped · `○` pending.
 
 Press `Esc` or `?` to close.
 """

@@ -1,6 +1,8 @@
 """The main screen: the workflow tree, the agent panes, the event log and the metrics, and every control.
 
 Controls go through the engine's public API (``Engine.pause`` …); the screen never writes the database.
+Approvals a graph asks for open as a prompt when the main screen is on top (``A`` brings back put-off ones, the top
+bar counts them); ``t`` opens the selected graph task's time travel.
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ from db.models import Event, TaskStatus, WorkflowStatus
 from engine.engine import Engine, lease_expired
 from engine.errors import ControlError
 from tui.feed import EventFeed
+from tui.pending_approvals import PendingApprovals
+from tui.screens.approval import ApprovalScreen
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.help import HelpScreen
+from tui.screens.time_travel import TimeTravelScreen
 from tui.screens.timeline import CheckpointTimeline
 from tui.widgets.agent_grid import AgentGrid
 from tui.widgets.event_log import EventLog
@@ -33,6 +38,8 @@ class MainScreen(Screen[None]):
         Binding("r", "retry", "Retry"),
         Binding("b", "rollback", "Rollback"),
         Binding("R", "resume_stopped", "Resume", key_display="R"),
+        Binding("t", "time_travel", "Time travel"),
+        Binding("A", "approvals", "Approvals", key_display="A"),
         Binding("m", "maximise", "Max"),
         Binding("slash", "filter", "Filter", key_display="/"),
         Binding("1", "tab('tab-agents')", "Agents", show=False),
@@ -50,11 +57,15 @@ class MainScreen(Screen[None]):
         self.selected_workflow: str | None = None
         self.selected_task: str | None = None
         self._history_loaded: set[str] = set()
+        self.approvals = PendingApprovals()
+        self._approval_screen: ApprovalScreen | None = None
+        self._waiting_shown = -1
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="topbar"):
             yield Label("[b]agentdeck[/]", id="brand")
             yield Label("", id="selection")
+            yield Label("", id="waiting")
             yield Label("done/s", classes="spark-label")
             yield Sparkline([0.0], id="spark-rate", summary_function=max)
             yield Label("running", classes="spark-label")
@@ -84,6 +95,7 @@ class MainScreen(Screen[None]):
         self.feed.add_consumer(log.consume)
         self.feed.add_consumer(metrics.consume)
         self.feed.add_consumer(self._follow_new_workflows)
+        self.feed.add_consumer(self._follow_approvals)
         self.set_interval(0.05, self._frame)
         self._sparklines()
         self.set_interval(1.0, self._sparklines)
@@ -97,6 +109,9 @@ class MainScreen(Screen[None]):
             metrics.record_latency(self.feed.latencies.popleft())
         while self.feed.notices:
             self.notify(self.feed.notices.popleft(), title="event stream", severity="warning")
+        self._show_waiting()
+        if self.app.screen is self:  # never over another screen: a prompt waits until the main screen is back
+            self._offer_approval()
 
     def _show_selection(self) -> None:
         workflow, task = self.selected_workflow, self.selected_task
@@ -161,6 +176,52 @@ class MainScreen(Screen[None]):
             newest = max(tree.workflows.values(), key=lambda w: w.created_at)
             self._select(newest.id, None)
             tree.select_workflow(newest.id)
+        self._load_approvals(list(tree.workflows))
+
+    # ---- approvals -----------------------------------------------------------------------------------------
+
+    @work(group="approvals", exit_on_error=False)
+    async def _load_approvals(self, workflows: list[str]) -> None:
+        """Approvals already pending when the dashboard started (later ones arrive as events)."""
+        for workflow in workflows:
+            self.approvals.add(await self.engine.approvals.pending(workflow))
+
+    def _follow_approvals(self, events: list[Event]) -> None:
+        for approval_id, data in self.approvals.consume(events):
+            screen = self._approval_screen
+            if screen is not None and screen.approval.id == approval_id:
+                screen.answered_elsewhere(data)
+
+    def _show_waiting(self) -> None:
+        count = len(self.approvals)
+        if count != self._waiting_shown:
+            self._waiting_shown = count
+            text = f"[b orange1]✋ {count} waiting[/] [dim](A)[/]" if count else ""
+            self.query_one("#waiting", Label).update(text)
+
+    def _offer_approval(self) -> None:
+        approval = self.approvals.next_to_show(self.selected_workflow)
+        if approval is None or self._approval_screen is not None:
+            return
+        found = self.query_one(WorkflowTree).workflows.get(approval.workflow)
+        screen = ApprovalScreen(self.engine, approval, workflow_name=found.name if found else None)
+
+        def closed(answered: bool | None) -> None:
+            self._approval_screen = None
+            if answered:
+                self.approvals.answered(approval.id)
+            else:
+                self.approvals.put_off(approval.id)
+
+        self._approval_screen = screen
+        self.app.push_screen(screen, closed)
+
+    def action_approvals(self) -> None:
+        if not len(self.approvals):
+            self.notify("no approval is waiting", severity="information")
+            return
+        self.approvals.bring_back()
+        self._offer_approval()
 
     # ---- controls ------------------------------------------------------------------------------------------
 
@@ -237,6 +298,39 @@ class MainScreen(Screen[None]):
         )
         if confirmed:
             self._control("rollback", workflow, chosen)
+
+    def action_time_travel(self) -> None:
+        workflow, task = self.selected_workflow, self.selected_task
+        if workflow is None or task is None:
+            self.notify("select a graph task in the tree first: time travel goes through its checkpoints",
+                        severity="warning")  # fmt: skip
+            return
+        kind = self._agent_kind(workflow, task)
+        if kind is not None and kind != "graph":
+            self.notify(f"{task} is not a graph task (its agent is kind {kind}); b rolls the whole workflow back",
+                        title="no time travel", severity="warning")  # fmt: skip
+            return
+        self._open_time_travel(workflow, task)
+
+    def _agent_kind(self, workflow: str, task: str) -> str | None:
+        tree = self.query_one(WorkflowTree)
+        found, row = tree.workflows.get(workflow), tree.tasks.get(workflow, {}).get(task)
+        if found is None or row is None:
+            return None
+        kind = found.spec.get("agents", {}).get(row.agent, {}).get("kind")
+        return str(kind) if kind is not None else None
+
+    @work(exclusive=True, group="time-travel", exit_on_error=False)
+    async def _open_time_travel(self, workflow: str, task: str) -> None:
+        try:
+            history = await self.engine.graph_history(workflow, task)
+        except ControlError as exc:
+            self.notify(str(exc), title="no time travel", severity="error")
+            return
+        if not history:
+            self.notify(f"{task} has no graph checkpoints yet: it has not run", severity="warning")
+            return
+        await self.app.push_screen(TimeTravelScreen(self.engine, workflow, task, history))
 
     def action_maximise(self) -> None:
         self.action_tab("tab-agents")
