@@ -12,13 +12,13 @@ from tests.unit.stores.conformance.agent import (
     MetricStoreConformance,
 )
 from tests.unit.stores.conformance.control import ControlRequestStoreConformance
-from tests.unit.stores.conformance.graph import ApprovalStoreConformance, GraphNodeStoreConformance
 from tests.unit.stores.conformance.core import (
     CheckpointStoreConformance,
     EventStoreConformance,
     TaskStoreConformance,
     WorkflowStoreConformance,
 )
+from tests.unit.stores.conformance.graph import ApprovalStoreConformance, GraphNodeStoreConformance
 
 __all__ = [
     "AgentStatusStoreConformance",
