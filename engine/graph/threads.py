@@ -95,6 +95,7 @@ async def history(engine: Engine, workflow_id: str, key: str) -> list[HistoryEnt
     graph, config, _task_row = await graph_for(engine, workflow_id, key)
     snapshots = [snapshot async for snapshot in graph.aget_state_history(config)]
     next_of = {s.config["configurable"]["checkpoint_id"]: list(s.next) for s in snapshots}
+    values_of = {s.config["configurable"]["checkpoint_id"]: s.values for s in snapshots}
     out = []
     for snapshot in snapshots:
         metadata = snapshot.metadata or {}
@@ -111,7 +112,7 @@ async def history(engine: Engine, workflow_id: str, key: str) -> list[HistoryEnt
                 ran=next_of.get(parent, []) if parent and source == "loop" else [],
                 next=list(snapshot.next),
                 created_at=str(snapshot.created_at or ""),
-                summary=short(values, 120),
+                summary=short(_changed(values, values_of.get(parent)), 120),
                 values=values,
             )
         )
@@ -148,3 +149,11 @@ async def thread_for_rerun(engine: Engine, workflow_id: str, task: Task, *, befo
             await graph.aupdate_state(snapshot.config, None)
             return None
     return fresh
+
+
+def _changed(values: dict[str, Any], parent: Any) -> dict[str, Any]:
+    """What a checkpoint changed against its parent (everything, for the first one): the useful summary."""
+    if not isinstance(parent, dict):
+        return values
+    before = jsonable(parent)
+    return {key: value for key, value in values.items() if before.get(key) != value}
