@@ -138,6 +138,8 @@ class StreamPrinter:
         self.ctx.log(short(chunk))
 
     def _token(self, message: Any) -> None:
+        if getattr(message, "type", None) not in ("ai", "AIMessageChunk"):
+            return  # tool results and echoed inputs are not the model speaking
         content = getattr(message, "content", "")
         if isinstance(content, list):
             content = "".join(part.get("text", "") for part in content if isinstance(part, dict))

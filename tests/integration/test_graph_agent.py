@@ -272,3 +272,22 @@ async def test_an_answer_from_another_engine_on_a_server_database_is_announced_b
         assert [e.seq for e in stored] == list(range(1, len(stored) + 1))  # one sequence, no clash
         [answered] = [e for e in stored if e.type == "approval.answered"]
         assert answered.data["by"] == "dashboard@b"
+
+
+async def test_a_model_reply_streams_into_the_pane_line_by_line(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The chat model is langchain-core's GenericFakeChatModel — a fake standing in for an LLM provider, which
+    streams its reply in small chunks as a provider does. The graph, the stream and the pane events are real."""
+    from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+    from langchain_core.messages import AIMessage
+
+    reply = "A parser reads tokens.\nIt builds a tree.\nThen the tree is checked."
+    model = GenericFakeChatModel(messages=iter([AIMessage(content=reply)]))
+    monkeypatch.setattr(graphs, "streamed", graphs.chatty(model), raising=False)
+    wf = await engine.submit(spec("streamed"))
+    assert await engine.wait(wf) is WorkflowStatus.COMPLETED
+    said = [e.data["line"] for e in await events_of(engine, wf, "task.output") if e.data.get("stream") == "llm"]
+    assert said == ["A parser reads tokens.", "It builds a tree.", "Then the tree is checked."]
+    task = await engine.stores.tasks.get(wf, "build")
+    assert task is not None and task.output["answer"] == reply

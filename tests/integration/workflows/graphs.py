@@ -92,3 +92,17 @@ async def wait_until_check_runs() -> str:
 
 
 held_in_check = _build(hold="check")
+
+
+def chatty(model: Any) -> Any:
+    """A one-node graph whose node calls a chat model (streaming its reply)."""
+
+    async def speak(state: State) -> dict[str, Any]:
+        message = await model.ainvoke(f"write about {state.get('topic')}")
+        return {"answer": message.content}
+
+    graph = StateGraph(State)
+    graph.add_node("speak", speak)
+    graph.add_edge(START, "speak")
+    graph.add_edge("speak", END)
+    return graph.compile()
