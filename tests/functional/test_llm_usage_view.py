@@ -69,3 +69,7 @@ async def test_the_pane_header_and_the_metrics_show_tokens_and_cost_after_a_run(
         assert [str(cell) for cell in agents.get_row_at(0)] == ["coder", "2", "12k", "2k", "$0.0030"]
         workflows = metrics.query_one("#llm-workflows", DataTable)
         assert [str(cell) for cell in workflows.get_row_at(0)][1:] == ["2", "12k", "2k", "$0.0030"]
+
+        # The top bar shows the selected workflow's total.
+        selection = app.screen.query_one("#selection", Label)
+        await until(pilot, lambda: "tokens 12k in / 2k out · $0.0030" in str(selection.render()))

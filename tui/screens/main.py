@@ -27,7 +27,7 @@ from tui.screens.timeline import CheckpointTimeline
 from tui.widgets.agent_grid import AgentGrid
 from tui.widgets.event_log import EventLog
 from tui.widgets.metrics_view import MetricsView
-from tui.widgets.status import icon
+from tui.widgets.status import icon, usage_text
 from tui.widgets.workflow_tree import WorkflowTree
 
 
@@ -121,7 +121,9 @@ class MainScreen(Screen[None]):
         name = found.name if found else workflow
         state = icon(found.status.value) + " " + found.status.value if found else ""
         detail = f" › {task}" if task else ""
-        self.query_one("#selection", Label).update(f"{name} [dim]{workflow}[/] {state}{detail}")
+        usage = self.query_one(MetricsView).usage.workflow(workflow)
+        spend = f" [dim]·[/] {usage_text(usage)}" if usage else ""  # the workflow's LLM tokens and cost
+        self.query_one("#selection", Label).update(f"{name} [dim]{workflow}[/] {state}{detail}{spend}")
 
     def _sparklines(self) -> None:
         self._show_selection()
