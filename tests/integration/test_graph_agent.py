@@ -291,3 +291,14 @@ async def test_a_model_reply_streams_into_the_pane_line_by_line(
     assert said == ["A parser reads tokens.", "It builds a tree.", "Then the tree is checked."]
     task = await engine.stores.tasks.get(wf, "build")
     assert task is not None and task.output["answer"] == reply
+
+
+async def test_a_static_breakpoint_asks_to_go_on(engine: Engine) -> None:
+    wf = await engine.submit(spec("with_breakpoint"))  # compiled with interrupt_before=["check"]
+    await status_becomes(engine, wf, TaskStatus.WAITING)
+    [asked] = await events_of(engine, wf, "approval.requested")
+    assert asked.data["question"] == "continue past the breakpoint at check?"
+    assert dict(graphs.RUNS) == {"plan": 1, "write": 1}
+    await engine.approve(wf, "build")
+    assert await engine.wait(wf) is WorkflowStatus.COMPLETED
+    assert dict(graphs.RUNS) == {"plan": 1, "write": 1, "check": 1, "report": 1}

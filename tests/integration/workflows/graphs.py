@@ -41,7 +41,7 @@ def _node(name: str, *, hold: bool = False) -> Any:
     return run
 
 
-def _build(*, hold: str | None = None, ask: bool = False) -> Any:
+def _build(*, hold: str | None = None, ask: bool = False, stop_before: list[str] | None = None) -> Any:
     graph = StateGraph(State)
     names = ["plan", "write", "check", "report"]
     for name in names:
@@ -57,7 +57,7 @@ def _build(*, hold: str | None = None, ask: bool = False) -> Any:
     else:
         graph.add_edge("check", "report")
     graph.add_edge("report", END)
-    return graph.compile()
+    return graph.compile(interrupt_before=stop_before)
 
 
 async def approve(state: State) -> dict[str, Any]:
@@ -92,6 +92,7 @@ async def wait_until_check_runs() -> str:
 
 
 held_in_check = _build(hold="check")
+with_breakpoint = _build(stop_before=["check"])
 
 
 def chatty(model: Any) -> Any:
