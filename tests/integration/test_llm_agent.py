@@ -303,7 +303,8 @@ def test_building_an_llm_agent_loads_no_langchain() -> None:
     assert result.stdout.strip() == "[]"
 
 
-def test_bad_options_are_refused_when_the_agent_is_built() -> None:
+def test_bad_options_are_refused_when_the_agent_is_built(scripted: Any) -> None:
+    scripted(MODEL, [])  # the model is available (no provider package needed): only the options are wrong
     with pytest.raises(AgentUnavailable, match="unknown tool 'browse'"):
         build_agent(AgentSpec(name="w", kind="llm", model=MODEL, options={"tools": ["browse"]}))
     with pytest.raises(AgentUnavailable, match=r"options\.price: 'output' is required"):
