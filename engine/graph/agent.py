@@ -195,6 +195,7 @@ class GraphAgent(Agent):
     ) -> Any:
         from engine.graph.approvals import question_of
 
+        prompt = _scrubbed(ctx, prompt)  # the prompt goes to events and the database: no secret values in it
         ctx.log(f"✋ approval needed{f' in {node}' if node else ''}: {question_of(prompt)}", "graph")
         await support.waiting(True)
         try:
@@ -212,6 +213,16 @@ class GraphAgent(Agent):
         by = f" (by {approval.answered_by})" if approval.answered_by else ""
         ctx.log(f"✓ {approval.status.value}: {json.dumps(approval.value)}{by}", "graph")
         return approval.value
+
+
+def _scrubbed(ctx: TaskContext, value: Any) -> Any:
+    if isinstance(value, str):
+        return ctx.scrub(value)
+    if isinstance(value, dict):
+        return {key: _scrubbed(ctx, item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_scrubbed(ctx, item) for item in value]
+    return value
 
 
 def _run_control() -> Any:

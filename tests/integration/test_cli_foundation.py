@@ -31,7 +31,7 @@ CONTRACT_COMMANDS = [
     "bench",
 ]
 SUBCOMMANDS = {
-    "workflows": ["list", "show", "pause", "resume", "cancel", "retry", "rollback"],
+    "workflows": ["list", "show", "pause", "resume", "cancel", "retry", "rollback", "approve", "history", "fork"],
     "checkpoints": ["list"],
     "memory": ["add", "search"],
 }
@@ -68,6 +68,8 @@ def test_help_lists_every_contract_command() -> None:
         ["validate", "x.yaml"], ["bench"], ["workflows", "show", "wf-1"], ["workflows", "pause", "wf-1"],
         ["workflows", "retry", "wf-1", "--task", "t"], ["workflows", "rollback", "wf-1", "--to", "cp-1"],
         ["checkpoints", "list", "wf-1"], ["memory", "add", "x", "--agent", "a"], ["memory", "search", "x"],
+        ["workflows", "approve", "wf-1", "--task", "t"], ["workflows", "history", "wf-1", "--task", "t"],
+        ["workflows", "fork", "wf-1", "--task", "t", "--checkpoint", "c"],
     ],
 )  # fmt: skip
 def test_each_contract_command_has_working_help(args: list[str]) -> None:

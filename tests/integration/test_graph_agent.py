@@ -302,3 +302,17 @@ async def test_a_static_breakpoint_asks_to_go_on(engine: Engine) -> None:
     await engine.approve(wf, "build")
     assert await engine.wait(wf) is WorkflowStatus.COMPLETED
     assert dict(graphs.RUNS) == {"plan": 1, "write": 1, "check": 1, "report": 1}
+
+
+async def test_a_secret_in_an_approval_prompt_is_redacted_everywhere(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AGENTDECK_TEST_TOKEN", "tok-5ecret-value")
+    wf = await engine.submit(spec("leaky", secrets=["AGENTDECK_TEST_TOKEN"]))
+    await status_becomes(engine, wf, TaskStatus.WAITING)
+    [stored] = await engine.approvals.pending(wf)
+    assert stored.prompt == {"question": "deploy with token ***?"}
+    await engine.approve(wf, "build")
+    assert await engine.wait(wf) is WorkflowStatus.COMPLETED
+    everything = " ".join(str(e.to_json_dict()) for e in await events_of(engine, wf))
+    assert "tok-5ecret-value" not in everything and "deploy with token ***?" in everything

@@ -107,3 +107,21 @@ def chatty(model: Any) -> Any:
     graph.add_edge(START, "speak")
     graph.add_edge("speak", END)
     return graph.compile()
+
+
+async def ask_with_token(state: State) -> dict[str, Any]:
+    import os
+
+    answer = interrupt({"question": f"deploy with token {os.environ.get('AGENTDECK_TEST_TOKEN')}?"})
+    return {"answer": answer}
+
+
+def _leaky() -> Any:
+    graph = StateGraph(State)
+    graph.add_node("ask", ask_with_token)
+    graph.add_edge(START, "ask")
+    graph.add_edge("ask", END)
+    return graph.compile()
+
+
+leaky = _leaky()
