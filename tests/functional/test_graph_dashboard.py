@@ -195,6 +195,20 @@ async def test_the_tree_shows_each_node_execution_under_the_graph_task(engine: E
         assert [leaf.split(" · ")[1].split()[:2] for leaf in leaves] == [["step", str(n)] for n in (1, 2, 3, 4)]
 
 
+async def test_after_a_retry_the_tree_shows_the_new_runs_nodes_only(engine: Engine) -> None:
+    app = make_app(engine, start=graph_spec("linear"))
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: "✔ graph-ui" in tree_text(app) and "report" in tree_text(app))
+        wf = app.started_workflow
+        assert wf is not None
+        old = set(tree_of(app).graph_nodes)
+        await engine.retry(wf, "build")  # a finished graph task runs afresh on a new thread
+        await completes(pilot, engine, wf)
+        await until(pilot, lambda: set(tree_of(app).graph_nodes).isdisjoint(old) and len(tree_of(app).graph_nodes) == 4)
+        leaves = [line for line in tree_text(app).splitlines() if "· step" in line]
+        assert [leaf.split(" · ")[0].split()[-1] for leaf in leaves] == ["plan", "write", "check", "report"]
+
+
 # ---- time travel ------------------------------------------------------------------------------------------
 
 

@@ -21,6 +21,7 @@ from db.connection import Database
 from db.models import GraphNode, Task, Workflow
 from db.stores import Stores
 from db.watch import Change, watcher_for
+from engine.graph.support import default_thread
 from tui.widgets.status import elapsed, icon
 
 # A person is needed: a task waiting on an approval, a graph node stopped at its interrupt().
@@ -64,6 +65,7 @@ class WorkflowTree(Tree[NodeRef]):
         self._early: dict[str, dict[str, Task]] = {}
         self._early_nodes: dict[tuple[str, str], dict[str, GraphNode]] = {}
         self.graph_nodes: dict[str, GraphNode] = {}
+        self._other_threads: dict[tuple[str, str], dict[str, GraphNode]] = {}
         self._node_index: dict[tuple[str, str | None], TreeNode[NodeRef]] = {}
         self._graph_leaves: dict[str, TreeNode[NodeRef]] = {}
 
@@ -127,11 +129,39 @@ class WorkflowTree(Tree[NodeRef]):
                 self._apply_graph_node(early)
         else:
             node.set_label(self._task_label(task))
+            self._drop_other_threads(task)
+
+    def _thread_of(self, workflow: str, key: str) -> str | None:
+        task = self.tasks.get(workflow, {}).get(key)
+        return None if task is None else (task.thread or default_thread(workflow, key))
+
+    def _drop_other_threads(self, task: Task) -> None:
+        """A retried graph task runs on a fresh thread: the nodes of its earlier run leave the tree."""
+        current = task.thread or default_thread(task.workflow, task.key)
+        stale = [
+            n.id for n in self.graph_nodes.values()
+            if n.workflow == task.workflow and n.task == task.key and n.thread != current
+        ]  # fmt: skip
+        kept = self._other_threads.setdefault((task.workflow, task.key), {})
+        for node_id in stale:
+            kept[node_id] = self.graph_nodes.pop(node_id)
+            leaf = self._graph_leaves.pop(node_id, None)
+            if leaf is not None:
+                leaf.remove()
+        for node_id, waiting in list(kept.items()):
+            if waiting.thread == current:
+                del kept[node_id]
+                self._apply_graph_node(waiting)
 
     def _apply_graph_node(self, graph_node: GraphNode) -> None:
         parent = self._node_index.get((graph_node.workflow, graph_node.task))
         if parent is None:  # read from its own feed: keep it until its task shows up
             self._early_nodes.setdefault((graph_node.workflow, graph_node.task), {})[graph_node.id] = graph_node
+            return
+        if graph_node.thread != self._thread_of(graph_node.workflow, graph_node.task):
+            # Another run of a retried task (each has its own thread): an earlier one, or — the feeds being read
+            # independently — a newer one whose task row has not arrived yet. Kept until the task says which.
+            self._other_threads.setdefault((graph_node.workflow, graph_node.task), {})[graph_node.id] = graph_node
             return
         self.graph_nodes[graph_node.id] = graph_node
         node = self._graph_leaves.get(graph_node.id)
