@@ -19,7 +19,15 @@ from engine.spec import AgentSpec
 
 
 def import_callable(path: str) -> Callable[..., Any]:
-    """Resolve ``"package.module:attribute"``; raises ``AgentUnavailable`` with the reason."""
+    """Resolve ``"package.module:attribute"`` to a callable; raises ``AgentUnavailable`` with the reason."""
+    target = import_object(path)
+    if not callable(target):
+        raise AgentUnavailable(f"{path!r} is not callable")
+    return target  # type: ignore[no-any-return]
+
+
+def import_object(path: str) -> Any:
+    """Resolve ``"package.module:attribute"`` to whatever it names; raises ``AgentUnavailable`` with the reason."""
     module_name, _, attribute = path.partition(":")
     if not module_name or not attribute:
         raise AgentUnavailable(f"{path!r} is not of the form 'module:attribute'")
@@ -33,9 +41,7 @@ def import_callable(path: str) -> Callable[..., Any]:
             target = getattr(target, part)
         except AttributeError as exc:
             raise AgentUnavailable(f"{module_name!r} has no attribute {attribute!r}") from exc
-    if not callable(target):
-        raise AgentUnavailable(f"{path!r} is not callable")
-    return target  # type: ignore[no-any-return]
+    return target
 
 
 class PythonAgent(Agent):

@@ -27,7 +27,7 @@ import json
 from typing import Any, ClassVar
 
 from engine.agents.base import Agent, TaskContext
-from engine.agents.python import import_callable
+from engine.agents.python import import_object
 from engine.errors import AgentUnavailable, TaskFailed
 from engine.graph.stream import StreamPrinter, jsonable
 from engine.graph.support import GraphSupport
@@ -232,17 +232,7 @@ def _run_control() -> Any:
 
 
 def _import_graph(path: str) -> Any:
-    module_name, _, attribute = path.partition(":")
-    try:
-        target: Any = import_callable(path)
-    except AgentUnavailable as exc:
-        if "is not callable" not in str(exc):
-            raise
-        import importlib
-
-        target = importlib.import_module(module_name)
-        for part in attribute.split("."):
-            target = getattr(target, part)
+    target = import_object(path)  # a compiled graph is not callable: import it as an object
     if not is_compiled_graph(target) and not callable(target):
         raise AgentUnavailable(f"{path!r} is neither a compiled LangGraph graph nor a factory returning one")
     return target
