@@ -119,6 +119,7 @@ class WorkflowTree(Tree[NodeRef]):
             # The task feed and the workflow feed are read independently: keep it until its workflow shows up.
             self._early.setdefault(task.workflow, {})[task.key] = task
             return
+        before = self.tasks[task.workflow].get(task.key)
         self.tasks[task.workflow][task.key] = task
         node = self._node_index.get((task.workflow, task.key))
         if node is None:
@@ -129,7 +130,8 @@ class WorkflowTree(Tree[NodeRef]):
                 self._apply_graph_node(early)
         else:
             node.set_label(self._task_label(task))
-            self._drop_other_threads(task)
+            if before is None or before.thread != task.thread:  # only a retry changes it: not on every update
+                self._drop_other_threads(task)
 
     def _thread_of(self, workflow: str, key: str) -> str | None:
         task = self.tasks.get(workflow, {}).get(key)
