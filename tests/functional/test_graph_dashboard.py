@@ -195,6 +195,23 @@ async def test_the_tree_shows_each_node_execution_under_the_graph_task(engine: E
         assert [leaf.split(" · ")[1].split()[:2] for leaf in leaves] == [["step", str(n)] for n in (1, 2, 3, 4)]
 
 
+async def test_the_workflow_count_follows_a_task_row_that_arrives_after_the_workflow_row(engine: Engine) -> None:
+    """The workflow and task feeds are read independently: the last task's completion may arrive after the
+    workflow's. The workflow line's done/total must still end at 1/1 (it once stayed at 0/1)."""
+    app = make_app(engine, start=graph_spec("linear"))
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: "✔ graph-ui" in tree_text(app) and "1/1" in tree_text(app))
+        tree, wf = tree_of(app), app.started_workflow
+        assert wf is not None
+        done = tree.tasks[wf]["build"]
+        tree._apply_task(done.model_copy(update={"status": TaskStatus.RUNNING}))  # as if it were late
+        await pilot.pause()
+        assert "0/1" in tree_text(app).splitlines()[0]
+        tree._apply_task(done)
+        await pilot.pause()
+        assert "1/1" in tree_text(app).splitlines()[0]
+
+
 async def test_after_a_retry_the_tree_shows_the_new_runs_nodes_only(engine: Engine) -> None:
     app = make_app(engine, start=graph_spec("linear"))
     async with app.run_test(size=SIZE) as pilot:

@@ -130,6 +130,9 @@ class WorkflowTree(Tree[NodeRef]):
                 self._apply_graph_node(early)
         else:
             node.set_label(self._task_label(task))
+            workflow = self.workflows[task.workflow]
+            if before is None or before.status != task.status:  # the workflow's done/total count follows
+                self._node_index[(task.workflow, None)].set_label(self._workflow_label(workflow))
             if before is None or before.thread != task.thread:  # only a retry changes it: not on every update
                 self._drop_other_threads(task)
 
