@@ -197,7 +197,13 @@ class GraphAgent(Agent):
 
         prompt = _scrubbed(ctx, prompt)  # the prompt goes to events and the database: no secret values in it
         ctx.log(f"✋ approval needed{f' in {node}' if node else ''}: {question_of(prompt)}", "graph")
-        await support.waiting(True)
+        waited = False
+
+        async def now_waiting() -> None:
+            nonlocal waited
+            waited = True
+            await support.waiting(True)
+
         try:
             approval = await support.approvals.ask(
                 workflow=ctx.workflow,
@@ -207,9 +213,11 @@ class GraphAgent(Agent):
                 prompt=prompt,
                 node=node,
                 options=self.spec.options,
+                on_pending=now_waiting,
             )
         finally:
-            await support.waiting(False)
+            if waited:
+                await support.waiting(False)
         by = f" (by {approval.answered_by})" if approval.answered_by else ""
         ctx.log(f"✓ {approval.status.value}: {json.dumps(approval.value)}{by}", "graph")
         return approval.value

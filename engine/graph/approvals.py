@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -62,8 +63,10 @@ class Approvals:
         prompt: Any,
         node: str | None = None,
         options: dict[str, Any] | None = None,
+        on_pending: Callable[[], Awaitable[None]] | None = None,
     ) -> Approval:
-        """Open (or find again) the approval for one interrupt and wait for its answer."""
+        """Open (or find again) the approval for one interrupt and wait for its answer. ``on_pending`` runs once
+        the open row is stored, before the wait: a task shown as waiting can always be answered."""
         options = options or {}
         fields = prompt if isinstance(prompt, dict) else {}
         deadline_s = fields.get("deadline_s", options.get("approval_deadline_s"))
@@ -97,6 +100,8 @@ class Approvals:
             )
         if approval.status is not ApprovalStatus.PENDING:
             return approval
+        if on_pending is not None:
+            await on_pending()
         future = self._waiters.get(approval.id)
         if future is None or future.done():
             future = asyncio.get_running_loop().create_future()
