@@ -24,6 +24,19 @@ log = logging.getLogger(__name__)
 Listener = Callable[[Event], None]
 
 
+def output_lines(event: Event) -> list[str]:
+    """The lines a ``task.output`` event carries.
+
+    Output is stored in chunks: ``data = {"stream": "stdout", "lines": [...]}`` holds consecutive lines of one
+    stream. Events written before chunking carry one ``line``; both shapes are read here.
+    """
+    lines = event.data.get("lines")
+    if isinstance(lines, list):
+        return [str(line) for line in lines]
+    line = event.data.get("line")
+    return [] if line is None else [str(line)]
+
+
 class EventRecorder:
     def __init__(self, store: EventStore, bus: EventBus, batch_size: int = 50, flush_interval: float = 0.05) -> None:
         self._store = store
