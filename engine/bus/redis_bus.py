@@ -3,15 +3,22 @@
 Wire format: each event is JSON (``Event.to_json_dict()``) on channel ``{prefix}:events:{workflow}``; a subscriber
 to every workflow pattern-subscribes ``{prefix}:events:*``.
 
+Publishing (``_redis_publisher``): ``publish_many`` queues and returns; one sender task per bus sends each queued
+batch as one Lua call that ``PUBLISH``es its events in order and, atomically with them, raises each workflow's
+high-water mark in the hash ``{prefix}:last_seq``. A slow or unreachable Redis never holds up the engine: events
+are stored before they are published, so what does not get through live is refilled from the ``EventStore``.
+
 Pub/sub is fire-and-forget: a subscriber that is disconnected misses what is published meanwhile. To refill it
-exactly, publishing runs a small Lua script that, atomically with the ``PUBLISH``, raises the workflow's
-high-water mark in the hash ``{prefix}:last_seq``. Each time a subscription (re)subscribes it asks the server
-(another atomic script) to publish the current marks to its private channel ``{prefix}:sync:{id}``. That message
-reaches it after every live event published before it, so when it arrives, whatever the subscriber has not seen
-up to those marks was lost in the disconnect, and it refills that from the ``EventStore`` by seq.
+exactly, each time a subscription (re)subscribes it asks the server (another atomic script) to publish the
+current marks to its private channel ``{prefix}:sync:{id}``. That message reaches it after every live event
+published before it, so when it arrives, whatever the subscriber has not seen up to those marks was lost in the
+disconnect, and it refills that from the ``EventStore`` by seq. When the *publisher* had to drop events (Redis
+unreachable, or too far behind), it says so on ``{prefix}:marks`` once it can (a *marks notice*), which every
+subscription takes as the same kind of sync point.
 
 Each subscription holds its own connection, named ``{prefix}:sub:{id}`` (``CLIENT LIST`` shows it), and
-reconnects with backoff until it is closed.
+reconnects with backoff until it is closed. An outage is logged once per bus when it starts and once when it
+ends, not per publish or per subscription.
 """
 
 from __future__ import annotations
@@ -28,13 +35,12 @@ import redis.asyncio as aioredis
 from pydantic import ValidationError
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from db.connection import redact_url
 from db.models import Event
 from db.stores import EventStore
 from engine.bus._inbox import SyncKind, SyncPoint
+from engine.bus._redis_publisher import CONNECTION_ERRORS, Health, Publisher, describe
 from engine.bus.base import (
     DEFAULT_QUEUE_SIZE,
     DEFAULT_REFILL_TIMEOUT_S,
@@ -47,23 +53,12 @@ from engine.bus.base import (
 
 log = logging.getLogger(__name__)
 
-_CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
-_PUBLISH_CHUNK = 500
+_CONNECTION_ERRORS = CONNECTION_ERRORS
+_CLOSE_DRAIN_S = 2.0  # close() sends what is still queued for this long (the last events of a short run)
 _POLL_S = 1.0  # how often a subscriber's reader wakes when idle (health checks ride on it)
 _HEALTH_CHECK_S = 15  # PING an idle subscriber connection this often, so a dead peer is noticed
 _RECONNECT_FIRST_S = 0.05
 _RECONNECT_MAX_S = 2.0
-
-# KEYS[1]: the marks hash. ARGV[1]: channel prefix; then (workflow, seq, payload) triples.
-_PUBLISH_LUA = """
-for i = 2, #ARGV, 3 do
-  local workflow, seq = ARGV[i], tonumber(ARGV[i + 1])
-  local mark = tonumber(redis.call('HGET', KEYS[1], workflow) or '0')
-  if seq > mark then redis.call('HSET', KEYS[1], workflow, seq) end
-  redis.call('PUBLISH', ARGV[1] .. workflow, ARGV[i + 2])
-end
-return (#ARGV - 1) / 3
-"""
 
 # KEYS[1]: the marks hash. ARGV[1]: the subscriber's sync channel; ARGV[2]: its workflow, or '' for all.
 _SYNC_LUA = """
@@ -80,7 +75,7 @@ return redis.call('PUBLISH', ARGV[1], cjson.encode(marks))
 
 def _unavailable(url: str, exc: BaseException) -> BusUnavailable:
     return BusUnavailable(
-        f"cannot reach Redis at {redact_url(url)}: {exc}",
+        f"cannot reach Redis at {redact_url(url)}: {describe(exc, url)}",
         hint="start Redis, or point --redis / AGENTDECK_REDIS at a running server (or leave it unset)",
     )
 
@@ -97,7 +92,10 @@ class RedisBus(EventBus):
         refill_timeout: how long a refill waits for missing events to reach the store before giving up.
         connect_timeout: seconds to wait for Redis when connecting.
 
-    Raises ``BusUnavailable`` from ``ping``, ``publish*`` and a subscription's first use when Redis is down.
+    Raises ``BusUnavailable`` from ``ping``, and from ``publish*`` and a subscription's first use while Redis has
+    never been reached (a wrong URL, Redis not started: the CLI exits 3). Once it has been reached, an outage is
+    not an error: publishing drops events (they are stored; subscribers refill them) and logs one warning, and one
+    info line when Redis is back.
     """
 
     def __init__(
@@ -117,6 +115,7 @@ class RedisBus(EventBus):
         self.command_timeout = max(connect_timeout, 10.0)
         self.marks_key = f"{prefix}:last_seq"
         self.channel_prefix = f"{prefix}:events:"
+        self.marks_channel = f"{prefix}:marks"
         self._subs: set[RedisSubscription] = set()
         self._closed = False
         try:
@@ -134,33 +133,50 @@ class RedisBus(EventBus):
             )
         except ValueError as exc:  # a malformed URL
             raise BusUnavailable(f"bad Redis URL {redact_url(url)}: {exc}", hint="use redis://HOST:PORT/DB") from exc
-        self._publish_script = self._client.register_script(_PUBLISH_LUA)
         self._sync_script = self._client.register_script(_SYNC_LUA)
+        self._health = Health(url)
+        self._publisher = Publisher(
+            self._client,
+            self._health,
+            marks_key=self.marks_key,
+            channel_prefix=self.channel_prefix,
+            marks_channel=self.marks_channel,
+            command_timeout=self.command_timeout,
+        )
 
     def channel(self, workflow: str) -> str:
         return f"{self.channel_prefix}{workflow}"
+
+    @property
+    def reachable(self) -> bool | None:
+        """Whether Redis answered the last time this bus tried; None before it first did."""
+        return self._health.up
+
+    @property
+    def dropped(self) -> int:
+        """Events this bus never sent live (Redis unreachable or too far behind); subscribers refill them."""
+        return self._publisher.dropped
 
     async def ping(self) -> None:
         try:
             async with asyncio.timeout(self.command_timeout):
                 await self._client.ping()
         except _CONNECTION_ERRORS as exc:
+            self._health.failed(exc)
             raise _unavailable(self.url, exc) from exc
+        self._health.ok()
 
     async def publish_many(self, events: Sequence[Event]) -> None:
+        """Queue ``events`` for Redis and return at once; see the class docstring for when it raises."""
         if self._closed:
             raise RuntimeError("publish on a closed event bus")
-        for start in range(0, len(events), _PUBLISH_CHUNK):
-            args: list[str | int] = [self.channel_prefix]
-            for event in events[start : start + _PUBLISH_CHUNK]:
-                # default=str: a stray datetime in ``data`` must not stop the engine's event stream.
-                payload = json.dumps(event.to_json_dict(), separators=(",", ":"), default=str)
-                args += [event.workflow, event.seq, payload]
-            try:
-                async with asyncio.timeout(self.command_timeout):
-                    await self._publish_script(keys=[self.marks_key], args=args)
-            except _CONNECTION_ERRORS as exc:
-                raise _unavailable(self.url, exc) from exc
+        if self._health.up is None:
+            await self.ping()  # nothing has reached Redis yet: a wrong URL is the caller's error, not an outage
+        await self._publisher.publish(events)
+
+    async def wait_sent(self) -> None:
+        """Return once every event published so far has been sent to Redis (or dropped, Redis being away)."""
+        await self._publisher.wait_sent()
 
     def subscribe(
         self, workflow: str | None = None, *, after_seq: int | None = None, on_notice: NoticeCallback | None = None
@@ -182,6 +198,7 @@ class RedisBus(EventBus):
         if self._closed:
             return
         self._closed = True
+        await self._publisher.close(_CLOSE_DRAIN_S)
         for sub in list(self._subs):
             await sub.close()
         await self._client.aclose()
@@ -214,6 +231,7 @@ class RedisSubscription(Subscription):
         self._sync_channel = f"{bus.prefix}:sync:{key}"
         self._live = asyncio.Event()  # set once subscribed the first time (or failed for good)
         self._start_seen = False
+        self._subscribed = False  # the current connection got as far as being subscribed
         self._backoff = _RECONNECT_FIRST_S
         self._client: aioredis.Redis = aioredis.Redis.from_url(
             bus.url,
@@ -254,6 +272,7 @@ class RedisSubscription(Subscription):
     async def _read(self) -> None:
         while not self._closed:
             pubsub = self._client.pubsub()
+            self._subscribed = False
             try:
                 await self._listen(pubsub)
             except Exception as exc:
@@ -265,10 +284,13 @@ class RedisSubscription(Subscription):
                 self._inbox.sync(SyncPoint(SyncKind.DISCONNECTED))
                 if not isinstance(exc, _CONNECTION_ERRORS):
                     log.exception("event subscription %s failed; reconnecting", self.client_name)
-                elif self._backoff == _RECONNECT_FIRST_S:  # once per outage, not once per attempt
-                    log.warning("event subscription %s lost Redis (%s); reconnecting", self.client_name, exc)
+                elif self._subscribed:
+                    # Losing one connection is not an outage (CLIENT KILL, an idle timeout): the bus logs an
+                    # outage when reconnecting fails.
+                    log.debug("event subscription %s lost its connection (%s); reconnecting", self.client_name, exc)
                 else:
-                    log.debug("event subscription %s still cannot reach Redis: %s", self.client_name, exc)
+                    self._bus._health.failed(exc)
+                    log.debug("event subscription %s cannot reach Redis: %s", self.client_name, exc)
             finally:
                 with contextlib.suppress(Exception):
                     # redis-py leaves PubSub.aclose unannotated.
@@ -281,8 +303,9 @@ class RedisSubscription(Subscription):
             await pubsub.psubscribe(f"{self._bus.channel_prefix}*")
         else:
             await pubsub.subscribe(self._bus.channel(self.workflow))
-        await pubsub.subscribe(self._sync_channel)
-        unconfirmed = 2
+        await pubsub.subscribe(self._sync_channel, self._bus.marks_channel)
+        unconfirmed = 3
+        synced = False  # this connection's own sync point has arrived
         while not self._closed:
             message = await pubsub.get_message(timeout=_POLL_S)
             if message is None:
@@ -294,14 +317,21 @@ class RedisSubscription(Subscription):
                     if self._live.is_set():
                         self.reconnects += 1
                     self._live.set()
+                    self._subscribed = True
                     self._backoff = _RECONNECT_FIRST_S
-                    # Both subscriptions are active: everything published from now on reaches us. Ask for the
+                    self._bus._health.ok()
+                    # All subscriptions are active: everything published from now on reaches us. Ask for the
                     # marks, which arrive behind every event published before them.
                     await self._bus._request_sync(self._sync_channel, self.workflow)
             elif kind == "message" and message["channel"] == self._sync_channel:
                 kind_of_sync = SyncKind.RECONNECT if self._start_seen else SyncKind.START
-                self._start_seen = True
+                self._start_seen = synced = True
                 self._inbox.sync(SyncPoint(kind_of_sync, _parse_marks(message["data"])))
+            elif kind == "message" and message["channel"] == self._bus.marks_channel:
+                # The publisher dropped events up to these marks: refill what we have not seen. Before our own
+                # sync point arrives, that sync (run after the notice's marks reached the hash) covers it.
+                if synced:
+                    self._inbox.sync(SyncPoint(SyncKind.RECONNECT, _parse_notice(message["data"])))
             elif kind in ("message", "pmessage"):
                 event = _parse_event(message["data"])
                 if event is not None:
@@ -322,3 +352,13 @@ def _parse_marks(data: Any) -> dict[str, int]:
     if not isinstance(flat, list):
         return {}
     return {str(flat[i]): int(flat[i + 1]) for i in range(0, len(flat) - 1, 2)}
+
+
+def _parse_notice(data: Any) -> dict[str, int]:
+    """A publisher's marks notice: a JSON object of workflow -> seq."""
+    try:
+        marks = json.loads(data)
+        return {str(workflow): int(seq) for workflow, seq in marks.items()}
+    except (ValueError, TypeError, AttributeError):
+        log.warning("ignoring a malformed marks notice on the bus: %.200r", data)
+        return {}
