@@ -39,7 +39,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from db.connection import redact_url
 from db.models import Event
 
-log = logging.getLogger("engine.bus.redis_bus")
+log = logging.getLogger("engine.bus.redis_bus")  # the bus's own logger: one place to filter or raise
 
 CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 _CALL_EVENTS = 1000  # events per Lua call: a group commit's batch, or several queued ones

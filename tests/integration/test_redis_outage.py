@@ -283,3 +283,23 @@ async def test_a_redis_never_reached_is_an_error_whose_message_hides_the_passwor
     assert PASSWORD not in str(error.value)
     assert "redis://:***@127.0.0.1" in str(error.value)
     assert error.value.hint
+
+
+async def test_a_frozen_redis_never_holds_up_publishing(store: EventStore, redis_server: RedisServer) -> None:
+    """Redis stops answering (SIGSTOP) without closing anything: publishing returns regardless, and what queued
+    meanwhile goes out, in order, once it answers again."""
+    assert redis_server.process is not None
+    async with RedisBus(redis_server.url, store, connect_timeout=2.0) as bus, bus.subscribe("wf-a") as sub:
+        await emit(store, bus, make_events("wf-a", 1, 5))
+        got = await read(sub, 5)
+        redis_server.process.send_signal(signal.SIGSTOP)
+        try:
+            # Generous: a publish that waited for Redis would take its 10 s command timeout, 20 times over.
+            async with asyncio.timeout(5.0):
+                for first in range(6, 206, 10):
+                    await emit(store, bus, make_events("wf-a", first, first + 9))
+        finally:
+            redis_server.process.send_signal(signal.SIGCONT)
+        got += await read(sub, 200)
+    assert seqs(got) == list(range(1, 206))
+    assert (bus.dropped, sub.dropped) == (0, 0), "a short freeze loses nothing live"
