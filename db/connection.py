@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,7 +20,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 import surrealdb
 from surrealdb import AsyncSurreal
+from surrealdb.connections.async_embedded import AsyncEmbeddedSurrealConnection
+from surrealdb.connections.utils_mixin import mapped_engine_errors
 
+from db import _cbor
+from db._memtable_flush import install as flush_by_reopening
 from db.errors import DatabaseUnavailable, QueryFailed
 from db.settings import DbSettings
 
@@ -27,6 +32,8 @@ Kind = Literal["memory", "file", "server"]
 
 _EMBEDDED_FILE_SCHEMES = ("surrealkv://", "surrealkv+versioned://", "file://", "rocksdb://")
 _CONNECT_TIMEOUT_S = 10.0
+# The schemes the embedded engine opens with surrealkv (file:// is its alias).
+_SURREALKV_SCHEMES = ("surrealkv://", "surrealkv+versioned://", "file://")
 
 
 def redact_url(url: str) -> str:
@@ -68,6 +75,10 @@ class Database:
         self.url = url
         self.kind: Kind = kind
         self._closed = False
+        # Embedded engines get their frames from our compiled codec (db/_cbor.py) rather than the SDK's Python one;
+        # servers keep the SDK, which has no supported place to plug a codec into its websocket. False sends
+        # every query through the SDK, which is what `agentdeck bench` compares against.
+        self.native_codec = isinstance(conn, AsyncEmbeddedSurrealConnection)
 
     @property
     def sdk(self) -> Any:
@@ -97,7 +108,10 @@ class Database:
         if self._closed:
             raise DatabaseUnavailable("the database connection is closed")
         try:
-            response = await self._conn.query_raw(sql, dict(vars or {}))
+            if self.native_codec:
+                response = await self._query_embedded(sql, dict(vars or {}))
+            else:
+                response = await self._conn.query_raw(sql, dict(vars or {}))
         except surrealdb.ConnectionUnavailableError as exc:
             raise DatabaseUnavailable(f"lost the database: {exc}", hint="is the server still up?") from exc
         except (surrealdb.TransportError, OSError) as exc:
@@ -112,6 +126,20 @@ class Database:
                 raise QueryFailed(f"statement {index + 1} failed: {statement.get('result')}\n  in: {sql.strip()}")
             results.append(statement.get("result"))
         return results
+
+    async def _query_embedded(self, sql: str, params: dict[str, Any]) -> dict[str, Any]:
+        """What the SDK's ``query_raw`` does on an embedded engine, with db/_cbor.py as the codec.
+
+        The same frame (``prep_query``: id, ``query``, ``[sql, params]``) to the same native ``execute``, the
+        engine's failures mapped as the SDK's ``_send`` maps them (``RuntimeError`` becomes
+        ``ConnectionUnavailableError``), and the reply decoded to the values the SDK returns; encode and decode
+        errors are raised outside the mapping there too.
+        """
+        frame = _cbor.encode_query(str(uuid.uuid4()), sql, params)
+        with mapped_engine_errors("query"):
+            reply = await self._conn._db.execute(frame)
+        response = _cbor.decode(reply)
+        return response if isinstance(response, dict) else {}
 
     async def query_one(self, sql: str, vars: Mapping[str, Any] | None = None) -> Any:
         """Run statements and return the last one's result."""
@@ -176,6 +204,10 @@ async def open_database(url: str | None = None, settings: DbSettings | None = No
             password = settings.db_pass.get_secret_value() if settings.db_pass else ""
             await conn.signin({"username": settings.db_user, "password": password})
         await conn.use(settings.db_namespace, settings.db_database)
+        if url.startswith(_SURREALKV_SCHEMES):
+            # surrealkv never flushes a memtable while this engine runs, so writes would hang for good after
+            # two full ones (issue 9): reopen the engine to flush before that (db/_memtable_flush.py).
+            flush_by_reopening(conn, url, settings.db_namespace, settings.db_database)
     except (surrealdb.SurrealError, OSError, TimeoutError) as exc:
         await db.close()
         raise _unavailable(url, exc) from exc
