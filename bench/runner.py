@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench import checkpointer_bench, engine_bench, redis_bench
+from bench import checkpointer_bench, codec_bench, engine_bench, redis_bench
 
 
 def render(results: dict[str, Any]) -> str:
@@ -24,7 +24,12 @@ def render(results: dict[str, Any]) -> str:
 
 def main(quick: bool = False, json_path: Path | None = None) -> int:
     async def everything() -> dict[str, Any]:
-        return {**await engine_bench.run(quick), **await checkpointer_bench.run(quick), **await redis_bench.run(quick)}
+        return {
+            **await engine_bench.run(quick),
+            **await checkpointer_bench.run(quick),
+            **await redis_bench.run(quick),
+            **await codec_bench.run(quick),
+        }
 
     results = asyncio.run(everything())
     print(render(results))
