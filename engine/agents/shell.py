@@ -62,6 +62,7 @@ class ShellAgent(Agent):
             network=ctx.task.network,
             readable=ctx.upstream_workdirs,
             timeout=None,
+            backlog=ctx.output_backlog,  # output is read only as fast as it is stored
         )
         if result.exit_code != 0:
             last = tail[-1] if tail else ""

@@ -8,6 +8,7 @@ falls back to a process group with resource limits. Every backend passes the con
 from engine.sandbox._isolation import Limits, bwrap_unavailable_reason
 from engine.sandbox.base import (
     REDACTED,
+    OutputBacklog,
     OutputCallback,
     RunResult,
     Sandbox,
@@ -24,6 +25,7 @@ __all__ = [
     "SANDBOX_KINDS",
     "Limits",
     "LocalSandbox",
+    "OutputBacklog",
     "OutputCallback",
     "RunResult",
     "Sandbox",

@@ -1,16 +1,21 @@
-"""One run of a local sandbox command: the subprocess protocol that streams its output and notices its exit."""
+"""One run of a local sandbox command: the subprocess protocol that streams its output and notices its exit.
+
+Flow control: after each piece of output is delivered the protocol asks the caller's ``backlog``; while the
+caller is behind, it stops reading both pipes (``pause_reading``), so the command blocks on a full pipe instead of
+the engine buffering what it prints without bound, and reads on once the caller caught up.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 import psutil
 
 from engine.sandbox._lines import LineSplitter
-from engine.sandbox.base import OutputCallback
+from engine.sandbox.base import OutputBacklog, OutputCallback
 
 
 class _RunProtocol(asyncio.SubprocessProtocol):
@@ -23,9 +28,18 @@ class _RunProtocol(asyncio.SubprocessProtocol):
     _STREAMS: ClassVar[dict[int, str]] = {1: "stdout", 2: "stderr"}
 
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, on_output: OutputCallback | None, redact: Sequence[str]
+        self,
+        loop: asyncio.AbstractEventLoop,
+        on_output: OutputCallback | None,
+        redact: Sequence[str],
+        backlog: OutputBacklog | None = None,
     ) -> None:
+        self._loop = loop
         self._on_output = on_output
+        self._backlog = backlog
+        self._transport: asyncio.SubprocessTransport | None = None
+        #: Set while reading is paused because the caller is behind on storing output.
+        self.held: asyncio.Future[None] | None = None
         self._splitters = {fd: LineSplitter(redact) for fd in self._STREAMS}
         self._open = set(self._STREAMS)
         self.exited: asyncio.Future[None] = loop.create_future()
@@ -33,9 +47,57 @@ class _RunProtocol(asyncio.SubprocessProtocol):
         #: Set when ``on_output`` raised; the run then stops the command and raises that error.
         self.failed: asyncio.Future[BaseException] = loop.create_future()
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]  # a SubprocessTransport for this protocol
+
     def pipe_data_received(self, fd: int, data: bytes | str) -> None:
         chunk = data.encode() if isinstance(data, str) else data
         self._deliver(fd, self._splitters[fd].feed(chunk))
+        if self._backlog is not None and self.held is None:
+            waiting = self._backlog()
+            if waiting is not None:
+                self._hold(waiting)
+
+    def _pipes(self) -> list[asyncio.ReadTransport]:
+        if self._transport is None:
+            return []
+        pipes = (self._transport.get_pipe_transport(fd) for fd in self._open)
+        return [pipe for pipe in pipes if isinstance(pipe, asyncio.ReadTransport)]
+
+    def _hold(self, waiting: Awaitable[None]) -> None:
+        """Stop reading until ``waiting`` completes (the caller has stored what it was given)."""
+        self.held = self._loop.create_future()
+        for pipe in self._pipes():
+            pipe.pause_reading()
+        self._loop.create_task(self._release_after(waiting))
+
+    async def _release_after(self, waiting: Awaitable[None]) -> None:
+        try:
+            await waiting
+        except BaseException:  # cancelled or failed: reading on is the safe side (nothing is lost, memory is)
+            pass
+        finally:
+            held, self.held = self.held, None
+            for pipe in self._pipes():
+                if not pipe.is_closing():
+                    pipe.resume_reading()
+            if held is not None and not held.done():
+                held.set_result(None)
+
+    async def wait_drained(self, idle_timeout: float) -> bool:
+        """Wait until both pipes are closed. Time spent held by flow control does not count against
+        ``idle_timeout`` (the output is there, we are just storing it). Returns False on a timeout."""
+        idle = 0.0
+        while not self.drained.done():
+            if self.held is not None:
+                await asyncio.wait({self.held, self.drained}, return_when=asyncio.FIRST_COMPLETED)
+                continue
+            began = self._loop.time()
+            await asyncio.wait({self.drained}, timeout=0.1)
+            idle += self._loop.time() - began
+            if idle >= idle_timeout and not self.drained.done():
+                return False
+        return True
 
     def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
         if fd not in self._open:

@@ -16,7 +16,7 @@ Every backend (local processes, later E2B) implements :class:`Sandbox` and passe
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -29,6 +29,8 @@ Stream = Literal["stdout", "stderr"]
 
 #: Receives each output line as it is produced: ``(stream, line)``, the line without its trailing newline.
 OutputCallback = Callable[[str, str], None]
+#: Flow control for output: returns None while the caller keeps up, else an awaitable to wait on before reading on.
+OutputBacklog = Callable[[], Awaitable[None] | None]
 
 #: What redacted secrets are replaced with.
 REDACTED = "***"
@@ -95,6 +97,7 @@ class Sandbox(ABC):
         redact: Sequence[str] = (),
         network: bool = False,
         readable: Sequence[Path] = (),
+        backlog: OutputBacklog | None = None,
     ) -> RunResult:
         """Run ``command`` with ``/bin/sh -c`` in :attr:`workdir` and wait for it to end.
 
@@ -112,6 +115,9 @@ class Sandbox(ABC):
             network: Whether the command may use the network (backends that can isolate it do so otherwise).
             readable: Directories the command may read besides its own (upstream tasks' working directories);
                 backends that hide the rest of the filesystem expose these read-only.
+            backlog: Flow control: asked after each piece of output is handed to ``on_output``; when it returns an
+                awaitable, the backend stops reading the command's output until that completes (the command
+                blocks once its pipe is full). Output is then read only as fast as the caller stores it.
 
         Returns:
             How the command ended.

@@ -41,6 +41,7 @@ from engine.sandbox import _proctree
 from engine.sandbox._isolation import Limits, _bwrap_argv, _rlimit_setter, bwrap_unavailable_reason
 from engine.sandbox._runproto import _exit_status, _flip, _Run, _RunProtocol
 from engine.sandbox.base import (
+    OutputBacklog,
     OutputCallback,
     RunResult,
     Sandbox,
@@ -149,6 +150,7 @@ class LocalSandbox(Sandbox):
         redact: Sequence[str] = (),
         network: bool = False,
         readable: Sequence[Path] = (),
+        backlog: OutputBacklog | None = None,
     ) -> RunResult:
         if self._closed:
             raise SandboxClosed(f"{self!r} is closed")
@@ -156,7 +158,7 @@ class LocalSandbox(Sandbox):
             raise SandboxBusy(f"{self!r} is already running a command")
         loop = asyncio.get_running_loop()
         started = loop.time()
-        protocol = _RunProtocol(loop, on_output, redact)
+        protocol = _RunProtocol(loop, on_output, redact, backlog)
         self._starting = True
         self._pause_when_started = self._kill_when_started = False
         try:
@@ -245,9 +247,8 @@ class LocalSandbox(Sandbox):
 
     async def _drain(self, run: _Run) -> None:
         """Read the output that is still in the pipes once the command has ended."""
-        try:
-            await asyncio.wait_for(asyncio.shield(run.protocol.drained), DRAIN_TIMEOUT_S)
-        except TimeoutError:
+        # Time held by flow control does not count: that output is there, it is being stored.
+        if not await run.protocol.wait_drained(DRAIN_TIMEOUT_S):
             log.warning(
                 "%r: output pipes still open %.0fs after the command ended (held by an escaped process?); "
                 "not reading further",
