@@ -15,10 +15,13 @@ from db.stores.interfaces import (
     MemoryStore,
     MetricStore,
     RecordNotFound,
+    StateBatch,
+    StateBatchStore,
     TaskStore,
     WorkflowStore,
 )
 from db.stores.surreal_agent import SurrealAgentStatusStore, SurrealMemoryStore, SurrealMetricStore
+from db.stores.surreal_batch import SurrealStateBatchStore
 from db.stores.surreal_core import (
     SurrealCheckpointStore,
     SurrealControlRequestStore,
@@ -43,6 +46,7 @@ class Stores:
     control_requests: ControlRequestStore
     graph_nodes: GraphNodeStore
     approvals: ApprovalStore
+    state: StateBatchStore
 
     @classmethod
     def over(cls, db: Database) -> Stores:
@@ -58,6 +62,7 @@ class Stores:
             control_requests=SurrealControlRequestStore(db),
             graph_nodes=SurrealGraphNodeStore(db),
             approvals=SurrealApprovalStore(db),
+            state=SurrealStateBatchStore(db),
         )
 
 
@@ -71,6 +76,8 @@ __all__ = [
     "MemoryStore",
     "MetricStore",
     "RecordNotFound",
+    "StateBatch",
+    "StateBatchStore",
     "Stores",
     "TaskStore",
     "WorkflowStore",

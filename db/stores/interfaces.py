@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -51,6 +52,43 @@ class WorkflowStore(ABC):
     @abstractmethod
     async def update(self, workflow_id: str, **changes: Any) -> Workflow:
         """Change some fields; ``None`` clears an optional field. Raises ``RecordNotFound``."""
+        raise NotImplementedError
+
+    @abstractmethod
+    async def create_with_tasks(self, workflow: Workflow, tasks: Sequence[Task]) -> None:
+        """Store a new workflow and all its tasks in one transaction: both are stored, or neither is.
+        Raises ``ValueError`` if the workflow id is taken."""
+        raise NotImplementedError
+
+
+@dataclass
+class StateBatch:
+    """What the engine changed in one tick: applied together, in one transaction.
+
+    Attributes:
+        tasks: ``(workflow, task key) -> {field: value}``; ``None`` clears a field.
+        workflows: ``workflow id -> {field: value}``.
+        checkpoints: new checkpoint rows.
+        events: new events (seq assigned).
+    """
+
+    tasks: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    workflows: dict[str, dict[str, Any]] = field(default_factory=dict)
+    checkpoints: list[Checkpoint] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.tasks or self.workflows or self.checkpoints or self.events)
+
+
+class StateBatchStore(ABC):
+    """Group commit: a whole ``StateBatch`` in one transaction and one round trip."""
+
+    @abstractmethod
+    async def apply(self, batch: StateBatch) -> None:
+        """Store ``batch`` atomically. Idempotent: applying the same batch twice stores it once.
+        Raises ``QueryFailed`` (nothing stored) or ``DatabaseUnavailable`` (unknown: apply it again)."""
         raise NotImplementedError
 
 
