@@ -176,12 +176,18 @@ class MemoryHit(BaseModel):
 
 
 class Metric(Record):
+    """One interval of one metric: ``value`` is the sum of the ``count`` samples taken in it (their mean is
+    ``value / count``), which ranged from ``min`` to ``max``."""
+
     ts: datetime = Field(default_factory=utcnow)
     name: str
     value: float
     agent: str | None = None
     workflow: str | None = None
     labels: dict[str, Any] = Field(default_factory=dict)
+    count: int = 1
+    min: float | None = None
+    max: float | None = None
 
 
 class AgentStatus(Record):

@@ -179,7 +179,7 @@ class MetricsView(Vertical):
                 for sample in samples:
                     xs, ys = per_agent.setdefault(sample.agent or "?", ([], []))
                     xs.append((sample.ts - now).total_seconds())
-                    ys.append(sample.value)
+                    ys.append(sample.value / max(sample.count, 1))  # rows are sums over an interval
                 self.query_one(chart_id, Chart).update_series(per_agent)
         finally:
             if self.is_mounted:
