@@ -104,12 +104,13 @@ async def steady_latency(count: int, rate_per_s: float) -> list[float]:
     """Emit ``count`` events at ``rate_per_s`` through the real recorder (persisting) and time their delivery."""
     from engine.bus import InProcessBus
     from engine.events import EventRecorder
+    from engine.writer import StateWriter
 
     latencies: list[float] = []
     async with connect("mem://") as db:
         stores = Stores.over(db)
         bus = InProcessBus(stores.events)
-        recorder = EventRecorder(stores.events, bus)
+        recorder = EventRecorder(StateWriter(stores.state), bus, stores.events)
         await recorder.start()
         subscription = bus.subscribe()
         await subscription.wait_ready()
@@ -131,7 +132,7 @@ async def steady_latency(count: int, rate_per_s: float) -> list[float]:
             if delay > 0:
                 await asyncio.sleep(delay)
             sent[seq] = time.perf_counter()
-            recorder.emit("bench-wf", "task.output", task="t", agent="a", data={"line": f"line {seq}"})
+            recorder.emit("bench-wf", "task.progress", task="t", agent="a", data={"message": f"line {seq}"})
         await asyncio.wait_for(received.wait(), 30)
         await listener
         await subscription.close()

@@ -13,7 +13,6 @@ from collections.abc import Iterable
 from typing import Any
 
 from db.models import Checkpoint, Task, TaskStatus
-from db.stores import Stores
 
 
 def task_state(task: Task) -> dict[str, Any]:
@@ -21,8 +20,7 @@ def task_state(task: Task) -> dict[str, Any]:
     return {"status": task.status.value, "output": task.output, "attempts": task.attempts, "error": task.error}
 
 
-async def take(
-    stores: Stores,
+def make(
     workflow: str,
     number: int,
     tasks: dict[str, Task],
@@ -33,19 +31,18 @@ async def take(
     event_seq: int = 0,
     agent_states: dict[str, Any] | None = None,
 ) -> Checkpoint:
-    """Store checkpoint ``number``: a delta of the ``changed`` tasks, or every task when ``changed`` is None."""
+    """Checkpoint ``number`` (for the state writer to store): a delta of the ``changed`` tasks, or every task when
+    ``changed`` is None."""
     keys = list(tasks) if changed is None else list(changed)
-    return await stores.checkpoints.create(
-        Checkpoint(
-            workflow=workflow,
-            number=number,
-            reason=reason,
-            task=task,
-            event_seq=event_seq,
-            full=changed is None,
-            task_states={key: task_state(tasks[key]) for key in keys},
-            agent_states=agent_states or {},
-        )
+    return Checkpoint(
+        workflow=workflow,
+        number=number,
+        reason=reason,
+        task=task,
+        event_seq=event_seq,
+        full=changed is None,
+        task_states={key: task_state(tasks[key]) for key in keys},
+        agent_states=agent_states or {},
     )
 
 

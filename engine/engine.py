@@ -30,10 +30,12 @@ from engine.graph import threads
 from engine.graph.approvals import Approvals
 from engine.graph.threads import HistoryEntry, thread_for_rerun
 from engine.metrics import MetricsCollector
+from engine.private_paths import hidden_from_sandboxes
 from engine.run import WorkflowRun
 from engine.run_controls import apply_rollback
 from engine.settings import EngineSettings
 from engine.spec import WorkflowSpec
+from engine.writer import StateWriter
 
 LEASE = timedelta(seconds=15)
 _LIVE = (WorkflowStatus.RUNNING, WorkflowStatus.PAUSED)
@@ -60,7 +62,10 @@ class Engine:
         # The bus refills a subscriber's gap from the event table; flushing the recorder first makes the
         # missing events findable there.
         self.bus = bus or make_bus(redis_url or self.settings.redis, self.stores.events, flush=self._flush_events)
-        self.recorder = EventRecorder(self.stores.events, self.bus)
+        # One write path: task and workflow changes, checkpoints and events are group-committed by the writer
+        # and events are published once stored (engine/writer.py, engine/events.py).
+        self.writer = StateWriter(self.stores.state)
+        self.recorder = EventRecorder(self.writer, self.bus, self.stores.events)
         self.metrics = MetricsCollector(self.stores.metrics)
         self.metrics.add_pid_source(self._running_pids)
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -127,6 +132,11 @@ class Engine:
             self._saver = SurrealSaver(self.db)
         return self._saver
 
+    @property
+    def sandbox_hidden(self) -> list[Path]:
+        """What shell tasks must not see: the database, its control socket and token, every task's directory."""
+        return hidden_from_sandboxes(self.db.url, self.workdir_root)
+
     def workdir_for(self, workflow: str, task: str) -> Path:
         """A task's working directory (created by its sandbox on first use); it persists across retries."""
         return self.workdir_root / workflow / task
@@ -154,7 +164,6 @@ class Engine:
             owner=self.owner,
             lease_until=_now() + LEASE,
         )
-        await self.stores.workflows.create(workflow)
         tasks = [
             Task(
                 workflow=workflow.id,
@@ -166,7 +175,7 @@ class Engine:
             )
             for t in spec.tasks
         ]
-        await self.stores.tasks.put_many(tasks)
+        await self.stores.workflows.create_with_tasks(workflow, tasks)  # both or neither: always resumable
         self.recorder.emit(
             workflow.id, "workflow.created", data={"name": spec.name, "tasks": [t.id for t in spec.tasks]}
         )
@@ -196,15 +205,20 @@ class Engine:
             )
         spec = WorkflowSpec.model_validate(workflow.spec)
         tasks = {t.key: t for t in await self.stores.tasks.list(workflow_id)}
+        missing = [t.id for t in spec.tasks if t.id not in tasks]
+        if missing:
+            raise ControlError(f"workflow {workflow_id} is missing task rows {missing[:5]}; it cannot be resumed")
         for key, task in tasks.items():
             if task.status is not TaskStatus.COMPLETED:
-                tasks[key] = await self.stores.tasks.update(
-                    workflow_id, key, status=TaskStatus.PENDING, error=None, progress=None
-                )
-        await self.recorder.resume_sequence(workflow_id)
-        workflow = await self.stores.workflows.update(
-            workflow_id, owner=self.owner, lease_until=_now() + LEASE, finished_at=None, error=None
-        )
+                reset: dict[str, Any] = {"status": TaskStatus.PENDING, "error": None, "progress": None}
+                for name, value in reset.items():
+                    setattr(task, name, value)
+                self.writer.task(workflow_id, key, reset)
+        claim: dict[str, Any] = {"owner": self.owner, "lease_until": _now() + LEASE, "finished_at": None, "error": None}
+        for name, value in claim.items():
+            setattr(workflow, name, value)
+        self.writer.workflow(workflow_id, claim)
+        await self.recorder.resume_sequence(workflow_id)  # also stores the resets above
         self._launch(WorkflowRun(self, workflow, spec, tasks), resumed=True)
         return workflow_id
 
@@ -267,10 +281,11 @@ class Engine:
         # A crashed workflow nobody runs: record the cancellation so it is no longer offered for recovery.
         for task in await self.stores.tasks.list(workflow_id):
             if not task.status.finished:
-                await self.stores.tasks.update(workflow_id, task.key, status=TaskStatus.SKIPPED, error="cancelled")
+                self.writer.task(workflow_id, task.key, {"status": TaskStatus.SKIPPED, "error": "cancelled"})
+        self.writer.workflow(workflow_id, {"status": WorkflowStatus.CANCELLED, "finished_at": _now()})
         await self.recorder.resume_sequence(workflow_id)
-        await self.stores.workflows.update(workflow_id, status=WorkflowStatus.CANCELLED, finished_at=_now())
         self.recorder.emit(workflow_id, "workflow.cancelled", data={"while": "stopped"})
+        await self.recorder.flush()
 
     async def retry(self, workflow_id: str, task: str, *, fresh: bool = True) -> None:
         """Run one task again with its upstream outputs as they are (and what it blocked downstream).
@@ -284,15 +299,17 @@ class Engine:
         spec = WorkflowSpec.model_validate(workflow.spec)
         if task not in {t.id for t in spec.tasks}:
             raise ControlError(f"workflow {workflow_id} has no task {task!r}")
+        stored = {t.key: t for t in await self.stores.tasks.list(workflow_id)}
         for key in [task, *spec.downstream(task)]:
-            current = await self.stores.tasks.get(workflow_id, key)
+            current = stored.get(key)
             if key == task and fresh and current is not None and current.status is TaskStatus.COMPLETED:
                 thread = await thread_for_rerun(self, workflow_id, current, before=None)
                 if thread is not None:
-                    await self.stores.tasks.update(workflow_id, key, thread=thread)
+                    self.writer.task(workflow_id, key, {"thread": thread})
             if key == task or (current is not None and current.status is not TaskStatus.COMPLETED):
-                await self.stores.tasks.update(workflow_id, key, status=TaskStatus.PENDING, output=None, error=None)
-        await self.stores.workflows.update(workflow_id, status=WorkflowStatus.PENDING)
+                self.writer.task(workflow_id, key, {"status": TaskStatus.PENDING, "output": None, "error": None})
+        self.writer.workflow(workflow_id, {"status": WorkflowStatus.PENDING})
+        await self.writer.commit()
         await self.resume_workflow(workflow_id)
 
     async def rollback(self, workflow_id: str, checkpoint_id: str) -> Checkpoint:
@@ -307,7 +324,8 @@ class Engine:
         tasks = {t.key: t for t in await self.stores.tasks.list(workflow_id)}
         await self.recorder.resume_sequence(workflow_id)
         await apply_rollback(self, workflow_id, checkpoint, tasks)
-        await self.stores.workflows.update(workflow_id, status=WorkflowStatus.PENDING)
+        self.writer.workflow(workflow_id, {"status": WorkflowStatus.PENDING})
+        await self.writer.commit()
         await self.resume_workflow(workflow_id)
         return checkpoint
 
@@ -356,9 +374,9 @@ class Engine:
     async def _heartbeat_loop(self) -> None:
         while True:
             await asyncio.sleep(HEARTBEAT_S)
+            # Through the writer: no read-back of the workflow row (its spec can be megabytes), no extra round trip.
             for workflow_id in list(self.runs):
-                with contextlib.suppress(Exception):
-                    await self.stores.workflows.update(workflow_id, owner=self.owner, lease_until=_now() + LEASE)
+                self.writer.workflow(workflow_id, {"owner": self.owner, "lease_until": _now() + LEASE})
 
 
 def lease_expired(workflow: Workflow, embedded: bool = False) -> bool:

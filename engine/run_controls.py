@@ -1,8 +1,14 @@
-"""The controls acting on a running workflow: pause, resume, cancel, retry, rollback, checkpoints, and the
-timeout clock that stops while a task is paused or waiting for a person.
+"""The controls acting on a running workflow — pause, resume, cancel, retry, rollback, checkpoints — the timeout
+clock that stops while a task is paused or waiting for a person, and the state changes they share with the
+coordinator loop.
 
 ``RunControls`` is a part of ``WorkflowRun`` (engine/run.py), kept in its own room so each stays readable;
 ``apply_rollback`` also serves a workflow nobody runs (``Engine.rollback``).
+
+Every state change goes through ``_transition``: checked against ``coordinator.ALLOWED`` and applied in memory
+in one synchronous step, then appended to the state writer. A control that awaits (freezing processes, reading
+LangGraph checkpoints) re-checks after the await, so a pause racing a completion can no longer write ``paused``
+over ``completed``.
 """
 
 from __future__ import annotations
@@ -13,32 +19,39 @@ from typing import TYPE_CHECKING, Any
 
 from db.models import Checkpoint, Task, TaskStatus, Workflow, WorkflowStatus
 from engine import checkpoints
+from engine.coordinator import DagState, may_follow
 from engine.errors import ControlError
 from engine.graph.threads import thread_for_rerun
 
 if TYPE_CHECKING:
     from engine.agents import TaskContext
     from engine.engine import Engine
+    from engine.events import EventRecorder
     from engine.sandbox import Sandbox
     from engine.spec import WorkflowSpec
+    from engine.writer import StateWriter
 
 
 class RunControls:
-    """Controls of ``WorkflowRun``, and the state writes they share with the scheduler. The attributes below are
-    the run's own (set in ``WorkflowRun.__init__``)."""
+    """Controls of ``WorkflowRun``, and the state writes they share with the coordinator loop. The attributes
+    below are the run's own (set in ``WorkflowRun.__init__``)."""
 
     engine: Engine
+    recorder: EventRecorder
+    writer: StateWriter
     id: str
     workflow: Workflow
     status: WorkflowStatus
     spec: WorkflowSpec
     tasks: dict[str, Task]
+    dag: DagState
     gate: asyncio.Event
     cancelled: bool
     finished: asyncio.Event
     _stop_new: bool
     _checkpoint_number: int
     _running: dict[str, asyncio.Task[None]]
+    _resetting: set[str]
     _sandboxes: dict[str, Sandbox]
     _timeouts: dict[str, asyncio.Timeout]
     _contexts: dict[str, TaskContext]
@@ -46,42 +59,67 @@ class RunControls:
     _waiting_since: dict[str, float]
     _wake: asyncio.Event
 
+    def _rebuild(self) -> None:
+        raise NotImplementedError  # WorkflowRun's
+
     # ---- events and state ---------------------------------------------------------------------------------
 
     def _emit(self, type: str, task: str | None = None, **data: Any) -> None:
         agent = self.tasks[task].agent if task is not None else None
-        self.engine.recorder.emit(self.id, type, task=task, agent=agent, data=data)
+        self.recorder.emit(self.id, type, task=task, agent=agent, data=data)
 
-    async def _set_task(self, key: str, **changes: Any) -> Task:
-        """Write a transition to the task table, then mirror it here (no read-back: this is the hot path)."""
-        await self.engine.stores.tasks.set(self.id, key, **changes)
-        task = self.tasks[key].model_copy(update=changes)
-        self.tasks[key] = task
-        return task
+    def _transition(self, key: str, status: TaskStatus, *, force: bool = False, **changes: Any) -> bool:
+        """Move task ``key`` to ``status`` (with ``changes``) if the state machine allows it from where it is now;
+        returns whether it did. ``force`` skips the check (resets to pending, skipping on cancel)."""
+        task = self.tasks[key]
+        if not force and not may_follow(task.status, status):
+            return False
+        changes["status"] = status
+        for name, value in changes.items():
+            setattr(task, name, value)
+        self.writer.task(self.id, key, changes)
+        return True
 
-    async def _set_workflow(self, **changes: Any) -> None:
-        self.workflow = await self.engine.stores.workflows.update(self.id, **changes)
+    def _update(self, key: str, **changes: Any) -> None:
+        """Change fields of task ``key`` other than its status."""
+        task = self.tasks[key]
+        for name, value in changes.items():
+            setattr(task, name, value)
+        self.writer.task(self.id, key, changes)
+
+    def _set_workflow(self, **changes: Any) -> None:
+        for name, value in changes.items():
+            setattr(self.workflow, name, value)
         self.status = self.workflow.status
+        self.writer.workflow(self.id, changes)
 
     @property
     def paused(self) -> bool:
         return not self.gate.is_set()
 
-    async def checkpoint(self, reason: str = "manual", task: str | None = None) -> Checkpoint:
+    def _checkpoint(self, reason: str = "manual", task: str | None = None) -> Checkpoint:
         """A checkpoint now: the completed ``task`` only (a delta), or every task when ``task`` is None."""
         self._checkpoint_number += 1
-        taken = await checkpoints.take(
-            self.engine.stores,
+        taken = checkpoints.make(
             self.id,
             self._checkpoint_number,
             self.tasks,
             reason=reason,
             task=task,
             changed=None if task is None else [task],
-            event_seq=self.engine.recorder.last_seq(self.id),
+            event_seq=self.recorder.last_seq(self.id),
         )
+        self.writer.checkpoint(taken)
         self._emit("checkpoint.created", task, checkpoint=taken.id, number=taken.number, reason=reason)
         return taken
+
+    async def checkpoint(self, reason: str = "manual", task: str | None = None) -> Checkpoint:
+        """A checkpoint now, stored when this returns."""
+        taken = self._checkpoint(reason, task)
+        await self.recorder.flush()
+        return taken
+
+    # ---- pause, resume, cancel ----------------------------------------------------------------------------
 
     async def pause(self) -> None:
         if self.paused:
@@ -89,18 +127,20 @@ class RunControls:
         self.gate.clear()
         for key in list(self._timeouts):
             self._freeze(key)
-        for key in list(self._running):
+        running = list(self._running)
+        for key in running:
             ctx = self._contexts.get(key)
             if ctx is not None and ctx.graph is not None:
                 for listener in list(ctx.graph.pause_listeners):
                     listener()  # a graph drains: it stops at its next step boundary
-            if key in self._sandboxes:
-                await self._sandboxes[key].pause()
-            if self.tasks[key].status is TaskStatus.RUNNING:
-                await self._set_task(key, status=TaskStatus.PAUSED)
+            # Only a running task: one waiting for a person or a retry stays so, a finished one stays finished.
+            if self.tasks[key].status is TaskStatus.RUNNING and self._transition(key, TaskStatus.PAUSED):
                 self._emit("task.paused", key)
-        await self._set_workflow(status=WorkflowStatus.PAUSED)
+        self._set_workflow(status=WorkflowStatus.PAUSED)
         self._emit("workflow.paused")
+        # Frozen after the states are recorded: a task finishing meanwhile goes from paused to completed.
+        await asyncio.gather(*(self._sandboxes[key].pause() for key in running if key in self._sandboxes))
+        await self.recorder.flush()
 
     async def resume(self) -> None:
         if not self.paused:
@@ -108,16 +148,16 @@ class RunControls:
         for key in list(self._timeouts):
             if key not in self._waiting_since:  # a task waiting for a person keeps its clock stopped
                 self._thaw(key)
-        for key in list(self._running):
-            if key in self._sandboxes:
-                await self._sandboxes[key].resume()
-            if self.tasks[key].status is TaskStatus.PAUSED:
-                await self._set_task(key, status=TaskStatus.RUNNING)
+        running = list(self._running)
+        await asyncio.gather(*(self._sandboxes[key].resume() for key in running if key in self._sandboxes))
+        for key in running:
+            if self.tasks[key].status is TaskStatus.PAUSED and self._transition(key, TaskStatus.RUNNING):
                 self._emit("task.resumed", key)
         self.gate.set()
-        await self._set_workflow(status=WorkflowStatus.RUNNING)
+        self._set_workflow(status=WorkflowStatus.RUNNING)
         self._emit("workflow.resumed")
         self._wake.set()
+        await self.recorder.flush()
 
     async def cancel(self) -> None:
         self.cancelled = True
@@ -130,6 +170,8 @@ class RunControls:
         self._wake.set()
         await self.finished.wait()
 
+    # ---- retry and rollback -------------------------------------------------------------------------------
+
     async def retry(self, key: str, *, fresh: bool = True) -> None:
         """Run ``key`` again (and what it blocked). ``fresh``: a finished graph task starts on a new thread;
         otherwise it continues from its thread's head (a fork made by time travel)."""
@@ -138,32 +180,50 @@ class RunControls:
             raise ControlError(f"workflow {self.id} has no task {key!r}")
         if key in self._running:
             raise ControlError(f"task {key} is running; cancel the workflow or wait for it")
+        thread = None
         if fresh and task.status is TaskStatus.COMPLETED:
             thread = await thread_for_rerun(self.engine, self.id, task, before=None)
-            if thread is not None:
-                await self._set_task(key, thread=thread)
-        await self._reset([key, *sorted(self.spec.downstream(key))], only_unfinished_downstream=key)
+        if key in self._running:  # started again while we read its thread
+            raise ControlError(f"task {key} is running; cancel the workflow or wait for it")
+        if thread is not None:
+            self._update(key, thread=thread)
+        self._reset([key, *sorted(self.spec.downstream(key))], only_unfinished_downstream=key)
         self._stop_new = False
         self._emit("task.queued", key, retry=True)
+        self._rebuild()
         self._wake.set()
+        await self.recorder.flush()
 
-    async def _reset(self, keys: list[str], only_unfinished_downstream: str | None = None) -> None:
+    def _reset(self, keys: list[str], only_unfinished_downstream: str | None = None) -> None:
         for k in keys:
+            if k in self._running:
+                continue
             if k != only_unfinished_downstream and self.tasks[k].status is TaskStatus.COMPLETED:
                 continue
-            await self._set_task(k, status=TaskStatus.PENDING, error=None, output=None, progress=None, finished_at=None)
+            self._transition(
+                k, TaskStatus.PENDING, force=True, error=None, output=None, progress=None, finished_at=None
+            )
 
     async def rollback(self, checkpoint: Checkpoint) -> None:
-        for key, handle in list(self._running.items()):
-            await self._set_task(key, status=TaskStatus.PENDING)  # so the cancelled attempt is not marked cancelled
-            handle.cancel()
-        if self._running:
-            await asyncio.gather(*list(self._running.values()), return_exceptions=True)
+        running = dict(self._running)
+        for key in running:
+            # Back to pending first, so the cancelled attempt is recorded as reset, not as cancelled.
+            self._resetting.add(key)
+            self._transition(key, TaskStatus.PENDING, force=True)
+            running[key].cancel()
+        try:
+            if running:
+                await asyncio.gather(*running.values(), return_exceptions=True)
+        finally:
+            self._resetting.difference_update(running)
         await apply_rollback(self.engine, self.id, checkpoint, self.tasks)
         self._stop_new = False
         latest = await self.engine.stores.checkpoints.latest(self.id)
         self._checkpoint_number = latest.number if latest else self._checkpoint_number
+        self._rebuild()
         self._wake.set()
+
+    # ---- the timeout clock --------------------------------------------------------------------------------
 
     def _freeze(self, key: str) -> None:
         """Stop a task's timeout clock (paused, or waiting for a person): time spent so does not count."""
@@ -177,7 +237,7 @@ class RunControls:
     def _thaw(self, key: str) -> None:
         remaining = self._frozen.pop(key, None)
         deadline = self._timeouts.get(key)
-        if remaining is not None and deadline is not None:
+        if remaining is not None and deadline is not None and not deadline.expired():
             deadline.reschedule(asyncio.get_running_loop().time() + remaining)
 
     async def _waiting(self, key: str, waiting: bool) -> None:
@@ -185,29 +245,37 @@ class RunControls:
         if waiting:
             self._waiting_since[key] = time.monotonic()
             self._freeze(key)
-            await self._set_task(key, status=TaskStatus.WAITING)
-            self._emit("task.waiting", key)
+            if self._transition(key, TaskStatus.WAITING):
+                self._emit("task.waiting", key)
+            await self.recorder.flush()
             return
         self._waiting_since.pop(key, None)
         if not self.paused:
             self._thaw(key)
-        await self._set_task(key, status=TaskStatus.PAUSED if self.paused else TaskStatus.RUNNING)
-        self._emit("task.paused" if self.paused else "task.resumed", key)
+        status = TaskStatus.PAUSED if self.paused else TaskStatus.RUNNING
+        if self._transition(key, status):
+            self._emit("task.paused" if self.paused else "task.resumed", key)
 
 
 async def apply_rollback(engine: Engine, workflow_id: str, checkpoint: Checkpoint, tasks: dict[str, Task]) -> None:
-    """Restore task states from ``checkpoint``, forget memories written after it, record it (history is kept)."""
+    """Restore task states from ``checkpoint``, forget memories written after it, record it (history is kept).
+
+    ``tasks`` (the run's, or freshly read when nobody runs the workflow) is updated in place."""
+    writer = engine.recorder.writer
     states, _agent_states = checkpoints.state_at(await engine.stores.checkpoints.list(workflow_id), checkpoint.number)
     rerun = []
-    for key in tasks:
-        was_running = tasks[key].status is not TaskStatus.PENDING
-        tasks[key] = await engine.stores.tasks.update(workflow_id, key, **checkpoints.restored_state(states, key))
-        if tasks[key].status is TaskStatus.PENDING:
+    for key, task in tasks.items():
+        was_running = task.status is not TaskStatus.PENDING
+        restored = checkpoints.restored_state(states, key)
+        if restored["status"] is TaskStatus.PENDING:
             rerun.append(key)
-            if was_running or tasks[key].attempts:  # a graph thread goes back to where it was then
-                thread = await thread_for_rerun(engine, workflow_id, tasks[key], before=checkpoint.created_at)
+            if was_running or task.attempts:  # a graph thread goes back to where it was then
+                thread = await thread_for_rerun(engine, workflow_id, task, before=checkpoint.created_at)
                 if thread is not None:
-                    tasks[key] = await engine.stores.tasks.update(workflow_id, key, thread=thread)
+                    restored["thread"] = thread
+        for name, value in restored.items():
+            setattr(task, name, value)
+        writer.task(workflow_id, key, restored)
     forgotten = await engine.stores.memories.delete_for_workflow_after(workflow_id, checkpoint.created_at)
     engine.recorder.emit(
         workflow_id,
@@ -219,12 +287,15 @@ async def apply_rollback(engine: Engine, workflow_id: str, checkpoint: Checkpoin
             "memories_forgotten": forgotten,
         },
     )
+    await engine.recorder.flush()
     latest = await engine.stores.checkpoints.latest(workflow_id)
     number = (latest.number if latest else 0) + 1
-    taken = await checkpoints.take(
-        engine.stores, workflow_id, number, tasks, reason=f"rolled back to #{checkpoint.number}",
+    taken = checkpoints.make(
+        workflow_id, number, tasks, reason=f"rolled back to #{checkpoint.number}",
         event_seq=engine.recorder.last_seq(workflow_id),
     )  # fmt: skip
+    writer.checkpoint(taken)
     engine.recorder.emit(
         workflow_id, "checkpoint.created", data={"checkpoint": taken.id, "number": number, "reason": taken.reason}
     )
+    await engine.recorder.flush()

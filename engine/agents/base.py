@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -48,6 +48,12 @@ class TaskContext:
     record_metric: Callable[[str, float], None] = field(default=lambda name, value: None)
     graph: Any = None  # graph agents: an ``engine.graph.GraphSupport`` (thread, saver, approvals, node rows)
     cancelled: threading.Event = field(default_factory=threading.Event)
+    #: None while the task may print on; else an awaitable that completes once its output has been stored. The
+    #: sandbox stops reading a command's pipes meanwhile, and ``step()`` waits on it, so output is read only as
+    #: fast as it is stored.
+    output_backlog: Callable[[], Awaitable[None] | None] = field(default=lambda: None)
+    #: Whether ``output_backlog`` would hold the task now; a plain read, safe from any thread.
+    output_backlogged: Callable[[], bool] = field(default=lambda: False)
 
     @property
     def sandbox(self) -> Sandbox:
@@ -92,16 +98,25 @@ class TaskContext:
         return text
 
     async def step(self) -> None:
-        """A step boundary: waits here while the workflow is paused."""
+        """A step boundary: waits here while the workflow is paused, and while this task's output is still being
+        stored (an agent logging faster than the database stores holds here instead of filling memory)."""
         await self.gate.wait()
+        backlog = self.output_backlog()
+        if backlog is not None:
+            await backlog
 
     def step_sync(self) -> None:
-        """A step boundary for synchronous agents running in a thread: blocks while paused, raises if cancelled."""
+        """A step boundary for synchronous agents running in a thread: blocks while paused or while its output is
+        being stored, raises if cancelled."""
         if self.cancelled.is_set():
             raise TaskCancelled(f"task {self.task.id} was cancelled")
         while not self.gate.is_set():
             if self.cancelled.wait(0.05):
                 raise TaskCancelled(f"task {self.task.id} was cancelled")
+        if not _in_loop(self.loop):
+            while self.output_backlogged():
+                if self.cancelled.wait(0.01):
+                    raise TaskCancelled(f"task {self.task.id} was cancelled")
 
 
 def _in_loop(loop: asyncio.AbstractEventLoop) -> bool:

@@ -65,11 +65,13 @@ def assert_gap_free(events: list[Event], first: int = 1) -> None:
 
 
 def tick(event: Event) -> int | None:
-    """The counter value of a ``tick N`` output line of the counting task, else None."""
+    """The last counter value of the ``tick N`` output lines of the counting task in an event, else None."""
     if event.get("type") != "task.output" or event.get("task") != "count":
         return None
-    found = re.fullmatch(r"tick (\d+)", str(event["data"].get("line", "")))
-    return int(found.group(1)) if found else None
+    lines = event["data"].get("lines") or [event["data"].get("line", "")]
+    found = [re.fullmatch(r"tick (\d+)", str(line)) for line in lines]
+    ticks = [int(match.group(1)) for match in found if match]
+    return ticks[-1] if ticks else None
 
 
 class RunningWorkflow:
@@ -185,7 +187,9 @@ def test_run_headless_json_stdout_is_only_a_gap_free_event_stream(tmp_path: Path
     assert events[-1]["type"] == "workflow.completed"
     for event in events:
         assert {"id", "ts", "seq", "type", "workflow", "data"} <= event.keys(), event
-    outputs = [e["data"].get("line") for e in events if e["type"] == "task.output" and e.get("task") == "greet"]
+    outputs = [
+        line for e in events if e["type"] == "task.output" and e.get("task") == "greet" for line in e["data"]["lines"]
+    ]
     assert f"greeting: {greeting}" in outputs, "the --var value did not reach the command"
     completed = [e["task"] for e in events if e["type"] == "task.completed"]
     assert completed == ["greet", "check"]

@@ -19,6 +19,7 @@ from db import connect
 from db.models import Event, TaskStatus, WorkflowStatus
 from engine import checkpoints
 from engine.engine import Engine
+from engine.events import output_lines
 from engine.spec import WorkflowSpec
 from tests.integration.workflows import steps
 
@@ -161,7 +162,8 @@ def _sleepers(cmdline: str) -> list[int]:
 
 
 async def _output_lines(engine: Engine, wf: str, task: str) -> list[str]:
-    return [str(e.data["line"]) for e in await events_of(engine, wf) if e.type == "task.output" and e.task == task]
+    events = await events_of(engine, wf)
+    return [line for e in events if e.type == "task.output" and e.task == task for line in output_lines(e)]
 
 
 async def test_cancel_stops_running_processes_and_skips_downstream(engine: Engine) -> None:

@@ -18,6 +18,7 @@ import pytest
 from db import connect
 from db.models import ApprovalStatus, Event, TaskStatus, WorkflowStatus
 from engine.engine import Engine
+from engine.events import output_lines
 from engine.spec import WorkflowSpec
 from tests.conftest import server_settings
 from tests.integration.workflows import graphs
@@ -74,7 +75,7 @@ async def test_a_graph_runs_as_a_task_node_by_node(engine: Engine) -> None:
     assert [(n.node, n.step, n.status) for n in nodes] == [
         ("plan", 1, "completed"), ("write", 2, "completed"), ("check", 3, "completed"), ("report", 4, "completed")
     ]  # fmt: skip
-    lines = [e.data["line"] for e in await events_of(engine, wf, "task.output")]
+    lines = [line for e in await events_of(engine, wf, "task.output") for line in output_lines(e)]
     assert "▶ write (step 2)" in lines  # the pane shows each node as it starts
     assert "write working on parser" in lines  # `custom` stream mode
     assert any(line.startswith("  write → ") for line in lines)  # `updates` stream mode
@@ -120,7 +121,7 @@ async def test_pause_stops_at_the_next_step_boundary_and_resume_continues(engine
     await engine.resume(wf)
     assert await engine.wait(wf) is WorkflowStatus.COMPLETED
     assert dict(graphs.RUNS) == {"plan": 1, "write": 1, "check": 1, "report": 1}
-    lines = [e.data["line"] for e in await events_of(engine, wf, "task.output")]
+    lines = [line for e in await events_of(engine, wf, "task.output") for line in output_lines(e)]
     assert any("paused at a step boundary" in line for line in lines)
 
 
@@ -287,7 +288,12 @@ async def test_a_model_reply_streams_into_the_pane_line_by_line(
     monkeypatch.setattr(graphs, "streamed", graphs.chatty(model), raising=False)
     wf = await engine.submit(spec("streamed"))
     assert await engine.wait(wf) is WorkflowStatus.COMPLETED
-    said = [e.data["line"] for e in await events_of(engine, wf, "task.output") if e.data.get("stream") == "llm"]
+    said = [
+        line
+        for e in await events_of(engine, wf, "task.output")
+        if e.data.get("stream") == "llm"
+        for line in output_lines(e)
+    ]
     assert said == ["A parser reads tokens.", "It builds a tree.", "Then the tree is checked."]
     task = await engine.stores.tasks.get(wf, "build")
     assert task is not None and task.output["answer"] == reply

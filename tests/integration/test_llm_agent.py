@@ -23,6 +23,7 @@ from db.models import Event, TaskStatus, WorkflowStatus
 from engine.agents import build_agent
 from engine.engine import Engine
 from engine.errors import AgentUnavailable
+from engine.events import output_lines
 from engine.llm import register_chat_model
 from engine.llm.pricing import PRICES
 from engine.spec import AgentSpec, WorkflowSpec
@@ -71,7 +72,7 @@ def tool_results(model: FakeToolCallingChatModel) -> dict[str, str]:
 
 
 def pane_lines(events: list[Event]) -> list[str]:
-    return [str(e.data["line"]) for e in events if e.type == "task.output"]
+    return [line for e in events if e.type == "task.output" for line in output_lines(e)]
 
 
 async def test_the_model_writes_a_file_runs_it_and_answers_with_usage_and_cost_recorded(

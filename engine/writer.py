@@ -1,0 +1,284 @@
+"""The engine's one write path: group commit.
+
+Everything the engine changes — task and workflow fields, checkpoints, events (output included) — is appended to
+an in-memory log, synchronously and in order. One background task takes the longest prefix of the log that fits
+a batch budget, merges it (a task's fields changed three times in a tick are written once) and stores it as one
+transaction in one round trip (``StateBatchStore.apply``). While that write is under way the next batch
+accumulates, so under load a tick carries many tasks' changes; when idle, a change is written at once.
+
+What this guarantees:
+
+- **Order.** Each commit is a prefix of the log, so the database always holds a state the engine really passed
+  through; a crash loses only a suffix.
+- **Publish after store.** Events reach subscribers (``on_committed``) only once they are stored, so an event
+  seen live is never lost in a crash and its ``seq`` is never handed out again.
+- **Bounded memory.** ``writable`` / ``wait_writable()`` tell producers (the scheduler, output readers) to hold
+  back while the backlog is above its high-water mark.
+- **Retries.** A batch whose write failed because the database was unreachable is applied again (writes are
+  idempotent) with backoff, with one log line when the database goes away and one when it is back. A batch the
+  database refuses (a bug) is retried an item at a time so one bad item cannot take its neighbours with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from db.errors import DatabaseUnavailable, QueryFailed
+from db.models import Checkpoint, Event
+from db.stores import StateBatch, StateBatchStore
+
+log = logging.getLogger(__name__)
+
+#: Size charged for an op without a payload estimate (a task or workflow field change, a small event).
+OP_BYTES = 256
+
+_RETRY_FIRST_S = 0.05
+_RETRY_MAX_S = 2.0
+
+
+@dataclass(frozen=True)
+class WriterLimits:
+    """Budgets of the write path.
+
+    Attributes:
+        batch_bytes: estimated payload per transaction; a larger backlog is written over several ticks.
+        batch_events: events per transaction.
+        backlog_high: producers are held back above this many estimated bytes waiting to be written...
+        backlog_low: ...until the backlog is down to this.
+        backlog_ops: ...or above this many ops (no-op tasks produce many small ops quickly).
+    """
+
+    batch_bytes: int = 2 * 1024 * 1024
+    batch_events: int = 4000
+    backlog_high: int = 24 * 1024 * 1024
+    backlog_low: int = 12 * 1024 * 1024
+    backlog_ops: int = 20_000
+
+
+class StateWriter:
+    """Group commit of engine state. Append with ``task``/``workflow``/``checkpoint``/``event`` (synchronous, never
+    waits); ``await commit()`` waits until everything appended so far is stored.
+
+    Args:
+        store: where batches go.
+        limits: batch and backlog budgets.
+    """
+
+    def __init__(self, store: StateBatchStore, limits: WriterLimits | None = None) -> None:
+        self._store = store
+        self.limits = limits or WriterLimits()
+        self._ops: deque[tuple[str, Any, Any, int]] = deque()
+        self._backlog_bytes = 0
+        self._appended = 0
+        self._committed = 0
+        self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
+        self._wake = asyncio.Event()
+        self._writable = asyncio.Event()
+        self._writable.set()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._down = False
+        #: Called with the events of each stored batch, in order (the recorder publishes them).
+        self.on_committed: Callable[[list[Event]], None] = lambda events: None
+        #: Called before each batch is taken (the recorder seals open output chunks into events).
+        self.before_batch: Callable[[], None] = lambda: None
+        #: Batches stored and their sizes, for benchmarks and the metrics view.
+        self.batches = 0
+        self.ops_written = 0
+
+    # ---- appending (synchronous, the engine's hot path) ----------------------------------------------------
+
+    def task(self, workflow: str, key: str, changes: dict[str, Any]) -> None:
+        self._append("task", (workflow, key), changes, OP_BYTES)
+
+    def workflow(self, workflow: str, changes: dict[str, Any]) -> None:
+        self._append("workflow", workflow, changes, OP_BYTES)
+
+    def checkpoint(self, checkpoint: Checkpoint) -> None:
+        self._append("checkpoint", checkpoint, None, OP_BYTES * (1 + len(checkpoint.task_states)))
+
+    def event(self, event: Event, size: int = OP_BYTES) -> None:
+        self._append("event", event, None, size)
+
+    def _append(self, kind: str, target: Any, payload: Any, size: int) -> None:
+        self._ops.append((kind, target, payload, size))
+        self._appended += 1
+        self._backlog_bytes += size
+        if self._backlog_bytes > self.limits.backlog_high or len(self._ops) > self.limits.backlog_ops:
+            self._writable.clear()
+        self._wake.set()
+
+    def poke(self) -> None:
+        """Wake the writer without appending (output waiting in an open chunk)."""
+        self._wake.set()
+
+    # ---- waiting -------------------------------------------------------------------------------------------
+
+    @property
+    def writable(self) -> bool:
+        """False while the backlog is over its high-water mark (until it is back down to the low one)."""
+        return self._writable.is_set()
+
+    async def wait_writable(self) -> None:
+        await self._writable.wait()
+
+    @property
+    def backlog(self) -> int:
+        """Ops appended but not yet stored."""
+        return self._appended - self._committed
+
+    async def commit(self) -> None:
+        """Wait until everything appended so far is stored (at once if it is)."""
+        mark = self._appended
+        if self._committed >= mark:
+            return
+        if self._task is None:
+            raise RuntimeError("the state writer is not running")
+        future = asyncio.get_running_loop().create_future()
+        self._waiters.append((mark, future))
+        self._wake.set()
+        await asyncio.shield(future)
+
+    # ---- the writer task -------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._stopping = False
+            self._task = asyncio.create_task(self._loop(), name="agentdeck-state-writer")
+
+    async def close(self, drain_s: float = 10.0) -> None:
+        """Store what is queued (waiting at most ``drain_s`` seconds), then stop. What could not be stored in time
+        (the database is gone) is reported in the log, with its size."""
+        if self._task is None:
+            return
+        self._stopping = True
+        self._wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), drain_s)
+        except (TimeoutError, DatabaseUnavailable):
+            log.error(
+                "closing: %d changes (~%d KB) could not be stored within %.0fs and are lost",
+                self.backlog,
+                self._backlog_bytes // 1024,
+                drain_s,
+            )
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._task = None
+        for _, future in self._waiters:
+            if not future.done():
+                future.set_exception(DatabaseUnavailable("the state writer closed before this change was stored"))
+        self._waiters.clear()
+
+    async def _loop(self) -> None:
+        while True:
+            if not self._ops:
+                self.before_batch()  # open output chunks become events (ops)
+            if not self._ops:
+                if self._stopping:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            self.before_batch()
+            batch, count, size, events = self._take()
+            await self._apply(batch)
+            self._committed += count
+            self._backlog_bytes -= size
+            self.batches += 1
+            self.ops_written += count
+            if (
+                not self._writable.is_set()
+                and self._backlog_bytes <= self.limits.backlog_low
+                and len(self._ops) <= self.limits.backlog_ops // 2
+            ):
+                self._writable.set()
+            try:
+                self.on_committed(events)
+            except Exception:
+                log.exception("publishing a stored batch failed")
+            while self._waiters and self._waiters[0][0] <= self._committed:
+                _, future = self._waiters.popleft()
+                if not future.done():
+                    future.set_result(None)
+
+    def _take(self) -> tuple[StateBatch, int, int, list[Event]]:
+        """The longest prefix of the log within the batch budget (at least one op), merged."""
+        batch = StateBatch()
+        count = size = 0
+        limits = self.limits
+        ops = self._ops
+        while ops:
+            kind, target, payload, op_size = ops[0]
+            if count and (size + op_size > limits.batch_bytes or len(batch.events) >= limits.batch_events):
+                break
+            ops.popleft()
+            count += 1
+            size += op_size
+            if kind == "event":
+                batch.events.append(target)
+            elif kind == "task":
+                batch.tasks.setdefault(target, {}).update(payload)
+            elif kind == "workflow":
+                batch.workflows.setdefault(target, {}).update(payload)
+            else:
+                batch.checkpoints.append(target)
+        return batch, count, size, batch.events
+
+    async def _apply(self, batch: StateBatch, split: bool = True) -> None:
+        """Store ``batch``, retrying while the database is unreachable. A batch the database refuses (or we cannot
+        encode: a bug) is split into single items, and an item refused on its own is logged and dropped."""
+        delay = _RETRY_FIRST_S
+        while True:
+            try:
+                await self._store.apply(batch)
+            except DatabaseUnavailable as exc:
+                if not self._down:
+                    self._down = True
+                    log.warning("database unreachable (%s); keeping changes in memory and retrying", exc)
+                if self._stopping and delay >= _RETRY_MAX_S:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _RETRY_MAX_S)
+                continue
+            except (QueryFailed, TypeError, ValueError):
+                if not split:
+                    log.exception("dropped a change the database refuses: %s", _describe(batch))
+                    return
+                log.exception("a batch of %d changes was refused; storing them one at a time", _size(batch))
+                for single in _singles(batch):
+                    await self._apply(single, split=False)
+            if self._down:
+                self._down = False
+                log.warning("database reachable again; stored the changes kept meanwhile")
+            return
+
+
+def _singles(batch: StateBatch) -> list[StateBatch]:
+    singles: list[StateBatch] = [StateBatch(tasks={key: fields}) for key, fields in batch.tasks.items()]
+    singles += [StateBatch(workflows={key: fields}) for key, fields in batch.workflows.items()]
+    singles += [StateBatch(checkpoints=[c]) for c in batch.checkpoints]
+    singles += [StateBatch(events=[e]) for e in batch.events]
+    return singles
+
+
+def _size(batch: StateBatch) -> int:
+    return len(batch.tasks) + len(batch.workflows) + len(batch.checkpoints) + len(batch.events)
+
+
+def _describe(batch: StateBatch) -> str:
+    if batch.tasks:
+        return f"task fields {batch.tasks}"
+    if batch.workflows:
+        return f"workflow fields {batch.workflows}"
+    if batch.checkpoints:
+        return f"checkpoint {batch.checkpoints[0].id}"
+    event = batch.events[0]
+    return f"event {event.workflow}#{event.seq} {event.type}"
