@@ -1,11 +1,12 @@
 """The Redis bus's sending side: batched, ordered, never blocking the engine, and riding out Redis outages.
 
-``RedisBus.publish_many`` encodes the events and queues them here; a sender task sends what is queued, oldest
-first, as one Lua call per up to ``_CALL_EVENTS`` events — batches that arrive while a call is in flight go out
-together in the next one — and ends when nothing is left. The caller waits for its batch's round trip only when
-it started the sender, and for at most ``_WAIT_S``: so in the usual case "publish returned" means "in Redis",
-while a slow or unreachable Redis never holds up the engine's group commit. Each workflow's events reach Redis
-in the order they were published.
+``RedisBus.publish_many`` encodes the events and queues them here. What is queued goes out oldest first, one
+sender at a time, as one Lua call per up to ``_CALL_EVENTS`` events. A caller that finds no send in flight sends
+its batch itself, inline, and waits for that one round trip — at most ``_WAIT_S``; so in the usual case "publish
+returned" means "in Redis", with no task per batch. Batches that arrive while a send is in flight are queued and go
+out together in the next call, from a background task that ends when nothing is left. If Redis is slow (an inline
+send ran out of time) callers stop waiting at all until a call gets through again, so a slow or frozen Redis
+never holds up the engine's group commit. Each workflow's events reach Redis in the order they were published.
 
 The events are stored before they are published, so anything that does not reach subscribers live can be
 refilled from the ``EventStore`` by seq. What the sender owes subscribers is to say *what* they may have missed:
@@ -44,7 +45,7 @@ log = logging.getLogger("engine.bus.redis_bus")  # the bus's own logger: one pla
 CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 _CALL_EVENTS = 1000  # events per Lua call: a group commit's batch, or several queued ones
 _CALL_BYTES = 4 << 20  # ... and at most this much payload, so one call never hogs Redis for long
-_WAIT_S = 0.05  # the longest a publisher waits for its own batch's round trip before leaving it to the sender
+_WAIT_S = 0.1  # the longest a caller waits for its own batch's round trip (a loaded loop can take tens of ms)
 _MAX_PENDING = 20_000  # events queued while Redis lags (~10 s at 2,000/s); beyond that the oldest are dropped
 _PROBE_FIRST_S = 0.05
 _PROBE_MAX_S = 1.0
@@ -106,7 +107,7 @@ class Health:
 
 
 class Publisher:
-    """Queues encoded events and sends them from one task, in order; see the module docstring."""
+    """Queues encoded events and sends them, one call at a time, in order; see the module docstring."""
 
     def __init__(
         self,
@@ -134,15 +135,33 @@ class Publisher:
         self._sent_any = False
         self._idle = asyncio.Event()  # nothing queued and no call in flight
         self._idle.set()
-        self._task: asyncio.Task[None] | None = None
+        self._task: asyncio.Task[None] | None = None  # the background sender, while it has work
+        self._inline = False  # a caller is sending inline
+        self._slow = False  # an inline send ran out of time: leave sending to the background until one succeeds
         self.dropped = 0  # events never sent live (counted for tests and the curious)
 
     async def publish(self, events: Sequence[Event]) -> None:
-        """Queue ``events``; when the sender was idle, wait (at most ``_WAIT_S``) for it to send them."""
-        busy = self._running()  # a call in flight, or an outage being probed: never wait behind it
+        """Queue ``events``, and send them inline when no send is in flight (waiting at most ``_WAIT_S``)."""
+        if self._health.up is False and not self._down:
+            # A subscription found Redis unreachable: drop (the events are stored) and let the probe find it.
+            self._down = self._restore = True
+            self._drop_pending()
         self.submit(events)
-        if not busy and self._task is not None and not self._task.done():
-            await asyncio.wait({self._task}, timeout=_WAIT_S)  # wait, not wait_for: never cancel the sender
+        if not self._pending or self._inline or self._running():
+            self._continue()
+            return  # dropped (Redis away), or a sender is at it and takes these next: never wait behind it
+        if self._slow or self._restore:
+            self._continue()
+            return
+        self._inline = True
+        try:
+            async with asyncio.timeout(_WAIT_S):
+                await self._send_next()
+        except TimeoutError:
+            self._slow = True
+        finally:
+            self._inline = False
+            self._continue()
 
     def submit(self, events: Sequence[Event]) -> None:
         """Queue events for sending (or drop them, noting their marks, while Redis is unreachable)."""
@@ -163,8 +182,16 @@ class Publisher:
             self._drop(workflow, seq)
         if self._pending:
             self._idle.clear()
+
+    def _continue(self) -> None:
+        """After a send: hand what is left to the background sender, or note that everything went out."""
+        if self._inline:
+            return  # the caller sending inline continues when it is done
+        if self._pending or self._dropped or self._restore:
             if not self._running():
                 self._task = asyncio.create_task(self._run(), name="agentdeck-redis-publisher")
+        elif not self._running():
+            self._idle.set()
 
     async def wait_sent(self) -> None:
         """Return once everything submitted so far has been sent to Redis, or dropped."""
@@ -172,8 +199,6 @@ class Publisher:
 
     async def close(self, drain_s: float) -> None:
         """Send what is queued (for up to ``drain_s``, if Redis answers), then stop the sender."""
-        if self._task is None:
-            return
         if not self._down:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(drain_s):
@@ -214,9 +239,9 @@ class Publisher:
                 if not self._pending:
                     self._idle.set()
                 await self._recover()
-            elif self._pending:
+            elif self._pending or self._dropped:  # events, or just a notice of events dropped
                 await self._send_next()
-            else:  # done: the next submit starts a new sender, so an idle bus runs no task
+            else:  # done: an idle bus runs no task
                 self._idle.set()
                 self._task = None
                 return
@@ -239,19 +264,23 @@ class Publisher:
             marks[workflow] = max(seq, marks.get(workflow, 0))
         try:
             fresh = await self._call(marks, chunk, notice)
-        except CONNECTION_ERRORS as exc:
+        except asyncio.CancelledError:
+            # Cut short (an inline send ran out of time, or the bus is closing): Redis may or may not have run
+            # it, so count these as dropped; the next notice covers them (duplicates are skipped downstream).
+            for workflow, seq, _ in chunk:
+                self._drop(workflow, seq)
+            self._merge_dropped(notice)
+            raise
+        except Exception as exc:
+            # Unreachable, or refusing (OOM, READONLY, NOAUTH): either way a state to wait out with a probe and
+            # one log line, not an error per batch. The events are stored; subscribers refill them.
             for workflow, seq, _ in chunk:
                 self._drop(workflow, seq)
             self._merge_dropped(notice)
             self._fail(exc)
             return
-        except Exception:  # not Redis being away (a script error, a bug): the events are stored; say so once
-            log.exception("publishing %d events to Redis failed; subscribers will refill them", len(chunk))
-            for workflow, seq, _ in chunk:
-                self._drop(workflow, seq)
-            self._merge_dropped(notice)
-            return
         self._health.ok()
+        self._slow = False
         if fresh and self._sent_any:
             # Redis lost the marks since we last sent (restarted, and redis-py reconnected on its own):
             # restore them all and tell subscribers, who resynced against a Redis that knew nothing.
@@ -286,10 +315,7 @@ class Publisher:
                 self._merge_dropped(self._marks)
                 self._down = True
                 self._drop_pending()
-                if isinstance(exc, CONNECTION_ERRORS):
-                    self._health.failed(exc)
-                else:
-                    log.exception("restoring event marks in Redis failed")
+                self._health.failed(exc)
                 self._health.changed.clear()
                 # Wake early if a subscription gets through first.
                 with contextlib.suppress(TimeoutError):

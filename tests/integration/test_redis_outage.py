@@ -161,10 +161,10 @@ async def test_an_outage_logs_one_line_each_way_and_subscribers_refill_what_was_
 
         redis_server.kill()
         await emit(store, bus, make_events("wf-a", 11, 20))  # never raises: the engine keeps going
-        await until(lambda: bus.dropped == 10)  # the publisher gave up on them (after redis-py's own retries)
-        assert bus.reachable is False
+        await until(lambda: bus.reachable is False)
         for first in range(21, 61, 10):  # one group commit after another, all while Redis is away
             await emit(store, bus, make_events("wf-a", first, first + 9))
+        await until(lambda: bus.dropped == 50)  # none of them is still on its way when Redis comes back
         warnings = [record for record in caplog.records if record.levelno >= logging.WARNING]
         assert [record.getMessage() for record in warnings] == [
             f"redis unreachable at {redacted}: {_reason(warnings[0])}; events are still stored, subscribers will refill"
@@ -213,8 +213,9 @@ async def test_a_second_process_subscriber_refills_a_workflow_that_ended_during_
         got = await read(sub, 5)
         redis_server.kill()
         await emit(store, engine, make_events("wf-a", 6, 8))
-        await until(lambda: engine.dropped == 3)
+        await until(lambda: engine.reachable is False)
         await emit(store, engine, [*make_events("wf-a", 9, 12), *make_events("wf-new", 1, 3)])
+        await until(lambda: engine.dropped == 10)
         await redis_server.start()
         got += await read(sub, 10)
     assert [e.seq for e in got if e.workflow == "wf-a"] == list(range(1, 13))
@@ -301,5 +302,7 @@ async def test_a_frozen_redis_never_holds_up_publishing(store: EventStore, redis
         finally:
             redis_server.process.send_signal(signal.SIGCONT)
         got += await read(sub, 200)
-    assert seqs(got) == list(range(1, 206))
-    assert (bus.dropped, sub.dropped) == (0, 0), "a short freeze loses nothing live"
+    assert seqs(got) == list(range(1, 206)), "every seq exactly once, in order"
+    # Only the batch whose send was cut short when Redis froze may have been counted dropped (and refilled).
+    assert bus.dropped <= 10
+    assert sub.dropped == sub.refilled
