@@ -127,7 +127,6 @@ class Publisher:
         self._command_timeout = command_timeout
         self._script = client.register_script(_PUBLISH_LUA)
         self._pending: deque[tuple[str, int, str]] = deque()  # (workflow, seq, payload), oldest first
-        self._pending_bytes = 0
         self._marks: dict[str, int] = {}  # the highest seq handed to us per workflow, sent or dropped
         self._dropped: dict[str, int] = {}  # marks of dropped events, for the next notice
         self._down = False  # Redis is unreachable: drop instead of queueing, until a probe gets through
@@ -175,10 +174,8 @@ class Publisher:
             # default=str: a stray datetime in ``data`` must not stop the engine's event stream.
             payload = json.dumps(event.to_json_dict(), separators=(",", ":"), default=str)
             self._pending.append((workflow, seq, payload))
-            self._pending_bytes += len(payload)
         while len(self._pending) > _MAX_PENDING:  # Redis is slower than the event rate: shed the oldest
-            workflow, seq, payload = self._pending.popleft()
-            self._pending_bytes -= len(payload)
+            workflow, seq, _ = self._pending.popleft()
             self._drop(workflow, seq)
         if self._pending:
             self._idle.clear()
@@ -231,7 +228,6 @@ class Publisher:
         while self._pending:
             workflow, seq, _ = self._pending.popleft()
             self._drop(workflow, seq)
-        self._pending_bytes = 0
 
     async def _run(self) -> None:
         while True:
@@ -254,7 +250,6 @@ class Publisher:
             item = self._pending.popleft()
             size += len(item[2])
             chunk.append(item)
-        self._pending_bytes -= size
         marks: dict[str, int] = {}
         for workflow, seq, _ in chunk:
             marks[workflow] = seq  # seq order within a workflow: the last one is the highest
@@ -311,8 +306,7 @@ class Publisher:
                 # subscribers after the notice that covers everything before them.
                 self._down = False
                 await self._call(marks, [], marks)
-            except Exception as exc:
-                self._merge_dropped(self._marks)
+            except Exception as exc:  # the next restore covers every mark again
                 self._down = True
                 self._drop_pending()
                 self._health.failed(exc)
