@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+# Longest text from a file quoted in a message; longer names and values are cut short.
+_SHOWN_CHARACTERS = 60
+
 
 class SpecError(Exception):
     """One problem in a workflow spec, printed as ``path:line: message``.
@@ -82,6 +85,11 @@ def raise_if_any(errors: Iterable[SpecError]) -> None:
         raise SpecErrors(ordered)
 
 
+def clip(text: str) -> str:
+    """A name or key from a file, cut short for a message (a hostile file may hold a megabyte-long key)."""
+    return text if len(text) <= _SHOWN_CHARACTERS else f"{text[:_SHOWN_CHARACTERS]}… ({len(text):,} characters)"
+
+
 def show_value(value: Any) -> str:
     """Render a value from a workflow file the way the user wrote it, for messages (``'many'``, ``-1``, ``null``)."""
     if value is None:
@@ -89,6 +97,8 @@ def show_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
+        if len(value) > _SHOWN_CHARACTERS:
+            return f"{value[:_SHOWN_CHARACTERS]!r}… ({len(value):,} characters)"
         return repr(value)
     if isinstance(value, float):
         return f"{value:g}"

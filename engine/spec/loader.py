@@ -1,8 +1,9 @@
 """Read workflow YAML into a `WorkflowSpec`, reporting every problem in the file with its line.
 
-ruamel.yaml's round-trip loader keeps the line of every key, value and list item (``.lc``), reads YAML 1.2 (so
-``on``/``yes``/``no`` stay strings and ``010`` is ten) and refuses duplicate keys. Validation itself is pydantic's;
-this module maps each pydantic error location back to a line and rewrites the message in the file's terms.
+`engine.spec._source` reads the file (regular files only, bounded, UTF-8) and `engine.spec._yaml` parses it into
+values that know their lines, with limits on nesting and aliases. Validation itself is pydantic's; this module
+maps each pydantic error location back to a line and rewrites the message in the file's terms. Every step is
+linear in the size of the file.
 """
 
 from __future__ import annotations
@@ -14,14 +15,11 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
-from ruamel.yaml.constructor import DuplicateKeyError
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.scalarbool import ScalarBoolean
-from ruamel.yaml.scalarstring import LiteralScalarString
 
-from engine.spec.errors import SpecError, raise_if_any, show_value
+from engine.spec._gc import collector_paused
+from engine.spec._source import read_text
+from engine.spec._yaml import BlockStr, LocMap, LocSeq, compose
+from engine.spec.errors import SpecError, clip, raise_if_any, show_value
 from engine.spec.graph import graph_errors, suggestion
 from engine.spec.models import AgentSpec, Defaults, TaskSpec, WorkflowSpec
 
@@ -44,6 +42,7 @@ _PROBLEMS = {
     "int_type": "must be an integer",
     "int_parsing": "must be an integer",
     "int_from_float": "must be an integer",
+    "int_parsing_size": "is too large a number",
     "float_type": "must be a number",
     "float_parsing": "must be a number",
     "bool_type": "must be true or false",
@@ -60,24 +59,11 @@ def load_workflow(path: str | Path, vars: Mapping[str, str] | None = None) -> Wo
     """Read and validate the workflow file at ``path``; ``vars`` fill ``${{ vars.KEY }}``.
 
     Raises:
-        SpecError: The file cannot be read, or what it says is wrong (`SpecErrors` when several things are).
+        SpecError: The file cannot be read (or is not a regular file, or is over the size limit), or what it says
+            is wrong (`SpecErrors` when several things are).
     """
     source = str(path)
-    try:
-        raw = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise SpecError("no such file", path=source) from None
-    except IsADirectoryError:
-        raise SpecError("is a directory, not a workflow file", path=source) from None
-    except PermissionError:
-        raise SpecError("permission denied", path=source) from None
-    except OSError as exc:
-        raise SpecError(f"cannot read the file: {exc.strerror or exc}", path=source) from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise SpecError("the file is not UTF-8 text", path=source, line=line) from None
+    text = read_text(source)
     return parse_workflow(text, source, vars)
 
 
@@ -87,39 +73,20 @@ def parse_workflow(text: str, path: str = "<string>", vars: Mapping[str, str] | 
     Raises:
         SpecError: What is wrong, with its line (`SpecErrors`, sorted by line, when several things are).
     """
-    root = _parse_yaml(text, path)
-    if root is None:
-        raise SpecError("the file is empty; a workflow needs at least 'name' and 'tasks'", path=path, line=1)
-    if not isinstance(root, CommentedMap):
-        got = show_value(root)
-        raise SpecError(f"the top level must be a mapping with 'name' and 'tasks', got {got}", path=path, line=1)
-    return _Loader(root, path, vars or {}).load()
-
-
-def _parse_yaml(text: str, path: str) -> Any:
-    yaml = YAML(typ="rt")
-    try:
-        return yaml.load(text)
-    except DuplicateKeyError as exc:
-        found = re.search(r'duplicate key "(.*?)"', str(exc.problem))
-        problem = f"duplicate key '{found.group(1)}'" if found else str(exc.problem)
-        raise SpecError(problem, path=path, line=_mark_line(exc)) from None
-    except MarkedYAMLError as exc:
-        problem = exc.problem or exc.context or "cannot be parsed"
-        raise SpecError(f"invalid YAML: {problem}", path=path, line=_mark_line(exc)) from None
-    except YAMLError as exc:
-        raise SpecError(f"invalid YAML: {exc}", path=path) from None
-
-
-def _mark_line(exc: MarkedYAMLError) -> int | None:
-    mark = exc.problem_mark or exc.context_mark
-    return mark.line + 1 if mark is not None else None
+    with collector_paused():
+        root = compose(text, path)
+        if root is None:
+            raise SpecError("the file is empty; a workflow needs at least 'name' and 'tasks'", path=path, line=1)
+        if not isinstance(root, LocMap):
+            got = show_value(root)
+            raise SpecError(f"the top level must be a mapping with 'name' and 'tasks', got {got}", path=path, line=1)
+        return _Loader(root, path, vars or {}).load()
 
 
 class _Loader:
     """One parse: the YAML tree (for lines), the problems found so far, and the lines variables spoiled."""
 
-    def __init__(self, root: CommentedMap, path: str, variables: Mapping[str, str]) -> None:
+    def __init__(self, root: LocMap, path: str, variables: Mapping[str, str]) -> None:
         self.root = root
         self.path = path
         self.variables = variables
@@ -155,22 +122,20 @@ class _Loader:
     # -- YAML tree to plain data -------------------------------------------------------------------------------
 
     def _plain(self, node: Any, line: int) -> Any:
-        """Plain dicts, lists and scalars, with ``${{ vars.KEY }}`` filled in every string value."""
-        if isinstance(node, CommentedMap):
-            return {str(key): self._plain(value, self._line_in(node, key, value)) for key, value in node.items()}
-        if isinstance(node, CommentedSeq):
-            return [self._plain(item, _item_line(node, index)) for index, item in enumerate(node)]
+        """Plain dicts, lists and scalars, with ``${{ vars.KEY }}`` filled in every string value.
+
+        Aliases share values in the YAML tree; here each use becomes its own copy (bounded by the alias limit).
+        """
+        if isinstance(node, LocMap):
+            return {key: self._plain(value, _line_in(node, key)) for key, value in node.items()}
+        if isinstance(node, LocSeq):
+            lines = node.item_lines
+            return [self._plain(item, lines[index]) for index, item in enumerate(node)]
         if isinstance(node, str):
-            return self._fill_variables(str(node), line, block=isinstance(node, LiteralScalarString))
-        if isinstance(node, bool | ScalarBoolean):
-            return bool(node)
-        if isinstance(node, int):
-            return int(node)
-        if isinstance(node, float):
-            return float(node)
-        if isinstance(node, TaggedScalar):
-            return self._plain(node.value, line)
-        return node  # None, dates and timestamps stay as YAML read them
+            if "${{" not in node:
+                return str(node)
+            return self._fill_variables(str(node), line, block=isinstance(node, BlockStr))
+        return node  # None, booleans and numbers
 
     def _fill_variables(self, text: str, line: int, *, block: bool) -> str:
         def fill(match: re.Match[str]) -> str:
@@ -180,7 +145,7 @@ class _Loader:
             if variable is not None and variable.group(1) in self.variables:
                 return self.variables[variable.group(1)]
             if variable is None:
-                message = f"unsupported expression '{match.group(0)}'; only ${{{{ vars.NAME }}}} is supported"
+                message = f"unsupported expression '{clip(match.group(0))}'; only ${{{{ vars.NAME }}}} is supported"
             else:
                 name = variable.group(1)
                 message = f"undefined variable '{name}': pass --var {name}=VALUE"
@@ -199,7 +164,7 @@ class _Loader:
         if isinstance(agents, dict):
             for name, agent in agents.items():
                 if isinstance(agent, dict) and "name" in agent:
-                    self._unknown_key(("agents", name, "name"), "agent", f"agent '{name}'")
+                    self._unknown_key(("agents", name, "name"), "agent", f"agent '{clip(name)}'")
                     del agent["name"]
         tasks = data.get("tasks")
         if isinstance(tasks, list):
@@ -276,11 +241,11 @@ class _Loader:
 
     def _attach_lines(self, task: TaskSpec, index: int) -> None:
         node = self.root["tasks"][index]
-        lines = {str(key): self._locate(("tasks", index, str(key))) for key in node}
+        lines = {key: _line_in(node, key) for key in node}
         dependencies = node.get("depends_on")
-        if isinstance(dependencies, CommentedSeq):
-            for position in range(len(dependencies)):
-                lines[f"depends_on[{position}]"] = _item_line(dependencies, position)
+        if isinstance(dependencies, LocSeq):
+            for position, line in enumerate(dependencies.item_lines):
+                lines[f"depends_on[{position}]"] = line
         task._lines = lines
 
     def _locate(self, loc: Loc, *, key: bool = False) -> int:
@@ -293,54 +258,25 @@ class _Loader:
         line = 1
         for depth, part in enumerate(loc):
             last = depth == len(loc) - 1
-            if isinstance(node, CommentedMap):
-                found = _find_key(node, part)
-                if found is None:
+            if isinstance(node, LocMap):
+                name = str(part)
+                if name not in node:
                     break
-                value = node[found[0]]
-                at_key = (key and last) or isinstance(value, CommentedMap | CommentedSeq)
-                line = _key_line(node, found[0]) if at_key else self._line_in(node, found[0], value)
-                node = value
-            elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
-                line = _item_line(node, part)
+                line = node.key_lines[name] if key and last else _line_in(node, name)
+                node = node[name]
+            elif isinstance(node, LocSeq) and isinstance(part, int) and 0 <= part < len(node):
+                line = node.item_lines[part]
                 node = node[part]
             else:
                 break
         return line
 
-    @staticmethod
-    def _line_in(mapping: CommentedMap, key: Any, value: Any) -> int:
-        """Where a mapping entry's value is: a nested mapping or list at its key, a scalar at itself."""
-        if isinstance(value, CommentedMap | CommentedSeq):
-            return _key_line(mapping, key)
-        try:
-            return int(mapping.lc.value(key)[0]) + 1
-        except (KeyError, TypeError):  # keys brought in by a `<<:` merge have no position of their own
-            return _key_line(mapping, key)
 
-
-def _key_line(mapping: CommentedMap, key: Any) -> int:
-    try:
-        return int(mapping.lc.key(key)[0]) + 1
-    except (KeyError, TypeError):
-        return int(mapping.lc.line or 0) + 1
-
-
-def _item_line(sequence: CommentedSeq, index: int) -> int:
-    try:
-        return int(sequence.lc.item(index)[0]) + 1
-    except (KeyError, TypeError):
-        return int(sequence.lc.line or 0) + 1
-
-
-def _find_key(mapping: CommentedMap, part: int | str) -> tuple[Any] | None:
-    """The mapping's own key for a location part, wrapped so that a YAML ``null`` key is not "not found"."""
-    if part in mapping:
-        return (part,)
-    for key in mapping:  # keys that were not strings in YAML (`1:`) are strings in the data
-        if str(key) == str(part):
-            return (key,)
-    return None
+def _line_in(mapping: LocMap, key: str) -> int:
+    """Where a mapping entry is: a nested mapping or list at its key, a scalar at its value."""
+    if isinstance(mapping[key], LocMap | LocSeq):
+        return mapping.key_lines[key]
+    return mapping.value_lines[key]
 
 
 def _valid(model: type[BaseModel], raw: Any) -> BaseModel | None:
@@ -352,7 +288,7 @@ def _valid(model: type[BaseModel], raw: Any) -> BaseModel | None:
 
 def _task_label(task: Any, index: int) -> str:
     task_id = task.get("id") if isinstance(task, dict) else None
-    return f"task '{task_id}'" if isinstance(task_id, str) and task_id else f"task #{index + 1}"
+    return f"task '{clip(task_id)}'" if isinstance(task_id, str) and task_id else f"task #{index + 1}"
 
 
 def _context_of(loc: Loc, data: dict[str, Any]) -> tuple[str, str, Loc]:
@@ -362,7 +298,7 @@ def _context_of(loc: Loc, data: dict[str, Any]) -> tuple[str, str, Loc]:
         task = tasks[loc[1]] if isinstance(tasks, list) and loc[1] < len(tasks) else None
         return "task", _task_label(task, loc[1]), loc[2:]
     if len(loc) >= 2 and loc[0] == "agents":
-        return "agent", f"agent '{loc[1]}'", loc[2:]
+        return "agent", f"agent '{clip(str(loc[1]))}'", loc[2:]
     if len(loc) >= 2 and loc[0] == "defaults":
         return "defaults", "defaults", loc[1:]
     return "top", "", loc
@@ -377,12 +313,12 @@ def _field_label(loc: Loc) -> str:
         if isinstance(part, int):
             text += f"[{part}]"
         else:
-            text += f".{part}" if text else str(part)
+            text += f".{clip(str(part))}" if text else clip(str(part))
     return text
 
 
 def _unknown_key_message(kind: str, label: str, key: str) -> str:
-    hint = suggestion(key, _ALLOWED_KEYS[kind])
+    hint = suggestion(key, _ALLOWED_KEYS[kind]) if len(key) <= 100 else ""
     if kind == "top":
-        return f"unknown top-level key '{key}'{hint}"
-    return f"{label}: unknown key '{key}'{hint}"
+        return f"unknown top-level key '{clip(key)}'{hint}"
+    return f"{label}: unknown key '{clip(key)}'{hint}"

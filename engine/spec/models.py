@@ -14,9 +14,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from engine.spec._gc import collector_paused
 from engine.spec.durations import DURATION_HINT, parse_duration
 from engine.spec.errors import SpecError, raise_if_any, show_value
-from engine.spec.graph import find_cycles, graph_errors
+from engine.spec.graph import describe_cycle, find_cycles, graph_errors
 
 Sandbox = Literal["local", "e2b"]
 AgentKind = Literal["shell", "python", "graph", "llm"]
@@ -24,6 +25,8 @@ FailurePolicy = Literal["fail_fast", "continue"]
 
 #: Longest wait between two attempts of a task, whatever the initial backoff.
 MAX_RETRY_BACKOFF = 30.0
+#: Longest task id: ids name directories, and a file name has at most 255 bytes.
+MAX_TASK_ID_LENGTH = 128
 
 _TASK_ID = re.compile(r"[A-Za-z0-9_.-]+")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -177,8 +180,15 @@ class TaskSpec(BaseModel):
     @field_validator("id")
     @classmethod
     def _identifier(cls, value: str) -> str:
+        # An id names the task's working directory (state.db.work/WORKFLOW/TASK) and is typed after --task.
         if not _TASK_ID.fullmatch(value):
             raise _spec_error("must use only letters, digits, '_', '.' and '-', got {got}", value)
+        if value in (".", ".."):
+            raise _spec_error("must not be '.' or '..' (an id names the task's working directory), got {got}", value)
+        if value.startswith("-"):
+            raise _spec_error("must not start with '-' (it would read as an option after --task), got {got}", value)
+        if len(value) > MAX_TASK_ID_LENGTH:
+            raise _spec_error(f"must be at most {MAX_TASK_ID_LENGTH} characters, got {{got}}", value)
         return value
 
     def __eq__(self, other: object) -> bool:
@@ -207,6 +217,33 @@ class TaskSpec(BaseModel):
         return 1 + self.effective_retries(defaults)
 
 
+class _TaskIndex:
+    """Tasks by id for `WorkflowSpec.task`: callers look tasks up once per task, so a scan each time was quadratic.
+
+    Rebuilt when the task list is replaced, changes length, or no longer holds what it maps to. It is a cache,
+    so it never makes two specs unequal (pydantic compares private attributes).
+    """
+
+    def __init__(self) -> None:
+        self._of: list[TaskSpec] | None = None
+        self._size = 0
+        self._tasks: dict[str, TaskSpec] = {}
+
+    def get(self, tasks: list[TaskSpec], task_id: str) -> TaskSpec | None:
+        found = self._tasks.get(task_id) if self._of is tasks and self._size == len(tasks) else None
+        if found is None or found.id != task_id:
+            self._of, self._size, self._tasks = tasks, len(tasks), {}
+            for task in tasks:
+                self._tasks.setdefault(task.id, task)
+            found = self._tasks.get(task_id)
+        return found
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _TaskIndex)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 class WorkflowSpec(BaseModel):
     """A whole workflow: settings, agents by name, tasks in file order."""
 
@@ -222,6 +259,8 @@ class WorkflowSpec(BaseModel):
     source: str | None = None
     """The file the spec was read from."""
 
+    _by_id: _TaskIndex = PrivateAttr(default_factory=_TaskIndex)
+
     @model_validator(mode="before")
     @classmethod
     def _agent_names_from_keys(cls, data: Any) -> Any:
@@ -235,15 +274,15 @@ class WorkflowSpec(BaseModel):
         return data
 
     def task(self, task_id: str) -> TaskSpec:
-        """The task with this id.
+        """The task with this id (the first, if ids repeat in a spec that has not been validated).
 
         Raises:
             KeyError: No such task.
         """
-        for task in self.tasks:
-            if task.id == task_id:
-                return task
-        raise KeyError(f"no task {task_id!r} in workflow {self.name!r}")
+        found = self._by_id.get(self.tasks, task_id)
+        if found is None:
+            raise KeyError(f"no task {task_id!r} in workflow {self.name!r}")
+        return found
 
     def agent_for(self, task_id: str) -> AgentSpec:
         """The agent that runs this task (after `validate_graph`, it exists)."""
@@ -254,7 +293,7 @@ class WorkflowSpec(BaseModel):
         return list(self.task(task_id).depends_on)
 
     def downstream(self, task_id: str) -> set[str]:
-        """Every task that depends on this one, directly or through others (not the task itself)."""
+        """Every task that depends on this one, directly or through others (not the task itself). O(V + E)."""
         self.task(task_id)
         dependents: dict[str, list[str]] = {}
         for task in self.tasks:
@@ -263,7 +302,7 @@ class WorkflowSpec(BaseModel):
         found: set[str] = set()
         pending = [task_id]
         while pending:
-            for dependent in dependents.get(pending.pop(), []):
+            for dependent in dependents.get(pending.pop(), ()):
                 if dependent not in found and dependent != task_id:
                     found.add(dependent)
                     pending.append(dependent)
@@ -275,6 +314,10 @@ class WorkflowSpec(BaseModel):
         Raises:
             SpecError: The tasks form a cycle.
         """
+        with collector_paused():
+            return self._topological_order()
+
+    def _topological_order(self) -> list[str]:
         position = {task.id: index for index, task in enumerate(self.tasks)}
         waiting_on = {task.id: {d for d in task.depends_on if d in position and d != task.id} for task in self.tasks}
         dependents: dict[str, list[str]] = {task_id: [] for task_id in position}
@@ -293,7 +336,7 @@ class WorkflowSpec(BaseModel):
                     heapq.heappush(ready, (position[dependent], dependent))
         if len(order) < len(position):
             cycle = find_cycles({t.id: t.depends_on for t in self.tasks}, list(position))[0]
-            raise SpecError("cycle: " + " -> ".join(cycle), path=self.source, line=self.task(cycle[0]).line)
+            raise SpecError(describe_cycle(cycle), path=self.source, line=self.task(cycle[0]).line)
         return order
 
     def validate_graph(self) -> None:
@@ -302,4 +345,6 @@ class WorkflowSpec(BaseModel):
         Raises:
             SpecError: One problem (a `SpecErrors` when there are several), located when the spec came from a file.
         """
-        raise_if_any(graph_errors(self.tasks, self.agents, path=self.source))
+        with collector_paused():
+            errors = graph_errors(self.tasks, self.agents, path=self.source)
+        raise_if_any(errors)

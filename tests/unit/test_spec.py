@@ -332,7 +332,7 @@ def test_yaml_syntax_error_is_reported_at_the_parsers_line() -> None:
           - id: a
            agent: s
     """)
-    assert str(error) == "wf.yaml:4: invalid YAML: expected <block end>, but found '<block mapping start>'"
+    assert str(error) == "wf.yaml:4: invalid YAML: did not find expected '-' indicator"
 
 
 def test_duplicate_yaml_key_is_reported_at_the_repeat() -> None:

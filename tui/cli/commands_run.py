@@ -38,8 +38,7 @@ def load_checked(file: Path, var: list[str] | None) -> WorkflowSpec:
     from tui.cli.headless import parse_vars
 
     try:
-        spec = load_workflow(file, parse_vars(var))
-        spec.validate_graph()
+        spec = load_workflow(file, parse_vars(var))  # runs validate_graph's checks too
         check_agents(spec)
     except AgentUnavailable as exc:
         exit_bad_input(Exception(f"{file}: {exc}"))
