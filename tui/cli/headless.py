@@ -19,6 +19,7 @@ from db.models import Event, WorkflowStatus
 from db.settings import DbSettings
 from engine.control import ControlChannels
 from engine.engine import Engine
+from engine.events import output_lines
 from tui.cli._common import EXIT_INTERRUPTED, EXIT_OK, EXIT_WORKFLOW_FAILED
 
 _ICONS = {
@@ -43,10 +44,11 @@ _ICONS = {
 
 
 def human_line(event: Event) -> str | None:
-    """One readable line for an event, or None for the ones a person does not need to see scroll by."""
+    """Readable text for an event (a line; an output chunk gives one line per output line), or None for the
+    events a person does not need to see scroll by."""
     stamp = event.ts.strftime("%H:%M:%S")
     if event.type == "task.output":
-        return f"{stamp}   {event.task} │ {event.data.get('line', '')}"
+        return "\n".join(f"{stamp}   {event.task} │ {line}" for line in output_lines(event)) or None
     if event.type in ("task.queued", "task.progress", "checkpoint.created", "metric", "llm.usage"):
         return None
     if event.type.startswith("node."):  # the pane lines of a graph task already say which node runs
