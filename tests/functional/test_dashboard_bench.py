@@ -5,6 +5,8 @@ A functional test because the bench runs the dashboard itself (Textual's headles
 
 from __future__ import annotations
 
+from typing import Any
+
 from bench import dashboard_bench
 
 
@@ -39,7 +41,7 @@ async def test_the_peer_runs_the_same_feed_without_the_app() -> None:
 
 
 def test_medians_skip_runs_that_never_caught_up() -> None:
-    runs = [
+    runs: list[dict[str, Any]] = [
         {"gap_max_ms": 10.0, "backlog_s": None},
         {"gap_max_ms": 30.0, "backlog_s": 0.2},
         {"gap_max_ms": 20.0, "backlog_s": 0.4},
