@@ -13,6 +13,7 @@ from textual.widgets import RichLog
 
 from db.models import TaskStatus, WorkflowStatus
 from engine.engine import Engine
+from engine.events import output_lines
 from engine.spec import WorkflowSpec
 from tui.app import AgentDeckApp, make_app
 from tui.screens.confirm import ConfirmScreen
@@ -214,7 +215,8 @@ async def test_a_flood_of_output_keeps_the_ui_responsive(engine: Engine) -> None
         task = await engine.stores.tasks.get(wf, "flood")
         assert task is not None and task.status is TaskStatus.COMPLETED
         outputs = [e for e in await engine.stores.events.list(wf) if e.type == "task.output"]
-        assert len(outputs) == 20_000, "the engine recorded every line whatever the UI did"
+        lines = [line for e in outputs for line in output_lines(e)]
+        assert len(lines) == 20_000, "the engine recorded every line whatever the UI did"
 
 
 async def test_shift_r_resumes_a_workflow_whose_engine_died(engine: Engine, tmp_path: Path) -> None:

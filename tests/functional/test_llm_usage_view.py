@@ -54,9 +54,8 @@ async def test_the_pane_header_and_the_metrics_show_tokens_and_cost_after_a_run(
         grid = app.screen.query_one(AgentGrid)
 
         def header() -> str:
-            # Title, then tokens and cost; empty while a pane just mounted has no header yet.
-            labels = [label for pane in grid.panes.values() for label in pane.query(".pane-header Label").results()]
-            return " · ".join(str(label.render()) for label in labels if isinstance(label, Label))
+            # Title, then tokens and cost, as the pane header shows them.
+            return " · ".join(pane.header_text() for pane in grid.panes.values())
 
         await until(pilot, lambda: HEADER in header())
         assert "coder · code" in header()

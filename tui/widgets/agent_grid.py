@@ -1,4 +1,9 @@
-"""The agent panes of the selected workflow: they appear as tasks start and leave a while after they end."""
+"""The agent panes of the selected workflow: they appear as tasks start and leave a while after they end.
+
+``consume`` only records what arrived (lines, states, progress); ``render_frame`` shows it, once a frame, called
+by the main screen right after it drained the event feed — so a frame is one pass over the panes, however many
+events came in.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,11 @@ import time
 from textual.containers import Grid
 
 from db.models import Event
+from engine.events import output_lines
 from tui.widgets.agent_pane import AgentPane
 
 LINGER_S = 3.0  # a finished pane stays this long, so its last lines can be read
-FRAME_S = 0.05  # at most 20 renders a second, however fast output arrives
+PANES_PER_FRAME = 4  # at most this many logs are written in one frame (the rest the next)
 
 
 class AgentGrid(Grid):
@@ -22,9 +28,8 @@ class AgentGrid(Grid):
         self.panes: dict[tuple[str, str], AgentPane] = {}
         self._ended: dict[tuple[str, str], float] = {}
         self.maximised: AgentPane | None = None
-
-    def on_mount(self) -> None:
-        self.set_interval(FRAME_S, self.render_frame)
+        self._columns_stale = False  # panes came or went: the grid's shape is set again once, in the frame
+        self._frame = 0
 
     def show_workflow(self, workflow: str) -> None:
         if workflow == self.workflow:
@@ -46,13 +51,13 @@ class AgentGrid(Grid):
                     self.panes[key] = pane
                     pane.display = event.workflow == self.workflow
                     self.mount(pane)
-                    self._relayout()
+                    self._columns_stale = True
                 pane.set_state("running", attempt=int(event.data.get("attempt", 1)))
                 self._ended.pop(key, None)
             elif pane is None:
                 continue
             elif event.type == "task.output":
-                pane.add_line(str(event.data.get("line", "")), str(event.data.get("stream", "stdout")))
+                pane.add_lines(output_lines(event), str(event.data.get("stream", "stdout")))
             elif event.type == "task.progress":
                 pane.set_progress(float(event.data.get("progress", 0.0)))
             elif event.type in ("task.paused", "task.resumed", "task.retrying"):
@@ -64,16 +69,30 @@ class AgentGrid(Grid):
                 self._ended[key] = time.monotonic()
 
     def render_frame(self) -> None:
+        """Remove panes that lingered long enough; show what arrived in the visible ones."""
         now = time.monotonic()
         for key, ended in list(self._ended.items()):
             if now - ended > LINGER_S and self.panes.get(key) is not self.maximised:
                 self._ended.pop(key)
                 pane = self.panes.pop(key)
                 pane.remove()
-                self._relayout()
+                self._columns_stale = True
+        if self._columns_stale:
+            self._relayout()
+        self._frame += 1
+        waiting = []
         for pane in self.panes.values():
             if pane.display:
-                pane.render_frame()
+                pane.show_header()
+                if pane.has_output():
+                    waiting.append(pane)
+        # Painting a pane whose log moved costs a few milliseconds (its rows, its scrollbars): with many busy
+        # panes, they take turns — the longest-waiting first — so a frame's work stays bounded and frames keep
+        # coming 20 times a second; each pane is still written at least every few frames.
+        waiting.sort(key=lambda p: p.written_frame)
+        for pane in waiting[:PANES_PER_FRAME]:
+            pane.write_output()
+            pane.written_frame = self._frame
 
     def visible_panes(self) -> list[AgentPane]:
         return [pane for pane in self.panes.values() if pane.display]
@@ -93,6 +112,7 @@ class AgentGrid(Grid):
         return self.maximised
 
     def _relayout(self) -> None:
+        self._columns_stale = False
         count = max(1, len(self.visible_panes()))
         columns = 1 if count == 1 else 2 if count <= 4 else 3
         self.styles.grid_size_columns = columns

@@ -1,7 +1,10 @@
 """One agent at work: a header (agent, task, state, elapsed, LLM tokens and cost, progress) and a log of its output.
 
-Output is coalesced: lines are buffered and written at most once a frame, the log keeps a bounded number of
-lines, and it follows new output only while the user has not scrolled up.
+Output is coalesced: lines are buffered as they arrive and written to the log in one write, at most once a frame
+(``PaneLog``, whatever the number of lines or events). A flood beyond ``MAX_LINES_PER_WRITE`` is folded (every
+line is still in the event table). The log keeps a bounded number of lines and follows new output only while the
+user has not scrolled up. The header repaints only when what it shows changes, and never asks for a layout
+(``PaneHeader``).
 """
 
 from __future__ import annotations
@@ -10,24 +13,21 @@ from datetime import UTC, datetime
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical
-from textual.widgets import Label, ProgressBar, RichLog
+from textual.containers import Vertical
 
 from tui.widgets.metrics_view import MetricsView
+from tui.widgets.pane_header import PaneHeader
+from tui.widgets.pane_log import NOTE, STDERR, STDOUT, PaneLog
 from tui.widgets.status import UsageLedger, UsageTotals, elapsed, icon, usage_text
 
 MAX_LINES = 2_000
-MAX_LINES_PER_FRAME = 100  # at 20 frames a second: 2,000 lines a second rendered, the rest folded
+MAX_LINES_PER_WRITE = 500  # per write (a log keeps plain strings and paints only the rows shown); more is folded
 
 
 class AgentPane(Vertical):
     """The live view of one running task."""
 
     DEFAULT_CLASSES = "agent-pane"
-    # Tokens and cost keep their width: when the header is short of room, the title gives way, not the cost.
-    DEFAULT_CSS = """
-    AgentPane .pane-usage { width: auto; padding: 0 1; color: $text-muted; }
-    """
 
     def __init__(self, workflow: str, task: str, agent: str) -> None:
         super().__init__(id=f"pane-{_safe(workflow)}-{_safe(task)}")
@@ -39,18 +39,23 @@ class AgentPane(Vertical):
         self.finished: datetime | None = None
         self.progress: float | None = None
         self.attempt = 1
-        self._buffer: list[Text] = []
+        self._buffer: list[tuple[str, int]] = []  # (line, STDOUT or STDERR), not yet written
+        self._dropped = 0  # lines dropped from the buffer since the last write
         self.lines_seen = 0
         self.folded = 0
+        self.writes = 0  # log writes so far: at most one a frame
+        self.written_frame = 0  # the grid's frame number of the last write (panes take turns when many are busy)
         self.usage: UsageTotals | None = None
         self._ledger: UsageLedger | None = None
+        self.header = PaneHeader(classes="pane-header")
+        self.log_view = PaneLog(max_lines=MAX_LINES)
 
     def compose(self) -> ComposeResult:
-        with Horizontal(classes="pane-header"):
-            yield Label(self._title(), classes="pane-title")
-            yield Label("", classes="pane-usage")
-            yield ProgressBar(total=1.0, show_eta=False, classes="pane-progress")
-        yield RichLog(max_lines=MAX_LINES, wrap=False, markup=False, auto_scroll=True, classes="pane-log")
+        yield self.header
+        yield self.log_view
+
+    def on_mount(self) -> None:
+        self.show_header()
 
     def _title(self) -> Text:
         took = elapsed(self.started, self.finished)
@@ -59,6 +64,10 @@ class AgentPane(Vertical):
             f"{icon(self.state)} [b]{self.agent}[/] · {self.task_key} · {self.state}{retry} · [dim]{took}[/]"
         )
 
+    def header_text(self) -> str:
+        """The header as plain text: title, tokens and cost, progress."""
+        return self.header.text()
+
     def _usage_ledger(self) -> UsageLedger | None:
         """The screen's ``llm.usage`` sums: the metrics view keeps them, as it sees every event."""
         if self._ledger is None:
@@ -66,11 +75,17 @@ class AgentPane(Vertical):
             self._ledger = views.first().usage if views else None
         return self._ledger
 
-    def add_line(self, line: str, stream: str = "stdout") -> None:
-        self.lines_seen += 1
-        self._buffer.append(Text(line, style="red" if stream == "stderr" else ""))
-        if len(self._buffer) > MAX_LINES:
+    def add_lines(self, lines: list[str], stream: str = "stdout") -> None:
+        """Lines of one stream (a ``task.output`` chunk); they reach the screen with the next frame."""
+        self.lines_seen += len(lines)
+        kind = STDERR if stream == "stderr" else STDOUT
+        self._buffer.extend((line, kind) for line in lines)
+        if len(self._buffer) > MAX_LINES:  # more than the log keeps: the oldest would scroll out unseen anyway
+            self._dropped += len(self._buffer) - MAX_LINES
             del self._buffer[: len(self._buffer) - MAX_LINES]
+
+    def add_line(self, line: str, stream: str = "stdout") -> None:
+        self.add_lines([line], stream)
 
     def set_state(self, state: str, attempt: int | None = None) -> None:
         self.state = state
@@ -84,32 +99,41 @@ class AgentPane(Vertical):
         self.progress = value
 
     def render_frame(self) -> None:
-        """Write what arrived since the last frame (called by the grid's frame timer)."""
+        """Show what arrived since the last frame: the header, and the lines in one write."""
+        self.show_header()
+        self.write_output()
+
+    def has_output(self) -> bool:
+        """Lines arrived that are not written yet."""
+        return bool(self._buffer)
+
+    def write_output(self) -> None:
+        """Write the lines that arrived, in one write (the grid calls this at most once a frame)."""
+        if self._buffer and self.is_mounted:
+            self._write(self._buffer)
+            self._buffer = []
+
+    def show_header(self) -> None:
+        """Title, tokens and cost, progress as they are now (repainted only if they changed)."""
         if not self.is_mounted:
             return
         ledger = self._usage_ledger()
         if ledger is not None:
             self.usage = ledger.task(self.workflow, self.task_key)
-        self.query_one(".pane-title", Label).update(self._title())
-        if self.usage is not None:
-            self.query_one(".pane-usage", Label).update(usage_text(self.usage))
-        if self.progress is not None:
-            self.query_one(ProgressBar).update(progress=self.progress)
-        if self._buffer:
-            log = self.query_one(RichLog)
-            at_end = log.scroll_offset.y >= log.max_scroll_y - 1
-            lines, self._buffer = self._buffer, []
-            if len(lines) > MAX_LINES_PER_FRAME:
-                # A flood: rendering every line would stall the UI. Show that lines were folded, then the newest;
-                # every line is still in the event log and the database.
-                skipped = len(lines) - MAX_LINES_PER_FRAME
-                self.folded += skipped
-                lines = [
-                    Text(f"… {skipped} lines folded (all are in the event table)", style="dim italic"),
-                    *lines[-MAX_LINES_PER_FRAME:],
-                ]
-            for text in lines:
-                log.write(text, scroll_end=at_end)
+        usage = usage_text(self.usage) if self.usage is not None else ""
+        self.header.show(self._title(), usage, self.progress)
+
+    def _write(self, lines: list[tuple[str, int]]) -> None:
+        """One write of all the lines (a flood folded to the newest ``MAX_LINES_PER_WRITE``)."""
+        if len(lines) > MAX_LINES_PER_WRITE or self._dropped:
+            # A flood: more than a pane can usefully show at once. Say that lines were folded, then the newest;
+            # every line is still in the event log and the database.
+            skipped = max(0, len(lines) - MAX_LINES_PER_WRITE) + self._dropped
+            self.folded += skipped
+            self._dropped = 0
+            lines = [(f"… {skipped} lines folded (all are in the event table)", NOTE), *lines[-MAX_LINES_PER_WRITE:]]
+        self.log_view.write_kinds(lines)
+        self.writes += 1
 
 
 def _safe(value: str) -> str:

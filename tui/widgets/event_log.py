@@ -1,4 +1,9 @@
-"""The event log: every event as one line, filterable with ``/`` (substring over type, task, agent and text)."""
+"""The event log: every event as one row, filterable with ``/`` (substring over type, task, agent and text).
+
+An output event is a chunk of lines: its row shows the first line and ``(+N lines)``, and the filter matches any of
+its lines. Rows are written at most ten times a second, all of them in one ``RichLog.write``, and only while the
+log is on screen (a hidden log just keeps the events).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from textual.containers import Vertical
 from textual.widgets import Input, RichLog
 
 from db.models import Event
+from engine.events import output_lines
 
 KEEP = 5_000
 MAX_PER_FLUSH = 300  # lines rendered per flush (10 a second); a burst beyond that is folded, never lost
@@ -23,8 +29,15 @@ def event_line(event: Event) -> Text:
     text = Text(f"{event.ts:%H:%M:%S} ", style="dim")
     text.append(f"{event.type:<20}", style=colour)
     text.append(f" {event.task or '':<16}", style="bold")
-    detail = event.data.get("line") if event.type == "task.output" else _brief(event)
-    text.append(f" {detail}" if detail else "")
+    if event.type == "task.output":
+        lines = output_lines(event)
+        if lines:
+            text.append(f" {lines[0]}", style="red" if event.data.get("stream") == "stderr" else None)
+        if len(lines) > 1:
+            text.append(f"  (+{len(lines) - 1} lines)", style="dim")
+    else:
+        detail = _brief(event)
+        text.append(f" {detail}" if detail else "")
     return text
 
 
@@ -36,9 +49,8 @@ def _brief(event: Event) -> str:
 def matches(event: Event, needle: str) -> bool:
     if not needle:
         return True
-    haystack = " ".join(
-        str(part) for part in (event.type, event.task, event.agent, event.workflow, event.data.get("line", ""))
-    )
+    lines = output_lines(event) if event.type == "task.output" else []
+    haystack = " ".join(str(part) for part in (event.type, event.task, event.agent, event.workflow, *lines))
     return needle.lower() in haystack.lower()
 
 
@@ -72,6 +84,8 @@ class EventLog(Vertical):
 
     def consume(self, events: list[Event]) -> None:
         self.events.extend(events)
+        if not self.is_on_screen:  # coming into view rewrites the log from ``events`` anyway
+            return
         self._pending.extend(events)
         if len(self._pending) > KEEP:
             del self._pending[: len(self._pending) - KEEP]
@@ -85,12 +99,16 @@ class EventLog(Vertical):
         self._write(fresh)
 
     def _write(self, events: list[Event]) -> None:
-        log = self.query_one("#event-lines", RichLog)
+        """All the rows in one write: each ``RichLog.write`` costs a measure, a render and a layout."""
+        if not events:
+            return
+        rows: list[Text] = []
         if len(events) > MAX_PER_FLUSH:
-            log.write(Text(f"… {len(events) - MAX_PER_FLUSH} events folded (filter with / to find them)", "dim"))
+            rows.append(Text(f"… {len(events) - MAX_PER_FLUSH} events folded (filter with / to find them)", "dim"))
             events = events[-MAX_PER_FLUSH:]
-        for event in events:
-            log.write(event_line(event))
+        rows.extend(event_line(event) for event in events)
+        text = Text("\n", no_wrap=True, end="").join(rows)
+        self.query_one("#event-lines", RichLog).write(text)
 
     def on_show(self) -> None:
         """Coming into view: show the newest matching events."""

@@ -5,6 +5,9 @@ SELECT on a server), so it shows what is committed — also for workflows anothe
 database. It loads a snapshot first, from a position taken before the snapshot, so nothing falls in between.
 Under a graph task its node executions (``graph_node`` rows: ``✔ plan · step 1 0s``) appear as they start, in the
 order they started; a task waiting for a person (an open approval) shows ``✋``.
+
+Changes are applied once a frame, not as each arrives: a record changed several times since the last frame is
+applied once, at its latest (rows are whole records, so the latest says everything).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from tui.widgets.status import elapsed, icon
 
 # A person is needed: a task waiting on an approval, a graph node stopped at its interrupt().
 WAITING_ICON = "[orange1]✋[/]"
+FRAME_S = 0.05  # changes that arrived are applied at most 20 times a second
 
 
 def status_icon(status: str) -> str:
@@ -68,10 +72,12 @@ class WorkflowTree(Tree[NodeRef]):
         self._other_threads: dict[tuple[str, str], dict[str, GraphNode]] = {}
         self._node_index: dict[tuple[str, str | None], TreeNode[NodeRef]] = {}
         self._graph_leaves: dict[str, TreeNode[NodeRef]] = {}
+        self._arrived: dict[tuple[str, str], Change] = {}  # (table, id) → latest change, applied next frame
 
     def on_mount(self) -> None:
         self.load_and_follow()
         self.set_interval(1.0, self._tick)
+        self.set_interval(FRAME_S, self._apply_arrived)
 
     @work(exclusive=True, group="workflow-tree", exit_on_error=False, description="Following the database.")
     async def load_and_follow(self) -> None:
@@ -89,7 +95,15 @@ class WorkflowTree(Tree[NodeRef]):
 
     async def _follow(self, table: str, position: int) -> None:
         async for change in watcher_for(self.db).watch(table, since=position):
-            self.apply(change)
+            self._arrived.pop((change.table, change.id), None)  # re-inserted: keep the order of latest arrival
+            self._arrived[(change.table, change.id)] = change
+
+    def _apply_arrived(self) -> None:
+        """Apply what arrived since the last frame, each record once."""
+        if self._arrived:
+            arrived, self._arrived = self._arrived, {}
+            for change in arrived.values():
+                self.apply(change)
 
     def apply(self, change: Change) -> None:
         """Show one committed change."""

@@ -1,0 +1,158 @@
+"""Output in the dashboard comes in chunks: panes write once a frame, headers repaint without layout, the event log
+shows one row per chunk.
+
+The events go through the real engine's recorder, bus and the dashboard's feed, as a task's output does; a shell
+task that sleeps keeps its pane open while the test emits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from textual import messages
+from textual.message import Message
+from textual.pilot import Pilot
+from textual.widget import Widget
+from textual.widgets import RichLog
+
+from engine.engine import Engine
+from engine.spec import WorkflowSpec
+from tui.app import AgentDeckApp, make_app
+from tui.widgets.agent_grid import AgentGrid
+from tui.widgets.agent_pane import AgentPane
+from tui.widgets.event_log import EventLog
+from tui.widgets.pane_header import PaneHeader
+from tui.widgets.pane_log import STDERR, STDOUT
+
+
+def spec(run: str) -> WorkflowSpec:
+    return WorkflowSpec.model_validate(
+        {"name": "output-ui", "agents": {"sh": {"kind": "shell"}}, "tasks": [{"id": "hold", "agent": "sh", "run": run}]}
+    )
+
+
+async def until(pilot: Pilot[int], predicate: Callable[[], bool], limit_s: float = 30) -> None:
+    async with asyncio.timeout(limit_s):
+        while not predicate():
+            await pilot.pause(0.05)
+
+
+def the_pane(app: AgentDeckApp) -> AgentPane | None:
+    panes = list(app.screen.query_one(AgentGrid).panes.values())
+    return panes[0] if panes else None
+
+
+def emit_output(engine: Engine, workflow: str, lines: list[str], stream: str = "stdout") -> None:
+    engine.recorder.emit(workflow, "task.output", task="hold", agent="sh", data={"stream": stream, "lines": lines})
+
+
+async def test_many_output_events_reach_a_pane_in_one_write_with_stderr_in_red(engine: Engine) -> None:
+    app = make_app(engine, start=spec("sleep 30"))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: the_pane(app) is not None and app.started_workflow is not None)
+        pane, workflow = the_pane(app), app.started_workflow
+        assert pane is not None and workflow is not None
+        await until(pilot, lambda: pane.is_mounted)
+        writes = pane.writes
+        # 400 events in one go (as a burst of small chunks arrives): they land in one frame, written at once.
+        for n in range(400):
+            stream = "stderr" if n % 4 == 3 else "stdout"
+            emit_output(engine, workflow, [f"line {n}"], stream)
+        await until(pilot, lambda: len(pane.log_view.lines) >= 400)
+        assert pane.writes - writes <= 3, f"{pane.writes - writes} writes for 400 events: one a frame expected"
+        log = pane.log_view
+        shown = list(log.lines)[-400:]
+        assert shown[0] == "line 0" and shown[-1] == "line 399"
+        first = len(log.lines) - 400
+        assert [log.kind_of(first + n) for n in range(4)] == [STDOUT, STDOUT, STDOUT, STDERR]
+        await engine.cancel(workflow)
+
+
+async def test_a_chunk_of_lines_with_blank_and_multiline_entries_keeps_every_line(engine: Engine) -> None:
+    app = make_app(engine, start=spec("sleep 30"))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: the_pane(app) is not None and app.started_workflow is not None)
+        pane, workflow = the_pane(app), app.started_workflow
+        assert pane is not None and workflow is not None
+        emit_output(engine, workflow, ["a", "", "b"], "stderr")
+        engine.recorder.emit(workflow, "task.output", task="hold", agent="sh", data={"stream": "stdout", "line": "old"})
+        await until(pilot, lambda: "old" in pane.log_view.lines)
+        lines = list(pane.log_view.lines)
+        assert lines[-4:] == ["a", " ", "b", "old"], "a blank line is kept (as a space), an old one-line event read"
+        assert pane.log_view.kind_of(len(lines) - 2) == STDERR and pane.log_view.kind_of(len(lines) - 1) == STDOUT
+        assert pane.lines_seen == 4
+        await engine.cancel(workflow)
+
+
+async def test_title_and_progress_change_without_asking_for_a_layout(engine: Engine) -> None:
+    posted: list[Message] = []
+    app = make_app(engine, start=spec("echo '::progress::0.5 half way'; sleep 30"))
+    async with app.run_test(size=(120, 40), message_hook=posted.append) as pilot:
+        await until(pilot, lambda: the_pane(app) is not None)
+        pane = the_pane(app)
+        assert pane is not None
+        await until(pilot, lambda: "50%" in pane.header_text())
+        mounted = len(posted)  # from here on, only updates: the title, as time passes
+        repaints = pane.header.repaints
+        await until(pilot, lambda: " 2s" in pane.header_text(), limit_s=10)  # the elapsed time ticks
+        assert pane.header.repaints > repaints
+        assert "hold · running" in pane.header_text()
+
+        def in_header(widget: Widget) -> bool:
+            return any(isinstance(node, PaneHeader) for node in widget.ancestors_with_self)
+
+        layouts = [m for m in posted[mounted:] if isinstance(m, messages.Layout) and in_header(m.widget)]
+        assert not layouts, "the pane header asked for a layout"
+        assert app.started_workflow is not None
+        await engine.cancel(app.started_workflow)
+
+
+async def test_the_event_log_shows_a_chunk_as_one_row_and_filters_on_any_of_its_lines(engine: Engine) -> None:
+    app = make_app(engine, start=spec("sleep 30"))
+    async with app.run_test(size=(140, 40)) as pilot:
+        await until(pilot, lambda: the_pane(app) is not None and app.started_workflow is not None)
+        workflow = app.started_workflow
+        assert workflow is not None
+        emit_output(engine, workflow, ["compiling", "linking", "needle in the third line"])
+        await pilot.press("2")
+        rows = app.screen.query_one("#event-lines", RichLog)
+        log = app.screen.query_one(EventLog)
+
+        def texts() -> list[str]:
+            return [strip.text for strip in rows.lines]
+
+        await until(pilot, lambda: any("compiling" in row for row in texts()))
+        row = next(row for row in texts() if "compiling" in row)
+        assert "(+2 lines)" in row and "linking" not in row
+        await pilot.press("slash", *"needle in the third")
+        await until(pilot, lambda: log.needle == "needle in the third")
+        await until(pilot, lambda: len(rows.lines) == 1)
+        assert [e.type for e in log.shown()] == ["task.output"]
+        assert "compiling" in texts()[0]
+        await engine.cancel(workflow)
+
+
+async def test_scrolling_up_stops_following_and_shows_the_scrollbar_until_back_at_the_end(engine: Engine) -> None:
+    app = make_app(engine, start=spec("sleep 30"))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: the_pane(app) is not None and app.started_workflow is not None)
+        pane, workflow = the_pane(app), app.started_workflow
+        assert pane is not None and workflow is not None
+        log = pane.log_view
+        emit_output(engine, workflow, [f"first {n}" for n in range(200)])
+        await until(pilot, lambda: len(log.lines) == 200 and log.scroll_offset.y > 0)
+        assert log.following and not log.has_class("-browsing"), "following the end: no scrollbar painted"
+        log.scroll_to(y=10, animate=False, immediate=True)
+        await pilot.pause()
+        assert not log.following and log.has_class("-browsing")
+        emit_output(engine, workflow, [f"second {n}" for n in range(50)])
+        await until(pilot, lambda: len(log.lines) == 250)
+        assert log.scroll_offset.y == 10, "new output did not pull a reader back down"
+        log.scroll_end(animate=False, immediate=True)
+        await pilot.pause()
+        emit_output(engine, workflow, ["third"])
+        await until(pilot, lambda: len(log.lines) == 251)
+        await until(pilot, lambda: log.following and log.scroll_offset.y == log.max_scroll_y)
+        assert not log.has_class("-browsing")
+        await engine.cancel(workflow)
