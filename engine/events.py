@@ -103,7 +103,7 @@ class EventRecorder:
         self._outbox: asyncio.Queue[list[Event]] = asyncio.Queue()
         self._publisher_task: asyncio.Task[None] | None = None
         writer.on_committed = self._committed
-        writer.before_batch = self.seal_all
+        writer.add_before_batch(self.seal_all)
 
     @property
     def bus(self) -> EventBus:

@@ -75,6 +75,7 @@ class WorkflowRun(RunControls):
         self._contexts: dict[str, TaskContext] = {}
         self._wake = asyncio.Event()
         self._checkpoint_number = 0
+        self._unsealed: list[str] = []  # completed since the last checkpoint
         self._queued_at: dict[str, float] = {}
         self._waiting_since: dict[str, float] = {}
         self._frozen: dict[str, float] = {}  # task key -> seconds its timeout had left when its clock stopped
@@ -89,6 +90,7 @@ class WorkflowRun(RunControls):
         self._checkpoint_number = latest.number if latest else 0
         self._set_workflow(status=WorkflowStatus.RUNNING, started_at=self.workflow.started_at or _now())
         self._emit("workflow.resumed" if resumed else "workflow.started", tasks=len(self.tasks))
+        unhook = self.writer.add_before_batch(self._seal_checkpoint)
         try:
             await self._schedule()
         finally:
@@ -102,6 +104,8 @@ class WorkflowRun(RunControls):
             for sandbox in self._sandboxes.values():
                 with contextlib.suppress(Exception):
                     await sandbox.close()
+            unhook()
+            self._seal_checkpoint()  # also when the engine is closing: what completed keeps its checkpoint
         if self.cancelled:  # what never ran is skipped, recorded before the workflow's own final event
             for key, task in self.tasks.items():
                 if not task.status.finished:
@@ -299,7 +303,7 @@ class WorkflowRun(RunControls):
         self._emit("task.completed", key, duration_s=round(duration, 4), attempts=self.tasks[key].attempts)
         self.engine.metrics.count("tasks_completed", agent=agent, workflow=self.id)
         self.engine.metrics.observe("task_duration_s", duration, agent=agent, workflow=self.id)
-        self._checkpoint(reason=f"{key} completed", task=key)
+        self._unsealed.append(key)  # checkpointed with the other completions of this write (_seal_checkpoint)
         self._mark_ready(self.dag.completed(key))
 
     def _fail(self, key: str, error: str, cancel_others: bool = True) -> None:

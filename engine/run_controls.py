@@ -50,6 +50,7 @@ class RunControls:
     finished: asyncio.Event
     _stop_new: bool
     _checkpoint_number: int
+    _unsealed: list[str]
     _running: dict[str, asyncio.Task[None]]
     _resetting: set[str]
     _sandboxes: dict[str, Sandbox]
@@ -97,8 +98,10 @@ class RunControls:
     def paused(self) -> bool:
         return not self.gate.is_set()
 
-    def _checkpoint(self, reason: str = "manual", task: str | None = None) -> Checkpoint:
-        """A checkpoint now: the completed ``task`` only (a delta), or every task when ``task`` is None."""
+    def _checkpoint(
+        self, reason: str = "manual", task: str | None = None, changed: list[str] | None = None
+    ) -> Checkpoint:
+        """A checkpoint now: a delta of the ``changed`` tasks, or every task when ``changed`` is None."""
         self._checkpoint_number += 1
         taken = checkpoints.make(
             self.id,
@@ -106,15 +109,30 @@ class RunControls:
             self.tasks,
             reason=reason,
             task=task,
-            changed=None if task is None else [task],
+            changed=changed,
             event_seq=self.recorder.last_seq(self.id),
         )
         self.writer.checkpoint(taken)
         self._emit("checkpoint.created", task, checkpoint=taken.id, number=taken.number, reason=reason)
         return taken
 
+    def _seal_checkpoint(self) -> None:
+        """The tasks completed since the last checkpoint get one (a delta). Called before each write, so
+        completions that land in the same write (a few milliseconds) share a checkpoint: one per completion when
+        tasks take longer than a write, one per write when hundreds of tiny tasks complete at once (a row per
+        completion was a third of the engine's write cost on a 1,000-task DAG)."""
+        keys, self._unsealed = self._unsealed, []
+        if not keys:
+            return
+        if len(keys) == 1:
+            self._checkpoint(reason=f"{keys[0]} completed", task=keys[0], changed=keys)
+            return
+        named = ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+        self._checkpoint(reason=f"{len(keys)} tasks completed: {named}", changed=keys)
+
     async def checkpoint(self, reason: str = "manual", task: str | None = None) -> Checkpoint:
-        """A checkpoint now, stored when this returns."""
+        """A full checkpoint now (after one for completions not checkpointed yet), stored when this returns."""
+        self._seal_checkpoint()
         taken = self._checkpoint(reason, task)
         await self.recorder.flush()
         return taken
@@ -205,6 +223,7 @@ class RunControls:
             )
 
     async def rollback(self, checkpoint: Checkpoint) -> None:
+        self._seal_checkpoint()
         running = dict(self._running)
         for key in running:
             # Back to pending first, so the cancelled attempt is recorded as reset, not as cancelled.

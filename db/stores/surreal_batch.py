@@ -1,5 +1,5 @@
 """Group commit over SurrealDB: one transaction (one statement batch, one round trip) for everything the engine
-changed in one tick — task and workflow fields, new checkpoints, new events.
+changed in one tick — task and workflow fields, new checkpoints, new events (one ``event_page`` per workflow).
 
 Writes are idempotent, so a batch whose answer was lost (a dropped server connection) can be sent again: field
 updates set the same values, and rows with ids already stored are skipped (``INSERT IGNORE``; every event and
@@ -11,27 +11,72 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from surrealdb import RecordID
+
 from db.connection import Database
 from db.models import Event, Task, Workflow, task_record_key
-from db.stores._codec import plain, rid, to_row
+from db.stores._codec import plain, rid, to_row, unnull
 from db.stores.interfaces import StateBatch, StateBatchStore
 
 
-def event_row(event: Event) -> dict[str, Any]:
-    """An event as an ``INSERT`` row, built directly (the hottest row: ``model_dump`` costs more than it)."""
-    row: dict[str, Any] = {
-        "id": rid("event", event.id),
+def _event_entry(event: Event) -> dict[str, Any]:
+    """One event inside a page, built directly (the hottest value we store: ``model_dump`` costs more)."""
+    entry: dict[str, Any] = {
+        "id": event.id,
         "ts": event.ts,
         "seq": event.seq,
         "type": event.type,
-        "workflow": event.workflow,
         "data": plain(event.data),
     }
     if event.task is not None:
-        row["task"] = event.task
+        entry["task"] = event.task
     if event.agent is not None:
-        row["agent"] = event.agent
-    return row
+        entry["agent"] = event.agent
+    return entry
+
+
+def page_rows(events: Iterable[Event]) -> list[dict[str, Any]]:
+    """``event_page`` rows for ``events``: one per workflow, its events in seq order.
+
+    A page's id is ``[workflow, first seq]``: storing the same page again is recognised (``INSERT IGNORE``)."""
+    by_workflow: dict[str, list[Event]] = {}
+    for event in events:
+        by_workflow.setdefault(event.workflow, []).append(event)
+    rows = []
+    for workflow, page in by_workflow.items():
+        page.sort(key=lambda event: event.seq)
+        first, last = page[0].seq, page[-1].seq
+        rows.append(
+            {
+                "id": RecordID("event_page", [workflow, first]),
+                "workflow": workflow,
+                "first_seq": first,
+                "last_seq": last,
+                "events": [_event_entry(event) for event in page],
+            }
+        )
+    return rows
+
+
+def events_of_page(row: dict[str, Any]) -> list[Event]:
+    """The events stored in one ``event_page`` row."""
+    workflow = row["workflow"]
+    out = []
+    for entry in row.get("events") or []:
+        entry = unnull(entry)
+        out.append(
+            Event(
+                id=str(entry["id"]),
+                ts=entry["ts"],
+                seq=entry["seq"],
+                type=entry["type"],
+                workflow=workflow,
+                task=entry.get("task"),
+                agent=entry.get("agent"),
+                data=entry.get("data") or {},
+            )
+        )
+    return out
 
 
 def _field_groups(changes: Iterable[tuple[Any, dict[str, Any]]]) -> dict[tuple[str, ...], list[dict[str, Any]]]:
@@ -78,8 +123,8 @@ class SurrealStateBatchStore(StateBatchStore):
             params["checkpoints"] = [to_row(c, "checkpoint", c.id) for c in batch.checkpoints]
             lines.append("INSERT IGNORE INTO checkpoint $checkpoints RETURN NONE;")
         if batch.events:
-            params["events"] = [event_row(e) for e in batch.events]
-            lines.append("INSERT IGNORE INTO event $events RETURN NONE;")
+            params["pages"] = page_rows(batch.events)
+            lines.append("INSERT IGNORE INTO event_page $pages RETURN NONE;")
         lines.append("COMMIT TRANSACTION;")
         return "\n".join(lines), params
 

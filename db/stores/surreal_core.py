@@ -17,6 +17,7 @@ from db.stores.interfaces import (
     TaskStore,
     WorkflowStore,
 )
+from db.stores.surreal_batch import events_of_page, page_rows
 
 
 def _is_duplicate(exc: QueryFailed) -> bool:
@@ -172,32 +173,65 @@ class SurrealCheckpointStore(CheckpointStore):
 
 
 class SurrealEventStore(EventStore):
+    """Events in ``event_page`` rows (one per workflow per write), and in ``event`` rows for databases written
+    before pages; reads merge both."""
+
     def __init__(self, db: Database) -> None:
         self._db = db
 
     async def append_many(self, events: Sequence[Event]) -> None:
         if not events:
             return
-        rows = [to_row(event, "event", event.id) for event in events]
+        pages = page_rows(events)
+        for page in pages:
+            seqs = [entry["seq"] for entry in page["events"]]
+            if len(set(seqs)) != len(seqs):
+                raise ValueError(f"an event of workflow {page['workflow']} appears twice in this batch")
+        # A seq names one event forever: refuse one already stored (pages overlapping the new ones, by index).
+        params: dict[str, Any] = {}
+        for i, page in enumerate(pages):
+            params.update({f"w{i}": page["workflow"], f"f{i}": page["first_seq"], f"l{i}": page["last_seq"]})
+        clashes = await self._db.query(
+            ";".join(
+                f"SELECT VALUE events.seq FROM event_page WHERE workflow = $w{i} AND last_seq >= $f{i} "
+                f"AND first_seq <= $l{i}; SELECT VALUE seq FROM event WHERE workflow = $w{i} "
+                f"AND seq >= $f{i} AND seq <= $l{i}"
+                for i in range(len(pages))
+            ),
+            params,
+        )
+        for i, page in enumerate(pages):
+            stored = {seq for seqs in clashes[2 * i] or [] for seq in seqs} | set(clashes[2 * i + 1] or [])
+            taken = stored & {entry["seq"] for entry in page["events"]}
+            if taken:
+                raise ValueError(f"events {sorted(taken)[:5]} of workflow {page['workflow']} are already stored")
         try:
-            await self._db.query("INSERT INTO event $rows RETURN NONE", {"rows": rows})
+            await self._db.query("INSERT INTO event_page $pages RETURN NONE", {"pages": pages})
         except QueryFailed as exc:
             if _is_duplicate(exc):
                 raise ValueError(f"an event in this batch is already stored: {exc}") from exc
             raise
 
     async def list(self, workflow_id: str, after_seq: int = 0, limit: int | None = None) -> list[Event]:
-        limit_sql = "LIMIT $limit" if limit is not None else ""
-        rows = await self._db.query_one(
-            f"SELECT * FROM event WHERE workflow = $workflow AND seq > $after ORDER BY seq {limit_sql}",
+        # Pages holding seqs after ``after_seq``, by the (workflow, last_seq) index; a limit of events needs at most
+        # that many pages (each holds one or more), so the page query is bounded by it too.
+        page_limit = "LIMIT $limit" if limit is not None else ""
+        pages, legacy = await self._db.query(
+            f"SELECT * FROM event_page WHERE workflow = $workflow AND last_seq > $after ORDER BY first_seq "
+            f"{page_limit}; SELECT * FROM event WHERE workflow = $workflow AND seq > $after ORDER BY seq {page_limit}",
             {"workflow": workflow_id, "after": after_seq, "limit": limit},
         )
-        return from_rows(Event, rows)
+        found = [event for row in pages or [] for event in events_of_page(row) if event.seq > after_seq]
+        if legacy:
+            found = sorted([*found, *from_rows(Event, legacy)], key=lambda event: event.seq)
+        return found[:limit] if limit is not None else found
 
     async def last_seq(self, workflow_id: str) -> int:
-        # math::max of an empty array is -inf on this core, so take the top of the (workflow, seq) index instead.
+        # math::max of an empty array is -inf on this core, so take the top of each index instead.
         value = await self._db.query_one(
-            "RETURN (SELECT VALUE seq FROM event WHERE workflow = $workflow ORDER BY seq DESC LIMIT 1)[0] ?? 0",
+            "RETURN math::max([(SELECT VALUE last_seq FROM event_page WHERE workflow = $workflow "
+            "ORDER BY last_seq DESC LIMIT 1)[0] ?? 0, (SELECT VALUE seq FROM event WHERE workflow = $workflow "
+            "ORDER BY seq DESC LIMIT 1)[0] ?? 0])",
             {"workflow": workflow_id},
         )
         return int(value or 0)

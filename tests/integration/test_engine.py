@@ -237,15 +237,25 @@ async def test_pause_stops_new_tasks_from_starting(engine: Engine, tmp_path: Pat
 
 async def test_rollback_reruns_exactly_the_tasks_after_the_checkpoint(engine: Engine, tmp_path: Path) -> None:
     log = tmp_path / "log.txt"
+    go = tmp_path / "go"
     keys = ["a", "b", "c", "d"]
     tasks = [
         {"id": k, "agent": "rec", "input": {"log": str(log), "delay": 0}, "depends_on": [keys[i - 1]] if i else []}
         for i, k in enumerate(keys)
     ]
+    tasks[2]["input"]["wait_for"] = str(go)  # c waits until b's checkpoint is stored: they cannot share one
     wf = await engine.submit(spec(tasks))
+
+    async def b_checkpointed() -> bool:
+        return any("b" in c.task_states for c in await engine.stores.checkpoints.list(wf))
+
+    await wait_for(b_checkpointed)
+    go.touch()
     assert await engine.wait(wf) is WorkflowStatus.COMPLETED
     assert log.read_text().split() == keys
-    after_b = next(c for c in await engine.stores.checkpoints.list(wf) if c.task == "b")
+    cps = await engine.stores.checkpoints.list(wf)
+    after_b = next(c for c in cps if "b" in c.task_states)
+    assert "c" not in after_b.task_states
     await engine.rollback(wf, after_b.id)
     assert await engine.wait(wf) is WorkflowStatus.COMPLETED
     assert log.read_text().split() == [*keys, "c", "d"], "rollback must re-run only what came after it"
@@ -289,8 +299,12 @@ async def test_secrets_are_passed_only_when_named_and_redacted_from_output(
     assert "s3cr3t-value" not in stored
 
 
-async def test_checkpoints_are_taken_at_each_completion(engine: Engine) -> None:
-    wf = await engine.submit(spec([{"id": "a", "agent": "noop"}, {"id": "b", "agent": "noop", "depends_on": ["a"]}]))
+async def test_each_completion_is_checkpointed_with_only_what_changed(engine: Engine) -> None:
+    wf = await engine.submit(
+        spec(
+            [{"id": "a", "agent": "sh", "run": "true"}, {"id": "b", "agent": "sh", "run": "true", "depends_on": ["a"]}]
+        )
+    )
     assert await engine.wait(wf) is WorkflowStatus.COMPLETED
     cps = await engine.stores.checkpoints.list(wf)
     assert [(c.number, c.task) for c in cps] == [(1, "a"), (2, "b")]
@@ -299,6 +313,23 @@ async def test_checkpoints_are_taken_at_each_completion(engine: Engine) -> None:
     assert first["a"]["status"] == "completed" and "b" not in first
     assert second["a"]["status"] == second["b"]["status"] == "completed"
     assert not cps[1].full and "a" not in cps[1].task_states, "a completion checkpoint stores only what changed"
+
+
+async def test_completions_landing_in_one_write_share_a_checkpoint_covering_each(engine: Engine) -> None:
+    tasks = [{"id": f"t{i}", "agent": "noop"} for i in range(300)]
+    wf = await engine.submit(spec(tasks))
+    assert await engine.wait(wf) is WorkflowStatus.COMPLETED
+    cps = await engine.stores.checkpoints.list(wf)
+    assert [c.number for c in cps] == list(range(1, len(cps) + 1))
+    covered = [key for c in cps for key in c.task_states]
+    assert sorted(covered) == sorted(t["id"] for t in tasks), "every completion is in exactly one checkpoint"
+    state, _ = checkpoints.state_at(cps, cps[-1].number)
+    assert all(state[t["id"]]["status"] == "completed" for t in tasks)
+    events = [e for e in await events_of(engine, wf) if e.type == "checkpoint.created"]
+    assert [e.data["number"] for e in events] == [c.number for c in cps]
+    for checkpoint in cps:
+        if len(checkpoint.task_states) > 1:
+            assert checkpoint.task is None and f"{len(checkpoint.task_states)} tasks completed" in checkpoint.reason
 
 
 async def test_metrics_are_recorded(engine: Engine) -> None:

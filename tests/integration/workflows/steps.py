@@ -29,7 +29,13 @@ async def track_concurrency(ctx: Any) -> None:
 
 
 def record(ctx: Any) -> dict[str, Any]:
-    """A side effect: append this task's id to the log file named in the input (sync: runs in a thread)."""
+    """A side effect: append this task's id to the log file named in the input (sync: runs in a thread).
+
+    With ``wait_for`` in the input it first waits until that file exists, so a test can hold it at a point."""
+    gate = ctx.input.get("wait_for")
+    while gate and not Path(gate).exists():
+        ctx.step_sync()
+        time.sleep(0.01)
     delay = float(ctx.input.get("delay", 0.3))
     time.sleep(delay / 2)
     ctx.step_sync()
