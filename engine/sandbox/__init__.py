@@ -5,7 +5,9 @@ falls back to a process group with resource limits. Every backend passes the con
 ``tests/integration/sandbox_conformance.py``.
 """
 
+from engine.sandbox._cgroup import cgroup_support
 from engine.sandbox._isolation import Limits, bwrap_unavailable_reason
+from engine.sandbox._leftovers import sandboxed
 from engine.sandbox.base import (
     REDACTED,
     OutputBacklog,
@@ -34,5 +36,7 @@ __all__ = [
     "SandboxError",
     "SandboxUnavailable",
     "bwrap_unavailable_reason",
+    "cgroup_support",
     "make_sandbox",
+    "sandboxed",
 ]

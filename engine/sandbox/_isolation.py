@@ -1,17 +1,32 @@
-"""Isolation for the local sandbox: resource limits for the child, and the bubblewrap command line."""
+"""Isolation for the local sandbox: what the child does before ``exec``, resource limits, and the bubblewrap
+command line (which hides the engine's own files from the command)."""
 
 from __future__ import annotations
 
+import ctypes
 import functools
+import os
 import resource
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 _MIB = 1024 * 1024
+
+#: prctl(2) option: the signal the kernel sends us when the thread that forked us ends.
+_PR_SET_PDEATHSIG = 1
+
+#: Looked up here, not in the child: between fork and exec the child should only call into C.
+_libc = ctypes.CDLL(None, use_errno=True)
+_prctl = _libc.prctl
+_prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+_prctl.restype = ctypes.c_int
 
 
 @dataclass(frozen=True)
@@ -27,20 +42,36 @@ class Limits:
             front (the JVM, Go, some JavaScript engines) may need more than the default.
         file_size_mb: Largest file a process may write (RLIMIT_FSIZE).
         open_files: Open file descriptors per process (RLIMIT_NOFILE).
+        memory_mb: RAM of the whole task, all its processes together (and its files in a private ``/tmp``):
+            a cgroup's ``memory.max`` where one can be made (``cgroup_support()``); the kernel's OOM killer
+            ends a process of the task that needs more. Also the size of bubblewrap's private ``/tmp``.
+        processes: Processes (and threads) the task may have at once: a cgroup's ``pids.max``. Without a
+            cgroup, RLIMIT_NPROC set to the user's current count plus this many - the kernel counts all of the
+            user's processes against it and ignores it for root.
     """
 
     cpu_seconds: int | None = None
     address_space_mb: int | None = 4096
     file_size_mb: int | None = 1024
     open_files: int | None = 1024
+    memory_mb: int | None = 4096
+    processes: int | None = 1024
 
-    def rlimits(self) -> list[tuple[int, tuple[int, int]]]:
-        """``(resource, (soft, hard))`` pairs to apply, already lowered to what this process may set."""
+    def rlimits(self, *, count_processes: bool = False) -> list[tuple[int, tuple[int, int]]]:
+        """``(resource, (soft, hard))`` pairs to apply, already lowered to what this process may set.
+
+        ``count_processes`` adds RLIMIT_NPROC (the fallback for :attr:`processes` when no cgroup limits them);
+        not for root, whom the kernel exempts anyway.
+        """
+        nproc = None
+        if count_processes and self.processes is not None and os.getuid() != 0:
+            nproc = _user_tasks() + self.processes
         wanted = (
             (resource.RLIMIT_CPU, self.cpu_seconds),
             (resource.RLIMIT_AS, None if self.address_space_mb is None else self.address_space_mb * _MIB),
             (resource.RLIMIT_FSIZE, None if self.file_size_mb is None else self.file_size_mb * _MIB),
             (resource.RLIMIT_NOFILE, self.open_files),
+            (resource.RLIMIT_NPROC, nproc),
         )
         pairs: list[tuple[int, tuple[int, int]]] = []
         for which, value in wanted:
@@ -53,23 +84,90 @@ class Limits:
         return pairs
 
 
-def _rlimit_setter(limits: Limits) -> Callable[[], None] | None:
-    """A ``preexec_fn`` that applies ``limits``; everything is computed beforehand so the child only calls C."""
-    pairs = limits.rlimits()
-    if not pairs:
-        return None
+def _user_tasks() -> int:
+    """How many processes and threads this user has now: what the kernel counts against RLIMIT_NPROC."""
+    uid = os.getuid()
+    count = 0
+    for proc in psutil.process_iter(["uids", "num_threads"]):
+        uids, threads = proc.info["uids"], proc.info["num_threads"]
+        if uids is not None and uids.real == uid:
+            count += threads or 1
+    return count
 
-    def apply_limits() -> None:
-        for which, pair in pairs:
+
+def child_setup(rlimits: list[tuple[int, tuple[int, int]]], cgroup_fds: Sequence[int]) -> Callable[[], None]:
+    """The ``preexec_fn`` of a command: runs in the child after ``setsid`` and before ``exec``.
+
+    1. Die with the engine: PR_SET_PDEATHSIG(SIGKILL) survives ``exec`` (bwrap is not setuid), so the command
+       (or the outer bwrap) is killed when the engine's thread that started it ends - from before its first
+       instruction, where bwrap's own ``--die-with-parent`` comes only after its setup (a task started 30-100 ms
+       before an engine SIGKILL outlived it). If the engine died before the prctl, our parent is someone else
+       already: die now.
+    2. Join the task's cgroups (write ``0`` to each ``cgroup.procs``), before the command can fork anything.
+    3. Apply the rlimits.
+
+    Everything is computed beforehand; the child only makes system calls.
+    """
+    parent = os.getpid()
+    fds = tuple(cgroup_fds)
+
+    def setup() -> None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGKILL)
+        for fd in fds:
+            os.write(fd, b"0")
+        for which, pair in rlimits:
             resource.setrlimit(which, pair)
 
-    return apply_limits
+    return setup
 
 
-def _bwrap_argv(bwrap: str, workdir: Path, command: str, *, network: bool, readable: Sequence[Path] = ()) -> list[str]:
-    """The bubblewrap command line that runs ``command`` isolated, with ``workdir`` the only writable place."""
+def _masks(hidden: Sequence[Path]) -> tuple[list[str], list[str]]:
+    """bwrap arguments hiding each path of ``hidden``, and the remounts that must follow the binds.
+
+    A directory gets an empty tmpfs over it (made read-only once the working directories are bound back into
+    it), anything else ``/dev/null``. Paths that do not exist, lie under ``/tmp`` (private already) or under
+    another hidden directory need nothing.
+    """
+    wanted = sorted({Path(os.path.abspath(path)).resolve() for path in hidden}, key=lambda p: len(p.parts))
+    tmp = Path("/tmp")
+    covered: list[Path] = [tmp]
+    mask: list[str] = []
+    remount: list[str] = []
+    for path in wanted:
+        if path == Path("/"):
+            raise ValueError("cannot hide / from a sandbox")
+        if any(path.is_relative_to(done) for done in covered) or not path.exists():
+            continue
+        if path.is_dir():
+            mask += ["--perms", "0755", "--size", str(64 * 1024), "--tmpfs", str(path)]
+            remount += ["--remount-ro", str(path)]
+            covered.append(path)
+        else:
+            mask += ["--ro-bind", "/dev/null", str(path)]
+    return mask, remount
+
+
+def _bwrap_argv(
+    bwrap: str,
+    workdir: Path,
+    command: str,
+    *,
+    network: bool,
+    readable: Sequence[Path] = (),
+    hidden: Sequence[Path] = (),
+    tmp_bytes: int | None = None,
+) -> list[str]:
+    """The bubblewrap command line that runs ``command`` isolated, with ``workdir`` the only writable place.
+
+    ``hidden`` paths (the engine's database, control socket and every task's working directory) are masked;
+    ``workdir`` and the ``readable`` upstream directories are bound back on top, so a task sees its own
+    directory and its inputs but neither its siblings nor the engine.
+    """
     where = str(workdir)
-    # Upstream working directories may sit under /tmp too: bind them read-only over the private /tmp.
+    mask, remount = _masks(hidden)
+    # Upstream working directories may sit under /tmp or a hidden directory: bind them read-only on top.
     shared = [arg for path in readable for arg in ("--ro-bind-try", str(path), str(path))]
     return [
         bwrap,
@@ -77,12 +175,17 @@ def _bwrap_argv(bwrap: str, workdir: Path, command: str, *, network: bool, reada
         *("--dev", "/dev"),
         *("--proc", "/proc"),
         # The private /tmp comes before the workdir bind, so a workdir under /tmp is mounted on top of it.
+        # Sized, or a task could fill the host's RAM through it.
+        *(["--size", str(tmp_bytes)] if tmp_bytes is not None else []),
         *("--tmpfs", "/tmp"),
+        *mask,
         *shared,
         *("--bind", where, where),
+        *remount,
         "--unshare-all",
         *(["--share-net"] if network else []),
-        # If the engine dies, bwrap and everything in the sandbox die with it.
+        # If the engine dies, bwrap and everything in the sandbox die with it (the preexec's PDEATHSIG covers the
+        # time before bwrap gets to set this).
         "--die-with-parent",
         *("--chdir", where),
         "--",
@@ -98,7 +201,8 @@ def bwrap_unavailable_reason() -> str | None:
         return "bwrap is not on PATH (install the 'bubblewrap' package)"
     try:
         with tempfile.TemporaryDirectory(prefix="agentdeck-bwrap-probe-") as workdir:
-            probe = _bwrap_argv(bwrap, Path(workdir).resolve(), "exit 0", network=False)
+            # A sized /tmp as in a real run: a bwrap too old for --size is found out here, not by a task.
+            probe = _bwrap_argv(bwrap, Path(workdir).resolve(), "exit 0", network=False, tmp_bytes=_MIB)
             done = subprocess.run(probe, stdin=subprocess.DEVNULL, capture_output=True, timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"bwrap failed to start: {exc}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,11 @@ from engine.sandbox.local import LocalSandbox
 SANDBOX_KINDS = ("local", "e2b")
 
 
-def make_sandbox(kind: str, workdir: Path, **opts: Any) -> Sandbox:
+def make_sandbox(kind: str, workdir: Path, *, hidden: Sequence[Path] = (), **opts: Any) -> Sandbox:
     """A sandbox of the named kind working in ``workdir``; ``opts`` go to the backend's constructor.
+
+    ``hidden``: what the command must not see - the engine's database, control socket and the root of all task
+    directories (``Engine.sandbox_hidden``); ``workdir`` stays visible. A remote backend has nothing to hide.
 
     Raises:
         SandboxUnavailable: The backend cannot be used (E2B is not implemented yet; bubblewrap requested but
@@ -21,7 +25,7 @@ def make_sandbox(kind: str, workdir: Path, **opts: Any) -> Sandbox:
         ValueError: ``kind`` names no backend.
     """
     if kind == "local":
-        return LocalSandbox(workdir, **opts)
+        return LocalSandbox(workdir, hidden=hidden, **opts)
     if kind == "e2b":
         raise SandboxUnavailable(
             "the E2B sandbox backend is not implemented yet; use the 'local' sandbox "

@@ -3,8 +3,9 @@
 Two modes, one behaviour:
 
 - **bwrap** (default when ``bwrap`` is on ``PATH`` and works): the command runs in
-  ``bwrap --ro-bind / / --dev /dev --proc /proc --tmpfs /tmp --bind WORKDIR WORKDIR --unshare-all
-  --die-with-parent``. The whole filesystem is read-only except the working directory, ``/tmp`` is private, and
+  ``bwrap --ro-bind / / --dev /dev --proc /proc --tmpfs /tmp [--tmpfs HIDDEN ...] --bind WORKDIR WORKDIR
+  --unshare-all --die-with-parent``. The whole filesystem is read-only except the working directory, ``/tmp`` is
+  private, the ``hidden`` paths (the engine's database, socket and other tasks' directories) are masked, and
   there is no network unless ``network=True`` (``--share-net``). bwrap forks: our child is the outer bwrap, whose
   child is bwrap again as pid 1 of a new pid namespace, whose child is ``/bin/sh``. That inner init ignores
   SIGTERM from outside (the kernel drops signals a namespace init has no handler for), so SIGTERM goes to the
@@ -14,12 +15,11 @@ Two modes, one behaviour:
   no filesystem or network isolation; only the environment is scrubbed. A process that calls ``setsid`` and is
   orphaned before we ever see it can escape (use bwrap where that matters).
 
-In both modes the process runs in a new session (so the terminal's Ctrl-C never reaches it), with rlimits set
-in the child before ``exec``, and with the engine's environment replaced by a minimal one. Signals reach every
-process of the tree: ``killpg`` for the group (atomic, even against a member that is forking) plus each process
-found by walking the tree with psutil (see ``_proctree``). Pause sends SIGSTOP and waits until every process is
-actually stopped; kill sends SIGTERM, then SIGCONT (a stopped process cannot act on SIGTERM), then SIGKILL to
-everything still alive after the grace period.
+In both modes the process runs in a new session (so the terminal's Ctrl-C never reaches it), is killed when the
+engine dies (PR_SET_PDEATHSIG, armed before ``exec``), joins its task cgroup (memory and process budget for the
+whole task, ``_cgroup``) and gets its rlimits before ``exec``, and sees a minimal environment instead of the
+engine's. A run record beside the working directory lets the next sandbox on it kill what a crashed engine left
+running (``_leftovers``). Pause, resume and kill reach every process of the tree (``_treecontrol``).
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ import contextlib
 import logging
 import os
 import shutil
-import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -37,9 +36,12 @@ from typing import Any
 
 import psutil
 
-from engine.sandbox import _proctree
-from engine.sandbox._isolation import Limits, _bwrap_argv, _rlimit_setter, bwrap_unavailable_reason
-from engine.sandbox._runproto import _exit_status, _flip, _Run, _RunProtocol
+from engine.sandbox import _leftovers
+from engine.sandbox._cgroup import cgroup_support
+from engine.sandbox._isolation import Limits, bwrap_unavailable_reason
+from engine.sandbox._launch import Launch, prepare
+from engine.sandbox._runproto import _exit_status, _Run, _RunProtocol
+from engine.sandbox._treecontrol import _TreeControl
 from engine.sandbox.base import (
     OutputBacklog,
     OutputCallback,
@@ -53,27 +55,27 @@ from engine.sandbox.base import (
 
 log = logging.getLogger(__name__)
 
-#: How often a wait for processes to stop or die looks again.
-POLL_S = 0.05
-
 #: After the command exits, how long its output pipes may stay open (held by an escaped process) before we stop
 #: reading them. Everything written before the exit is in the pipe already and is read well within this.
 DRAIN_TIMEOUT_S = 5.0
 
-#: How long ``pause`` waits for every process to report that it is stopped, and how long ``kill`` waits for
-#: SIGKILLed processes to disappear, before carrying on (a process in uninterruptible sleep can take a while).
-SETTLE_TIMEOUT_S = 5.0
 
-
-class LocalSandbox(Sandbox):
+class LocalSandbox(_TreeControl, Sandbox):
     """Runs commands on this machine, isolated by bubblewrap when available, else in a process group with rlimits.
 
     Args:
         workdir: The task's working directory (created if missing). Reuse the same path for the task's retries.
         use_bwrap: ``True`` requires bubblewrap (raises :class:`SandboxUnavailable` if it does not work here),
             ``False`` never uses it, ``None`` uses it when ``bwrap`` is on ``PATH`` and works.
-        limits: Resource limits for every process of a command.
+        limits: Resource limits for every process of a command, and for the task as a whole.
         kill_grace_s: Seconds between SIGTERM and SIGKILL when a command is stopped.
+        hidden: Paths the command must not see (bwrap mode): the engine's database, control socket and the root
+            of all task directories. The working directory and ``readable`` directories under them stay visible.
+        use_cgroup: ``True`` requires a task cgroup (raises :class:`SandboxUnavailable` when none can be made),
+            ``False`` never makes one (rlimits only), ``None`` uses one when the machine allows.
+
+    Creating a sandbox on a working directory whose last run did not end cleanly (its engine was killed) first
+    kills whatever that run left alive.
 
     Without bubblewrap ("plain" mode) nothing isolates the filesystem or the network: ``network=False`` cannot
     be enforced there, and the command can write wherever the engine's user can. Check :attr:`uses_bwrap`.
@@ -86,6 +88,8 @@ class LocalSandbox(Sandbox):
         use_bwrap: bool | None = None,
         limits: Limits = Limits(),  # noqa: B008 - frozen, so sharing one default instance is safe
         kill_grace_s: float = 3.0,
+        hidden: Sequence[Path] = (),
+        use_cgroup: bool | None = None,
     ) -> None:
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
@@ -97,6 +101,12 @@ class LocalSandbox(Sandbox):
         self._bwrap = shutil.which("bwrap") if (use_bwrap is not False and reason is None) else None
         self.limits = limits
         self.kill_grace_s = kill_grace_s
+        self.hidden = tuple(Path(path) for path in hidden)
+        self._cgroups = cgroup_support() if use_cgroup is not False else None
+        if use_cgroup and self._cgroups is None:
+            raise SandboxUnavailable("task cgroups requested but this process cannot create any cgroup")
+        _leftovers.reap(self.workdir)
+        self._launch: Launch | None = None
         self._run: _Run | None = None
         self._starting = False
         #: ``pause`` or ``kill`` was called while the command was being started: apply it as soon as it exists.
@@ -134,10 +144,10 @@ class LocalSandbox(Sandbox):
         }
         return base | dict(env or {})
 
-    def _argv(self, command: str, network: bool, readable: Sequence[Path]) -> list[str]:
-        if self._bwrap is None:
-            return ["/bin/sh", "-c", command]
-        return _bwrap_argv(self._bwrap, self.workdir, command, network=network, readable=readable)
+    @property
+    def uses_cgroup(self) -> bool:
+        """Commands run in a task cgroup (whole-task limits where the machine offers them; see ``_cgroup``)."""
+        return self._cgroups is not None
 
     async def run(
         self,
@@ -161,20 +171,35 @@ class LocalSandbox(Sandbox):
         protocol = _RunProtocol(loop, on_output, redact, backlog)
         self._starting = True
         self._pause_when_started = self._kill_when_started = False
+        launch = self._launch = prepare(
+            workdir=self.workdir,
+            bwrap=self._bwrap,
+            command=command,
+            env=self._environment(env),
+            limits=self.limits,
+            cgroups=self._cgroups,
+            network=network,
+            readable=readable,
+            hidden=self.hidden,
+        )
         try:
             # start_new_session: own session and process group (signals reach the whole group; the terminal's
-            # Ctrl-C does not). The rlimits are set in the child after setsid and before exec.
+            # Ctrl-C does not). The preexec runs in the child after setsid and before exec (see child_setup).
             transport, _ = await loop.subprocess_exec(
                 lambda: protocol,
-                *self._argv(command, network, readable),
+                *launch.argv,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 cwd=self.workdir,
-                env=self._environment(env),
+                env=launch.env,
                 start_new_session=True,
-                preexec_fn=_rlimit_setter(self.limits),
+                preexec_fn=launch.preexec,
             )
+        except BaseException:
+            self._launch = None
+            launch.finish()
+            raise
         finally:
             self._starting = False
         pid = transport.get_pid()
@@ -182,6 +207,7 @@ class LocalSandbox(Sandbox):
             root: psutil.Process | None = psutil.Process(pid)
         except psutil.NoSuchProcess:  # it already ended and was reaped; its group may live on
             root = None
+        launch.spawned(root)
         run = _Run(transport=transport, protocol=protocol, root=root, pgid=pid)
         self._run = run
         try:
@@ -200,8 +226,9 @@ class LocalSandbox(Sandbox):
             await _finish_despite_cancellation(self._stop_tree(run))
             raise
         finally:
-            self._run = None
+            self._run = self._launch = None
             transport.close()
+            launch.finish()
         stopped = timed_out or run.stop_requested
         return RunResult(
             exit_code=None if stopped else _exit_status(transport.get_returncode()),
@@ -255,144 +282,6 @@ class LocalSandbox(Sandbox):
                 self,
                 DRAIN_TIMEOUT_S,
             )
-
-    # -- the process tree -----------------------------------------------------------------------------------------
-
-    def _tree(self, run: _Run) -> list[psutil.Process]:
-        """Every live process of the run's tree (see ``_proctree``), remembered in ``run.seen``."""
-        candidates = [run.root, *_proctree.descendants(run.root)] if run.root is not None else []
-        candidates.extend(_proctree.group_members(run.pgid))
-        candidates.extend(run.seen.values())
-        alive: dict[int, psutil.Process] = {}
-        for proc in candidates:
-            if proc.pid not in alive and _proctree.is_alive(proc):
-                alive[proc.pid] = proc
-        run.seen.update(alive)
-        return list(alive.values())
-
-    def _command_processes(self, run: _Run, tree: list[psutil.Process]) -> list[psutil.Process]:
-        """The processes a polite SIGTERM should go to.
-
-        In plain mode, all of them. In bwrap mode, the command's processes inside the sandbox: the outer bwrap
-        would die at once and orphan the rest to the kernel's SIGKILL, and the inner one, pid 1 of the namespace,
-        ignores SIGTERM from outside. Until the command has started, the outer bwrap (which takes everything
-        down with it, ``--die-with-parent``).
-        """
-        if self._bwrap is None or run.root is None:
-            return tree
-        bwraps = {run.root.pid, *(init.pid for init in _proctree.children(run.root))}
-        return [proc for proc in tree if proc.pid not in bwraps] or [run.root]
-
-    def pids(self) -> list[int]:
-        run = self._run
-        return sorted(proc.pid for proc in self._tree(run)) if run is not None else []
-
-    def _signal_tree(self, run: _Run, sig: signal.Signals, tree: list[psutil.Process]) -> None:
-        """Send ``sig`` to the whole group at once, then to each process of ``tree`` (covers ones that left it)."""
-        if not run.protocol.exited.done() or tree:
-            # While the leader or any member lives, the group id cannot be reused by an unrelated group.
-            _proctree.send_group(run.pgid, sig)
-        _proctree.send(tree, sig)
-
-    def _stop_tree(self, run: _Run) -> asyncio.Task[None]:
-        """Stop the run's whole tree; concurrent callers (kill, timeout, cancellation) share one attempt.
-
-        Callers await it through ``asyncio.shield``: cancelling a caller must not cancel the stopping.
-        """
-        if run.stopping is None or run.stopping.done():
-            run.stopping = asyncio.create_task(self._terminate(run))
-        return run.stopping
-
-    async def _terminate(self, run: _Run) -> None:
-        """SIGTERM, SIGCONT, then SIGKILL to what is still alive after the grace period; wait until all are gone."""
-        loop = asyncio.get_running_loop()
-        tree = self._tree(run)
-        if not tree and run.protocol.exited.done():
-            return
-        termed: set[int] = set()
-        deadline = loop.time() + self.kill_grace_s
-        while True:
-            # SIGTERM to each process once, including ones forked since the last look; then SIGCONT, so a paused
-            # process acts on it (after, not before: a paused command must not run on and print meanwhile).
-            fresh = [proc for proc in self._command_processes(run, tree) if proc.pid not in termed]
-            _proctree.send(fresh, signal.SIGTERM)
-            if not termed:
-                self._signal_tree(run, signal.SIGCONT, tree)
-            else:
-                _proctree.send(fresh, signal.SIGCONT)
-            termed.update(proc.pid for proc in fresh)
-            if run.paused:
-                run.paused = False
-                _flip(run)
-            if loop.time() >= deadline:
-                break
-            await asyncio.sleep(POLL_S)
-            tree = self._tree(run)
-            if not tree and run.protocol.exited.done():
-                return
-        log.info("%r: %d process(es) outlived SIGTERM by %.1fs; sending SIGKILL", self, len(tree), self.kill_grace_s)
-        settle = loop.time() + SETTLE_TIMEOUT_S
-        while tree or not run.protocol.exited.done():
-            self._signal_tree(run, signal.SIGKILL, tree)
-            if loop.time() >= settle:
-                log.warning("%r: processes %s survive SIGKILL", self, [proc.pid for proc in tree])
-                break
-            await asyncio.sleep(POLL_S)
-            tree = self._tree(run)
-        await asyncio.shield(run.protocol.exited)
-
-    # -- controls -------------------------------------------------------------------------------------------------
-
-    async def pause(self) -> None:
-        run = self._run
-        if run is None and self._starting:
-            self._pause_when_started = True
-            return
-        if run is None or run.paused or (run.stopping is not None and not run.stopping.done()):
-            return
-        # The group at once (the kernel makes a member that is forking stop too), then every process that left
-        # the group, again until no new one shows up (one of them may have forked before it stopped).
-        self._signal_tree(run, signal.SIGSTOP, [])
-        stopped: set[int] = set()
-        for _ in range(10):
-            tree = self._tree(run)
-            fresh = [proc for proc in tree if proc.pid not in stopped]
-            if not fresh:
-                break
-            _proctree.send(fresh, signal.SIGSTOP)
-            stopped.update(proc.pid for proc in fresh)
-        run.paused = True
-        _flip(run)
-        # Signals are delivered asynchronously: return only once nothing of the tree runs any more. There is no
-        # event for "stopped" short of ptrace or waitpid (which only the parent may call), so look at /proc.
-        loop = asyncio.get_running_loop()
-        settle = loop.time() + SETTLE_TIMEOUT_S
-        while True:
-            running = [proc.pid for proc in self._tree(run) if not _proctree.is_frozen(proc)]
-            if not running:
-                return
-            if loop.time() >= settle:
-                log.warning("%r: processes %s did not stop within %.0fs", self, running, SETTLE_TIMEOUT_S)
-                return
-            await asyncio.sleep(POLL_S)
-
-    async def resume(self) -> None:
-        self._pause_when_started = False
-        run = self._run
-        if run is None or not run.paused:
-            return
-        self._signal_tree(run, signal.SIGCONT, self._tree(run))
-        run.paused = False
-        _flip(run)
-
-    async def kill(self) -> None:
-        run = self._run
-        if run is None:
-            self._kill_when_started = self._starting
-            return
-        if not run.protocol.exited.done():
-            run.stop_requested = True
-        await asyncio.shield(self._stop_tree(run))
 
     async def close(self) -> None:
         self._closed = True
