@@ -9,46 +9,57 @@ owner is running, the CLI opens the database itself and runs the same ``ControlS
 On a server database there is no shared file to put a socket beside: the CLI writes a ``control_request`` row and
 the engine that owns the workflow, which follows that table's change feed, carries it out and writes the answer.
 
-Socket protocol: one JSON object per line each way. Request ``{"op": "pause", "args": {"workflow": "wf-1"}}``;
-reply ``{"ok": true, "result": ...}`` or ``{"ok": false, "error": "message"}``.
+Socket protocol: one JSON object per line each way. Request
+``{"op": "pause", "args": {"workflow": "wf-1"}, "token": "..."}``; reply ``{"ok": true, "result": ...}`` or
+``{"ok": false, "error": "message"}`` (with ``"refused": true`` when the engine would not serve the client at all).
+
+Who may use the socket: the socket file is owner-only, and sandboxed tasks cannot see it in bubblewrap mode; on top
+of that each engine makes a random token at start, in a file only its user can read (``control_token_path``, 0600
+in a 0700 directory under ``/tmp``, which bubblewrap replaces with a private one), and serves only requests that
+carry it. A plain-mode task runs as the same user and could read the token, so the server also looks at who is
+calling (SO_PEERCRED) and refuses a process that belongs to a running sandbox (``engine.sandbox.sandboxed``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
+import hmac
 import json
 import logging
 import os
+import secrets
 import socket
-import tempfile
+import stat
+import struct
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from db.connection import embedded_path
+from db.errors import DatabaseUnavailable
 from db.models import ControlRequest, Workflow, WorkflowStatus
 from db.stores import Stores
 from db.watch import watcher_for
 from engine.engine import Engine, lease_expired
 from engine.errors import ControlError
+from engine.private_paths import control_socket_path, control_token_path
+from engine.sandbox import sandboxed
 
 log = logging.getLogger(__name__)
 
-_MAX_SOCKET_PATH = 100  # sun_path is 108 bytes on Linux
+__all__ = [
+    "ControlChannels",
+    "ControlRefused",
+    "ControlServer",
+    "ControlService",
+    "ask_owner_via_database",
+    "call_owner",
+    "control_socket_path",
+]
 
 
-def control_socket_path(db_url: str) -> Path | None:
-    """Where the owner of an embedded file database listens; None for mem:// and servers."""
-    path = embedded_path(db_url)
-    if path is None:
-        return None
-    beside = Path(f"{path.resolve()}.control.sock")
-    if len(str(beside)) <= _MAX_SOCKET_PATH:
-        return beside
-    digest = hashlib.sha1(str(beside).encode()).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"agentdeck-{os.getuid()}" / f"{digest}.sock"
+class ControlRefused(ControlError):
+    """The engine refused the client itself (no or wrong token, or a sandboxed caller), not just the operation."""
 
 
 class ControlService:
@@ -125,14 +136,18 @@ class ControlService:
 
 
 class ControlServer:
-    """Serves a ``ControlService`` on a Unix socket readable and writable by the owner only."""
+    """Serves a ``ControlService`` on a Unix socket readable and writable by the owner only, to clients that
+    present this engine's token and are not part of a sandbox."""
 
     def __init__(self, service: ControlService, path: Path) -> None:
         self.service = service
         self.path = path
+        self.token_path = control_token_path(path)
+        self._token = secrets.token_hex(32)
         self._server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
+        _write_private(self.token_path, self._token)
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()  # a stale socket from a crashed owner: we hold the DB lock, so it is ours now
@@ -151,12 +166,34 @@ class ControlServer:
             self._server = None
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
+        with contextlib.suppress(OSError):
+            if self.token_path.read_text() == self._token:  # not a newer engine's (ours is gone: we closed)
+                self.token_path.unlink()
+
+    def _refusal(self, writer: asyncio.StreamWriter, request: Any) -> str | None:
+        """Why this client is not served, or None. Checked on every request, the token in constant time."""
+        token = request.get("token") if isinstance(request, dict) else None
+        if not isinstance(token, str) or not hmac.compare_digest(token.encode(), self._token.encode()):
+            return "refused: the request does not carry this engine's control token"
+        peer = _peer_pid(writer)
+        if peer is None:
+            return "refused: cannot tell which process is calling"
+        why = sandboxed(peer)
+        if why is not None:
+            return f"refused: the calling process {peer} belongs to a sandboxed task ({why})"
+        return None
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while line := await reader.readline():
                 try:
                     request = json.loads(line)
+                    refusal = self._refusal(writer, request)
+                    if refusal is not None:
+                        log.warning("control socket: %s", refusal)
+                        writer.write(json.dumps({"ok": False, "refused": True, "error": refusal}).encode() + b"\n")
+                        await writer.drain()
+                        return
                     result = await self.service.call(str(request["op"]), dict(request.get("args") or {}))
                     reply: dict[str, Any] = {"ok": True, "result": result}
                 except ControlError as exc:
@@ -172,15 +209,62 @@ class ControlServer:
                 await writer.wait_closed()
 
 
+def _peer_pid(writer: asyncio.StreamWriter) -> int | None:
+    """The pid of the process that connected (the kernel's SO_PEERCRED, translated into our pid namespace)."""
+    sock = writer.get_extra_info("socket")
+    if sock is None:
+        return None
+    try:
+        pid, _uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+    except OSError:
+        return None
+    return pid if pid > 0 else None
+
+
+def _write_private(path: Path, content: str) -> None:
+    """Write ``content`` to ``path`` readable by this user only (0600), in a directory only this user may enter.
+
+    The directory sits in a shared ``/tmp``: it must be ours and nobody else's, or another user could read or
+    swap what we put there.
+    """
+    directory = path.parent
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    info = directory.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise DatabaseUnavailable(
+            f"{directory} is not a directory owned by you; refusing to keep the engine's control token there",
+            hint=f"remove {directory} (someone else created it) or set TMPDIR to a directory of your own",
+        )
+    if info.st_mode & 0o077:
+        os.chmod(directory, 0o700)
+    partial = directory / f".{path.name}.{os.getpid()}.partial"
+    with contextlib.suppress(FileNotFoundError):
+        partial.unlink()
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(descriptor, "w") as out:
+        out.write(content)
+    os.replace(partial, path)
+
+
+def read_token(socket_path: Path) -> str | None:
+    """The token of the engine listening on ``socket_path``, or None when there is none to read."""
+    try:
+        return control_token_path(socket_path).read_text().strip()
+    except OSError:
+        return None
+
+
 async def call_owner(path: Path, op: str, args: dict[str, Any], limit_s: float = 30) -> Any:
     """Send one operation to the owning process. Raises ``ConnectionError`` if nobody listens,
-    ``ControlError`` with the owner's message if the operation was refused."""
+    ``ControlRefused`` if the owner would not serve us, ``ControlError`` with the owner's message if the operation
+    was refused."""
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), 5)
     except (FileNotFoundError, ConnectionRefusedError, TimeoutError) as exc:
         raise ConnectionError(f"no engine listens on {path}") from exc
     try:
-        writer.write(json.dumps({"op": op, "args": args}).encode() + b"\n")
+        request = {"op": op, "args": args, "token": read_token(path)}
+        writer.write(json.dumps(request).encode() + b"\n")
         await writer.drain()
         line = await asyncio.wait_for(reader.readline(), limit_s)
     finally:
@@ -190,6 +274,8 @@ async def call_owner(path: Path, op: str, args: dict[str, Any], limit_s: float =
     if not line:
         raise ConnectionError(f"the engine on {path} closed the connection")
     reply = json.loads(line)
+    if reply.get("refused"):
+        raise ControlRefused(str(reply.get("error")))
     if not reply.get("ok"):
         raise ControlError(str(reply.get("error")))
     return reply.get("result")

@@ -15,9 +15,16 @@ from db.connection import url_kind
 from db.errors import DatabaseUnavailable
 from db.settings import DbSettings
 from db.stores import Stores
-from engine.control import ControlService, ask_owner_via_database, call_owner, control_socket_path
+from engine.control import (
+    ControlRefused,
+    ControlService,
+    ask_owner_via_database,
+    call_owner,
+    control_socket_path,
+)
 from engine.engine import Engine
 from engine.errors import ControlError
+from engine.private_paths import control_token_path
 from tui.cli._common import EXIT_BAD_INPUT, EXIT_OK, BadInput, run_async
 from tui.cli.headless import make_printer, run_in_foreground
 
@@ -34,6 +41,12 @@ def control(op: str, db_url: str | None = None, *, foreground_json: bool = False
             return True, await call_owner(path, op, args)
         except ConnectionError:
             return False, None  # a stale socket: its owner is gone, so the database is free
+        except ControlRefused as exc:
+            raise DatabaseUnavailable(
+                f"the engine running on {url} refused this command: {exc}",
+                hint=f"run it as the user who started that engine, outside any task; its token is in "
+                f"{control_token_path(path)}",
+            ) from exc
         except ControlError as exc:
             raise BadInput(f"agentdeck: {exc}") from exc
 
