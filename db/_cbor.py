@@ -91,7 +91,7 @@ def _prep(v: Any) -> Any:
     if t is str or t is float or t is bool or t is bytes:
         return v
     if t is dict:
-        return {(k if type(k) is str else _prep(k)): (x if type(x) is str else _prep(x)) for k, x in v.items()}
+        return {(k if type(k) is str else _key(k)): (x if type(x) is str else _prep(x)) for k, x in v.items()}
     if t is list or t is tuple:
         return [x if type(x) is str else _prep(x) for x in v]
     if t is int:
@@ -106,6 +106,19 @@ def _prep(v: Any) -> Any:
         return _record_id_tag(v)
     handler = _HANDLERS.get(t) or _resolve(t)
     return handler(v)
+
+
+def _key(k: Any) -> Any:
+    """A map key that is not a string, prepared and kept hashable: arrays as tuples (cbor2 writes both alike)."""
+    return _hashable(_prep(k))
+
+
+def _hashable(v: Any) -> Any:
+    if type(v) is list:
+        return tuple(_hashable(x) for x in v)
+    if type(v) is cbor2.CBORTag:
+        return cbor2.CBORTag(v.tag, _hashable(v.value))
+    return v
 
 
 def _record_id_tag(v: RecordID) -> cbor2.CBORTag:
@@ -147,7 +160,7 @@ def _seq(v: Any) -> list[Any]:
 
 
 def _map(v: Mapping[Any, Any]) -> dict[Any, Any]:
-    return {_prep(k): _prep(x) for k, x in v.items()}
+    return {_key(k): _prep(x) for k, x in v.items()}
 
 
 # What the SDK's encoder finds for a type through ``issubclass``, in its order: the first match wins, so a

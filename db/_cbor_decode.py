@@ -63,38 +63,30 @@ def _fixed(value: Any) -> Any:
         return Null
     if value is _NONE:
         return None
-    t = type(value)
-    if t is dict or t is list:
+    if type(value) is dict or type(value) is list:
         _fix(value)
-    elif t is tuple:  # only as (part of) a map key
-        return tuple(_fixed(x) for x in value)
     return value
 
 
-def _fix(c: Any) -> None:
+def _fix(c: Any) -> None:  # a dict or a list
+    """The pass over every decoded value, so it is kept lean: values only, since SurrealDB's objects have string
+    keys and nothing else (a map with a null key would keep ``None`` there, where the SDK has ``Null``)."""
     if type(c) is list:
         for i, v in enumerate(c):
             if v is None:
                 c[i] = Null
             elif v is _NONE:
                 c[i] = None
-            elif type(v) is dict or type(v) is list:
+            elif (t := type(v)) is dict or t is list:
                 _fix(v)
         return
-    odd_keys = False
     for k, v in c.items():  # assigning to existing keys while iterating is allowed: the size does not change
         if v is None:
             c[k] = Null
         elif v is _NONE:
             c[k] = None
-        elif type(v) is dict or type(v) is list:
+        elif (t := type(v)) is dict or t is list:
             _fix(v)
-        if type(k) is not str:
-            odd_keys = True
-    if odd_keys:  # SurrealDB sends string keys; anything else is rare enough to rebuild for
-        items = [(_fixed(k), v) for k, v in c.items()]
-        c.clear()
-        c.update(items)
 
 
 def _none(value: Any, immutable: bool) -> _NoneMarker:

@@ -238,7 +238,7 @@ ADVERSARIAL: dict[str, Any] = {
         PreciseDatetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC, nanosecond=789),
     ],
     "other_scalars": [True, False, Decimal("1.10"), Decimal("-1E+30"), Decimal("NaN"), uuid.UUID(int=7), Colour.RED],
-    "containers": [(), (1, (2,)), {}, [], {"": 1, "k" * 300: [{}]}, {1: "int key", None: "none key"}],
+    "containers": [(), (1, (2,)), {}, [], {"": 1, "k" * 300: [{}]}, {1: "int key"}],
 }
 
 
@@ -248,6 +248,13 @@ def test_adversarial_values_encode_and_decode_as_the_sdk_does(name: str) -> None
     frame = _cbor.encode(value)
     assert frame == sdk_encode(value)
     assert_identical(_cbor.decode(frame), sdk_decode(frame))
+
+
+def test_maps_with_keys_surrealdb_never_sends_encode_as_the_sdk_does() -> None:
+    # Decoding keeps a null key None (the SDK: Null): SurrealDB objects have string keys only, so the pass that
+    # respells nulls looks at values alone.
+    value = {None: 1, Null: 2, 3: [None], (4, None): {"k": Null}, RecordID("t", 1): 5}
+    assert _cbor.encode(value) == sdk_encode(value)
 
 
 @pytest.mark.parametrize(
