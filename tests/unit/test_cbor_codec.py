@@ -393,6 +393,8 @@ async def test_errors_are_reported_as_through_the_sdk(database: Database) -> Non
     for sql in ("SELEC nonsense", "THROW 'stop'", "RETURN 1; CREATE event:x SET bogus = 1"):
         ours, sdk = await both_paths(database, sql)
         assert ours == sdk and ours[0] is QueryFailed, (sql, ours)
+    ours, sdk = await both_paths(database, "RETURN $v", {"v": [2**64]})  # refused before it reaches the engine
+    assert ours == sdk and ours[0] is ValueError, ours
     await database.sdk._db.close()  # the engine goes away under us
     ours, sdk = await both_paths(database, "RETURN 1")
     assert ours == sdk and ours[0] is DatabaseUnavailable, ours
