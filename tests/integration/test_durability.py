@@ -26,6 +26,7 @@ import pytest
 
 from db import connect
 from db.errors import DatabaseUnavailable
+from db.stores.surreal_core import SurrealEventStore
 from tests.integration.durability_child import BATCH, WORKFLOW
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,10 +52,7 @@ def stored_seqs(url: str, attempts: int = 100) -> list[int]:
 
     async def read() -> list[int]:
         async with connect(url) as db:
-            rows = await db.query_one(
-                "SELECT VALUE seq FROM event WHERE workflow = $workflow ORDER BY seq", {"workflow": WORKFLOW}
-            )
-            return [int(seq) for seq in rows or []]
+            return [event.seq for event in await SurrealEventStore(db).list(WORKFLOW)]
 
     for _ in range(attempts - 1):
         try:
