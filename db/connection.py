@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import re
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 import surrealdb
 from surrealdb import AsyncSurreal
@@ -24,37 +25,63 @@ from surrealdb.connections.async_embedded import AsyncEmbeddedSurrealConnection
 from surrealdb.connections.utils_mixin import mapped_engine_errors
 
 from db import _cbor
+from db._commits import CommitSignal
 from db._memtable_flush import install as flush_by_reopening
-from db.errors import DatabaseUnavailable, QueryFailed
+from db.errors import BadDatabaseUrl, DatabaseUnavailable, QueryFailed
 from db.settings import DbSettings
 
 Kind = Literal["memory", "file", "server"]
 
 _EMBEDDED_FILE_SCHEMES = ("surrealkv://", "surrealkv+versioned://", "file://", "rocksdb://")
 _CONNECT_TIMEOUT_S = 10.0
+# "//user:password@" in a URL. The password runs to the last "@": people do not always escape "@" or "/" in it,
+# and hiding too much of an odd URL is better than showing a password.
+_USERINFO_PASSWORD = re.compile(r"(//[^/:@]*:).*@")
 # The schemes the embedded engine opens with surrealkv (file:// is its alias).
 _SURREALKV_SCHEMES = ("surrealkv://", "surrealkv+versioned://", "file://")
 
 
 def redact_url(url: str) -> str:
-    """The URL with any password replaced by ``***``, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    """The URL with any password replaced by ``***``, for messages and logs (even when the URL is malformed)."""
+    return _USERINFO_PASSWORD.sub(r"\1***@", url)
+
+
+def redact_text(text: str, url: str) -> str:
+    """``text`` (an error from the SDK, say) with the URL's password replaced by ``***`` wherever it appears."""
+    found = _USERINFO_PASSWORD.search(url)
+    if found is None:
+        return text
+    password = url[found.end(1) : found.end() - 1]
+    for shown in {password, unquote(password)} - {""}:
+        text = text.replace(shown, "***")
+    return text
 
 
 def url_kind(url: str) -> Kind:
-    """Classify a database URL; raises ``DatabaseUnavailable`` for schemes we cannot open."""
+    """Classify a database URL.
+
+    Raises:
+        BadDatabaseUrl: An empty URL, an unknown scheme, a file scheme without a path or a server without a host.
+    """
     if url in ("mem://", "memory", "memory://") or url.startswith("mem://"):
         return "memory"
     if url.startswith(_EMBEDDED_FILE_SCHEMES):
+        scheme, _, path = url.partition("://")
+        if not path.strip():
+            raise BadDatabaseUrl(
+                f"the database URL {url!r} has no path", hint=f"write it as {scheme}:///path/to/state.db"
+            )
         return "file"
     if url.startswith(("ws://", "wss://")):
+        try:
+            host = urlsplit(url).hostname
+        except ValueError:
+            host = None
+        if not host:
+            raise BadDatabaseUrl(f"the database URL {redact_url(url)!r} has no host", hint="write it as ws://HOST:PORT")
         return "server"
-    raise DatabaseUnavailable(
-        f"unsupported database URL {redact_url(url)!r}",
+    raise BadDatabaseUrl(
+        f"unsupported database URL {redact_url(url)!r}" if url else "the database URL is empty",
         hint="use mem://, surrealkv://PATH, ws://HOST:PORT or wss://HOST:PORT",
     )
 
@@ -79,6 +106,9 @@ class Database:
         # servers keep the SDK, which has no supported place to plug a codec into its websocket. False sends
         # every query through the SDK, which is what `agentdeck bench` compares against.
         self.native_codec = isinstance(conn, AsyncEmbeddedSurrealConnection)
+        # Each query that may write is announced when it finishes: embedded change watchers (db/watch.py) wake on
+        # it instead of polling, since nothing but this connection writes an embedded store.
+        self.commits = CommitSignal()
 
     @property
     def sdk(self) -> Any:
@@ -107,6 +137,7 @@ class Database:
         """
         if self._closed:
             raise DatabaseUnavailable("the database connection is closed")
+        write = self.commits.begin(sql)
         try:
             if self.native_codec:
                 response = await self._query_embedded(sql, dict(vars or {}))
@@ -118,6 +149,8 @@ class Database:
             raise DatabaseUnavailable(f"lost the database: {exc}", hint="is the server still up?") from exc
         except surrealdb.SurrealError as exc:
             raise QueryFailed(f"{exc}\n  in: {_first_line(sql)}") from exc
+        finally:
+            self.commits.end(write)
         if "error" in response:
             raise QueryFailed(f"{response['error'].get('message')}\n  in: {_first_line(sql)}")
         results: list[Any] = []
@@ -196,7 +229,7 @@ async def open_database(url: str | None = None, settings: DbSettings | None = No
     except surrealdb.ConnectionUnavailableError as exc:
         raise _unavailable(url, exc) from exc
     except surrealdb.SurrealError as exc:
-        raise DatabaseUnavailable(f"cannot open {redact_url(url)}: {exc}") from exc
+        raise DatabaseUnavailable(f"cannot open {redact_url(url)}: {redact_text(str(exc), url)}") from exc
     db = Database(conn, url, kind)
     try:
         await asyncio.wait_for(conn.connect(), _CONNECT_TIMEOUT_S)
@@ -239,7 +272,7 @@ async def connect(url: str | None = None, settings: DbSettings | None = None) ->
 
 
 def _unavailable(url: str, exc: BaseException) -> DatabaseUnavailable:
-    text = str(exc) or type(exc).__name__
+    text = redact_text(str(exc), url) or type(exc).__name__
     shown = redact_url(url)
     if "already locked" in text or "LOCK" in text:
         return DatabaseUnavailable(

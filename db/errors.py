@@ -17,6 +17,13 @@ class DatabaseUnavailable(DatabaseError):
         self.hint = hint
 
 
+class BadDatabaseUrl(DatabaseUnavailable):
+    """The database URL itself is wrong (unknown scheme, no path, no host): bad input (exit 2), not an outage.
+
+    A `DatabaseUnavailable`, so code that handles "cannot open the database" handles this too.
+    """
+
+
 class QueryFailed(DatabaseError):
     """A statement was rejected by SurrealDB (a bug on our side, or a schema mismatch)."""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
+import traceback
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -35,6 +36,14 @@ def import_object(path: str) -> Any:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise AgentUnavailable(f"cannot import {module_name!r}: {exc}") from exc
+    except SyntaxError as exc:  # one line naming the file:line, never a traceback (CLI exit 2)
+        where = f"{exc.filename}:{exc.lineno}: " if exc.filename else ""
+        raise AgentUnavailable(f"{where}cannot import {module_name!r}: {type(exc).__name__}: {exc.msg}") from exc
+    except Exception as exc:  # the module raised while being imported
+        problem = "; ".join(str(exc).splitlines())
+        raise AgentUnavailable(
+            f"{_raised_at(exc)}cannot import {module_name!r}: {type(exc).__name__}: {problem}".rstrip(": ")
+        ) from exc
     target: Any = module
     for part in attribute.split("."):
         try:
@@ -42,6 +51,12 @@ def import_object(path: str) -> Any:
         except AttributeError as exc:
             raise AgentUnavailable(f"{module_name!r} has no attribute {attribute!r}") from exc
     return target
+
+
+def _raised_at(exc: BaseException) -> str:
+    """``file:line: `` of the frame that raised (importlib's own frames left out), or ``""``."""
+    frames = [frame for frame in traceback.extract_tb(exc.__traceback__) if not frame.filename.startswith("<frozen")]
+    return f"{frames[-1].filename}:{frames[-1].lineno}: " if frames else ""
 
 
 class PythonAgent(Agent):

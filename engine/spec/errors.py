@@ -86,8 +86,12 @@ def raise_if_any(errors: Iterable[SpecError]) -> None:
 
 
 def clip(text: str) -> str:
-    """A name or key from a file, cut short for a message (a hostile file may hold a megabyte-long key)."""
-    return text if len(text) <= _SHOWN_CHARACTERS else f"{text[:_SHOWN_CHARACTERS]}… ({len(text):,} characters)"
+    """A name or key from a file as a message shows it: control characters escaped (a key may hold a line break,
+    and a message is one line), and cut short (a hostile file may hold a megabyte-long key)."""
+    shown = text[:_SHOWN_CHARACTERS]
+    if not shown.isprintable():
+        shown = "".join(char if char.isprintable() else repr(char)[1:-1] for char in shown)
+    return shown if len(text) <= _SHOWN_CHARACTERS else f"{shown}… ({len(text):,} characters)"
 
 
 def show_value(value: Any) -> str:

@@ -130,7 +130,7 @@ def test_a_database_held_by_another_process_is_a_one_line_error_and_exit_3(tmp_p
     assert all(line.strip().startswith("hint:") for line in rest)
 
 
-@pytest.mark.parametrize("url", ["bogus://nowhere", "ws://127.0.0.1:9"])
+@pytest.mark.parametrize("url", ["ws://127.0.0.1:9"])  # a malformed URL is bad input: test_cli_bad_input.py
 def test_unreachable_or_bad_database_url_exits_3_without_traceback(url: str) -> None:
     result = agentdeck("workflows", "list", "--db", url)
     assert result.returncode == 3, result.stderr

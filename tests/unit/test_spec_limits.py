@@ -322,3 +322,11 @@ def test_the_python_api_refuses_dot_ids_too() -> None:
         WorkflowSpec.model_validate(
             {"name": "w", "agents": {"s": {"kind": "shell"}}, "tasks": [{"id": "..", "agent": "s", "run": "x"}]}
         )
+
+
+def test_line_breaks_in_names_are_escaped_so_each_problem_stays_one_line() -> None:
+    error = problem('name: w\n"a\\rb\\u2028c": 1\ntasks: [{id: t, agent: "x\\ny"}]\n')
+    assert str(error).splitlines() == [
+        "wf.yaml:2: unknown top-level key 'a\\rb\\u2028c'",
+        "wf.yaml:3: task 't': unknown agent 'x\\ny' (the workflow defines no agents)",
+    ]

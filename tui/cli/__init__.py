@@ -8,6 +8,7 @@ from __future__ import annotations
 import typer
 
 from tui.cli import commands_admin, commands_run
+from tui.cli._common import exit_for
 
 app = typer.Typer(
     name="agentdeck",
@@ -22,5 +23,14 @@ commands_admin.register(app)
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: errors we know (bad settings, bad input, Ctrl-C) end with their exit code and one
+    line, wherever in a command they happen."""
+    try:
+        app()
+    except (Exception, KeyboardInterrupt) as exc:
+        exit_code = None
+        try:
+            exit_for(exc)
+        except typer.Exit as known:
+            exit_code = known.exit_code
+        raise SystemExit(exit_code) from None

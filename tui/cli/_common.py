@@ -2,6 +2,9 @@
 
 Exit codes (the contract in design.md): 0 success, 1 workflow failed or cancelled, 2 bad input,
 3 infrastructure unreachable, 130 interrupted. A user's mistake never prints a traceback.
+
+Nothing heavy is imported at module level: ``agentdeck --help`` and ``validate`` should start in a fraction of a
+second, and a Ctrl-C during a slow import would print a traceback before any handler is in place.
 """
 
 from __future__ import annotations
@@ -10,11 +13,9 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any, NoReturn, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
-
-from db.errors import DatabaseUnavailable, SchemaMismatch
 
 T = TypeVar("T")
 
@@ -37,6 +38,39 @@ def fail(message: str, code: int = EXIT_BAD_INPUT, hint: str = "") -> NoReturn:
     raise typer.Exit(code)
 
 
+def interrupted() -> NoReturn:
+    print("agentdeck: interrupted", file=sys.stderr)
+    raise typer.Exit(EXIT_INTERRUPTED)
+
+
+def exit_for(exc: BaseException) -> NoReturn:
+    """Exit with the code and message for an error we know (bad input, bad settings, infrastructure); else re-raise.
+
+    Used by `run_async` and by the console entry point, so an error raised outside the event loop (a bad
+    ``AGENTDECK_*`` variable read while a command starts) is reported the same way. Imports nothing: an error
+    class whose module was never imported cannot be what was raised.
+    """
+    if isinstance(exc, KeyboardInterrupt):
+        interrupted()
+    if isinstance(exc, BadInput):
+        print(str(exc), file=sys.stderr)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    if _is(exc, "db.settings", "SettingsError"):
+        fail(str(exc), EXIT_BAD_INPUT)
+    if _is(exc, "db.errors", "BadDatabaseUrl"):
+        fail(str(exc), EXIT_BAD_INPUT, getattr(exc, "hint", ""))
+    if _is(exc, "db.errors", "DatabaseUnavailable") or _is(exc, "engine.bus", "BusUnavailable"):
+        fail(str(exc), EXIT_INFRA, getattr(exc, "hint", ""))
+    if _is(exc, "db.errors", "SchemaMismatch"):
+        fail(str(exc), EXIT_INFRA)
+    raise exc
+
+
+def _is(exc: BaseException, module: str, name: str) -> bool:
+    cls = getattr(sys.modules.get(module), name, None)
+    return isinstance(cls, type) and isinstance(exc, cls)
+
+
 def run_async(work: Callable[[], Awaitable[T]]) -> T:
     """Run ``work`` on a fresh event loop, mapping our errors to exit codes.
 
@@ -49,22 +83,60 @@ def run_async(work: Callable[[], Awaitable[T]]) -> T:
 
     try:
         return asyncio.run(main())
-    except DatabaseUnavailable as exc:
-        fail(str(exc), EXIT_INFRA, exc.hint)
-    except SchemaMismatch as exc:
-        fail(str(exc), EXIT_INFRA)
-    except BadInput as exc:
-        print(str(exc), file=sys.stderr)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
-    except Exception as exc:
-        from engine.bus import BusUnavailable
+    except (Exception, KeyboardInterrupt) as exc:
+        exit_for(exc)
 
-        if isinstance(exc, BusUnavailable):
-            fail(str(exc), EXIT_INFRA, exc.hint)
-        raise
-    except KeyboardInterrupt:
-        print("agentdeck: interrupted", file=sys.stderr)
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+
+def check_db_option(value: str | None) -> str | None:
+    """``--db`` as given, refused at once when it cannot be a database URL (``--db ""``, ``surrealkv://``)."""
+    if value is None:
+        return None
+    from db.connection import url_kind
+    from db.errors import BadDatabaseUrl
+
+    try:
+        url_kind(value)
+    except BadDatabaseUrl as exc:
+        raise BadInput(f"agentdeck: --db: {exc} ({exc.hint})") from None
+    return value
+
+
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        callback=check_db_option,
+        help="Database URL (mem://, surrealkv://PATH, ws://HOST:PORT). Env: AGENTDECK_DB.",
+    ),
+]
+
+
+def db_url_or_default(flag: str | None) -> str:
+    """The database URL: the ``--db`` flag when given (even if empty: that is an error, not the default), else
+    ``AGENTDECK_DB``, else the embedded default."""
+    if flag is not None:
+        return flag
+    from db.connection import url_kind
+    from db.errors import BadDatabaseUrl
+    from db.settings import DbSettings
+
+    url = DbSettings().db
+    try:
+        url_kind(url)
+    except BadDatabaseUrl as exc:
+        raise BadInput(f"agentdeck: AGENTDECK_DB: {exc} ({exc.hint})") from None
+    return url
+
+
+def parse_vars(pairs: list[str] | None) -> dict[str, str]:
+    """``--var KEY=VALUE`` pairs; raises ``ValueError`` naming a malformed one."""
+    out: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--var {pair!r}: expected KEY=VALUE")
+        out[key.strip()] = value
+    return out
 
 
 def not_yet(command: str) -> NoReturn:

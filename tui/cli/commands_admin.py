@@ -8,14 +8,9 @@ from typing import Annotated, Any
 
 import typer
 
-from tui.cli._common import not_yet, print_json
-from tui.cli.control import control
+from tui.cli._common import DbOption, not_yet, print_json
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
-DbOption = Annotated[
-    str | None,
-    typer.Option("--db", help="Database URL (mem://, surrealkv://PATH, ws://HOST:PORT). Env: AGENTDECK_DB."),
-]
 IdArg = Annotated[str, typer.Argument(metavar="ID")]
 
 workflows = typer.Typer(help="List, inspect and control workflows.", no_args_is_help=True)
@@ -27,6 +22,13 @@ def register(app: typer.Typer) -> None:
     app.add_typer(workflows, name="workflows")
     app.add_typer(checkpoints, name="checkpoints")
     app.add_typer(memory, name="memory")
+
+
+def control(op: str, db_url: str | None = None, **args: Any) -> tuple[Any, int]:
+    """`tui.cli.control.control`, imported when a command runs: it brings in the engine, which takes seconds."""
+    from tui.cli.control import control as run_control
+
+    return run_control(op, db_url, **args)
 
 
 def _say(result: Any, code: int) -> None:

@@ -2,27 +2,27 @@
 
 from __future__ import annotations
 
+import stat
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
-from tui.cli._common import EXIT_BAD_INPUT, not_yet, run_async
+from tui.cli._common import EXIT_BAD_INPUT, DbOption, interrupted, not_yet, parse_vars, run_async
 
 if TYPE_CHECKING:
     from engine.engine import Engine
     from engine.spec import WorkflowSpec
 
-DbOption = Annotated[
-    str | None,
-    typer.Option("--db", help="Database URL (mem://, surrealkv://PATH, ws://HOST:PORT). Env: AGENTDECK_DB."),
-]
 RedisOption = Annotated[
     str | None, typer.Option("--redis", help="Redis URL for events and workers. Env: AGENTDECK_REDIS.")
 ]
 HeadlessOption = Annotated[bool, typer.Option("--headless", help="Run without the dashboard.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="With --headless: one JSON event per line on stdout.")]
+
+# Files above this size take a second or more to check: say so, so a wait is not mistaken for a hang.
+_ANNOUNCED_SIZE = 1024 * 1024
 
 
 def exit_bad_input(exc: Exception) -> NoReturn:
@@ -32,19 +32,44 @@ def exit_bad_input(exc: Exception) -> NoReturn:
 
 
 def load_checked(file: Path, var: list[str] | None) -> WorkflowSpec:
-    """Load, validate and check that every agent can be built; any problem exits 2 with file:line: message."""
-    from engine.agents import AgentUnavailable, check_agents
-    from engine.spec import SpecError, load_workflow
-    from tui.cli.headless import parse_vars
+    """Load, validate and check that every agent can be built; any problem exits 2 with file:line: message.
 
+    Ctrl-C while a big file is being checked exits 130 with one line, like Ctrl-C anywhere else.
+    """
     try:
+        from engine.agents import AgentUnavailable, check_agents
+        from engine.spec import SpecError, load_workflow
+
+        _announce_if_big(file)
         spec = load_workflow(file, parse_vars(var))  # runs validate_graph's checks too
         check_agents(spec)
+    except KeyboardInterrupt:
+        interrupted()
     except AgentUnavailable as exc:
         exit_bad_input(Exception(f"{file}: {exc}"))
     except (SpecError, ValueError) as exc:
         exit_bad_input(exc)
     return spec
+
+
+def _announce_if_big(file: Path) -> None:
+    from engine.spec import MAX_FILE_BYTES  # a bigger file is refused at once
+
+    try:
+        info = file.stat()
+    except OSError:
+        return  # the loader says what is wrong with it
+    if stat.S_ISREG(info.st_mode) and _ANNOUNCED_SIZE < info.st_size <= MAX_FILE_BYTES:
+        print(f"agentdeck: checking {file} ({info.st_size / 1e6:.1f} MB)…", file=sys.stderr, flush=True)
+
+
+def check_settings() -> None:
+    """Read the ``AGENTDECK_*`` settings now, so a bad one is reported before a database is opened."""
+    from db.settings import DbSettings
+    from engine.settings import EngineSettings
+
+    DbSettings()
+    EngineSettings()
 
 
 def register(app: typer.Typer) -> None:
@@ -53,6 +78,7 @@ def register(app: typer.Typer) -> None:
         """Open the dashboard running the bundled demo workflow (the main job)."""
         from tui.cli.dashboard import DEMO, run_dashboard
 
+        check_settings()
         spec = load_checked(DEMO, None)
         raise typer.Exit(run_async(lambda: run_dashboard(db, None, spec)))
 
@@ -68,8 +94,9 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Run a workflow file, in the dashboard or headless."""
-        from tui.cli.headless import parse_vars, run_in_foreground
+        from tui.cli.headless import run_in_foreground
 
+        check_settings()
         spec = load_checked(file, var)
         variables = parse_vars(var)
         if not headless:

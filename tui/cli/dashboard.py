@@ -7,11 +7,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from db import connect
-from db.settings import DbSettings
 from engine.control import ControlChannels
 from engine.engine import Engine
 from engine.spec import WorkflowSpec
-from tui.cli._common import EXIT_OK
+from tui.cli._common import EXIT_OK, db_url_or_default
 
 DEMO = Path(__file__).resolve().parents[2] / "examples" / "demo.yaml"
 
@@ -24,7 +23,7 @@ async def run_dashboard(
 ) -> int:
     from tui.app import make_app
 
-    url = db_url or DbSettings().db
+    url = db_url_or_default(db_url)
     async with connect(url) as db, Engine(db, redis_url=redis_url) as engine:
         channels = ControlChannels(engine, url)
         await channels.start()

@@ -12,15 +12,14 @@ import json
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from typing import TextIO
+from typing import Any, TextIO
 
 from db import connect
 from db.models import Event, WorkflowStatus
-from db.settings import DbSettings
 from engine.control import ControlChannels
 from engine.engine import Engine
 from engine.events import output_lines
-from tui.cli._common import EXIT_INTERRUPTED, EXIT_OK, EXIT_WORKFLOW_FAILED
+from tui.cli._common import EXIT_INTERRUPTED, EXIT_OK, EXIT_WORKFLOW_FAILED, db_url_or_default
 
 _ICONS = {
     "workflow.created": "◆",
@@ -94,9 +93,14 @@ async def run_in_foreground(
     as_json: bool,
     start: Callable[[Engine], Awaitable[str]],
 ) -> int:
-    """Open the DB, start an engine (serving the control socket), start a workflow with ``start``, wait for it."""
-    url = db_url or DbSettings().db
-    interrupted = False
+    """Open the DB, start an engine (serving the control socket), start a workflow with ``start``, wait for it.
+
+    Ctrl-C (or SIGTERM) cancels the workflow; before the workflow exists (storing 50,000 tasks takes a while) it
+    stops ``start`` instead. A second Ctrl-C stops waiting for the cancellation to finish: the engine closes, the
+    workflow stays resumable, and the exit code is 130 either way.
+    """
+    url = db_url_or_default(db_url)
+    signals = 0
     async with connect(url) as db, Engine(db, redis_url=redis_url) as engine:
         engine.recorder.add_listener(make_printer(as_json))
         channels = ControlChannels(engine, url)
@@ -104,42 +108,43 @@ async def run_in_foreground(
         loop = asyncio.get_running_loop()
         workflow_id: list[str] = []
         cancelling: set[asyncio.Task[None]] = set()
+        current: list[asyncio.Future[Any]] = []  # what the command awaits now: starting, then waiting
 
         def on_signal(signum: int) -> None:
-            nonlocal interrupted
-            interrupted = True
-            print(f"agentdeck: {signal.Signals(signum).name}: cancelling the workflow", file=sys.stderr)
-            if workflow_id:
+            nonlocal signals
+            signals += 1
+            name = signal.Signals(signum).name
+            if workflow_id and signals == 1:
+                print(f"agentdeck: {name}: cancelling the workflow", file=sys.stderr)
                 task = loop.create_task(engine.cancel(workflow_id[0]))
                 cancelling.add(task)
                 task.add_done_callback(cancelling.discard)
+            else:
+                what = "not waiting for the cancellation" if workflow_id else "stopping before the workflow starts"
+                print(f"agentdeck: {name}: {what}", file=sys.stderr)
+                if current:
+                    current[-1].cancel()
 
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, on_signal, signum)
         try:
-            workflow_id.append(await start(engine))
+            current.append(asyncio.ensure_future(start(engine)))
+            workflow_id.append(await current[-1])
             print(
                 f"agentdeck: workflow {workflow_id[0]} running — control it from another terminal with "
                 f"`agentdeck workflows pause|resume|cancel {workflow_id[0]}`",
                 file=sys.stderr,
             )
-            status = await engine.wait(workflow_id[0])
+            current.append(asyncio.ensure_future(engine.wait(workflow_id[0])))
+            status = await current[-1]
+        except asyncio.CancelledError:
+            if not (signals and current and current[-1].cancelled()):
+                raise  # not ours: someone cancelled this command
         finally:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)
             await channels.close()
-    if interrupted:
+    if signals:
         return EXIT_INTERRUPTED
     print(f"agentdeck: workflow {workflow_id[0]} {status.value}", file=sys.stderr)
     return exit_code_for(status)
-
-
-def parse_vars(pairs: list[str] | None) -> dict[str, str]:
-    """``--var KEY=VALUE`` pairs; raises ``ValueError`` naming a malformed one."""
-    out: dict[str, str] = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"--var {pair!r}: expected KEY=VALUE")
-        out[key.strip()] = value
-    return out
