@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import logging
 import os
 import time
 from pathlib import Path
@@ -29,6 +30,8 @@ from typing import Any
 from surrealdb.request_message.message import RequestMessage
 from surrealdb.request_message.methods import RequestMethod
 from surrealdb_embedded import AsyncEmbeddedDB
+
+_log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB
@@ -166,8 +169,12 @@ class FlushingEngine:
             held = time.monotonic() - started
             self.reopen_seconds += held
             self.longest_reopen_s = max(self.longest_reopen_s, held)
+        except Exception:
+            # Requests now fail (the SDK maps RuntimeError to ConnectionUnavailableError) instead of hanging; the
+            # log says why, since nobody awaits this task.
+            self._closed = True
+            _log.exception("could not reopen the database at %s to flush it", self._store)
         except BaseException:
-            # Requests now fail (the SDK maps RuntimeError to ConnectionUnavailableError) instead of hanging.
             self._closed = True
             raise
         finally:

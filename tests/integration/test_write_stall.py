@@ -22,6 +22,7 @@ import pytest
 
 from db import Database, connect
 from db._memtable_flush import FlushingEngine, default_flush_bytes, surrealkv_memtable_bytes, wal_bytes
+from db.errors import DatabaseUnavailable
 from db.models import Event, Workflow
 from db.stores.surreal_core import SurrealEventStore, SurrealWorkflowStore
 from db.watch import watch
@@ -126,6 +127,15 @@ async def test_a_store_reopens_to_flush_on_the_default_threshold_too(tmp_path: P
         assert wal_bytes(store) < 64 * 1024, "the reopen left the WAL unflushed"
         await write(db, "wf-a", 500, first=501)
         assert await stored_seqs(db, "wf-a") == list(range(1, 1_001))
+
+
+async def test_a_reopen_that_fails_makes_requests_fail_instead_of_hang(tmp_path: Path) -> None:
+    async with connect(f"surrealkv://{tmp_path / 'state.db'}") as db:
+        engine = flushing_engine(db)
+        engine._url = "bogus://nowhere"  # fault injection: the engine cannot be opened again
+        await engine.flush()
+        with pytest.raises(DatabaseUnavailable):
+            await asyncio.wait_for(db.query("RETURN 1"), STALL_S)
 
 
 @pytest.mark.slow
