@@ -9,9 +9,10 @@ together, ``pids.max`` caps how many it can have at once, and the kernel keeps e
 What a machine offers varies, so :func:`cgroup_support` looks once per process:
 
 - **cgroup v2** (``0::/path`` in ``/proc/self/cgroup``): a child of our own cgroup holds the task. It can carry
-  ``memory.max`` and ``pids.max`` only if those controllers are already enabled in our cgroup's
-  ``cgroup.subtree_control`` (a cgroup with processes in it - ours - cannot enable them itself, so this needs a
-  delegated, empty parent); without them it still gives membership and ``cgroup.kill`` (kernel 5.14+).
+  ``memory.max`` and ``pids.max`` only if those controllers are enabled in our cgroup's ``cgroup.subtree_control``,
+  which v2 allows only for a cgroup without processes: when the engine is alone in its cgroup it moves into a
+  leaf (``agentdeck-engine``) to make that so (:func:`_enable_for_children`). Without them a task cgroup still
+  gives membership and ``cgroup.kill`` (kernel 5.14+).
 - **cgroup v1** ``memory`` and ``pids`` hierarchies (hybrid hosts, older container runtimes): a child of our
   cgroup in each provides the limit that v2 could not.
 
@@ -121,6 +122,42 @@ def _can_create_in(base: Path) -> bool:
     return True
 
 
+#: The leaf the engine moves itself into on cgroup v2, to free its cgroup for task cgroups with limits.
+ENGINE_LEAF = "agentdeck-engine"
+
+
+def _enable_for_children(base: Path, wanted: set[str]) -> set[str]:
+    """Make the ``wanted`` v2 controllers available to children of our cgroup ``base``; returns what is.
+
+    cgroup v2 lets a cgroup enable controllers for its children only while no process lives in it ("no internal
+    processes"), and we live in ``base``. When we are alone there - the only process of a container, or run as
+    ``systemd-run --user --scope -p Delegate=yes agentdeck ...`` - we move into a leaf of our own and enable
+    them; with anyone else there (a shell sharing our session scope) we leave everything as it is.
+    """
+    enabled = set((base / "cgroup.subtree_control").read_text().split())
+    missing = (wanted & set((base / "cgroup.controllers").read_text().split())) - enabled
+    if not missing or (base / "cgroup.procs").read_text().split() != [str(os.getpid())]:
+        return enabled & wanted
+    leaf = base / ENGINE_LEAF
+    try:
+        leaf.mkdir(exist_ok=True)
+        (leaf / "cgroup.procs").write_text(str(os.getpid()))
+    except OSError as exc:
+        log.debug("cannot move into %s: %s", leaf, exc)
+        return enabled & wanted
+    for controller in sorted(missing):
+        try:
+            (base / "cgroup.subtree_control").write_text(f"+{controller}")
+        except OSError as exc:
+            log.debug("cannot enable %s for task cgroups in %s: %s", controller, base, exc)
+    enabled = set((base / "cgroup.subtree_control").read_text().split())
+    if not enabled & wanted:  # nothing gained: go back to where we were
+        with contextlib.suppress(OSError):
+            (base / "cgroup.procs").write_text(str(os.getpid()))
+            leaf.rmdir()
+    return enabled & wanted
+
+
 @functools.cache
 def cgroup_support() -> CgroupSupport | None:
     """Where this process may put task cgroups, or ``None`` when nowhere (looked up once per process)."""
@@ -133,8 +170,7 @@ def cgroup_support() -> CgroupSupport | None:
             if base is None or not _can_create_in(base):
                 continue
             with contextlib.suppress(OSError):
-                enabled = set((base / "cgroup.subtree_control").read_text().split())
-                v2 = _Place(base, 2, frozenset(enabled & set(_LIMIT_CONTROLLERS)))
+                v2 = _Place(base, 2, frozenset(_enable_for_children(base, set(_LIMIT_CONTROLLERS))))
         elif kind == "cgroup":
             for controller in _LIMIT_CONTROLLERS:
                 if controller in options and controller in own and controller not in v1:
@@ -243,18 +279,31 @@ class TaskCgroup:
                 return False
             time.sleep(0.01)
 
-    def remove(self) -> bool:
-        """Remove the (empty) cgroup directories; ``False`` if one is still busy (a member lingers)."""
-        removed = True
-        for path in self.dirs:
-            try:
-                path.rmdir()
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                log.warning("could not remove task cgroup %s: %s", path, exc)
-                removed = False
-        return removed
+    def remove(self, timeout_s: float = 2.0) -> bool:
+        """Remove the (empty) cgroup directories; ``False`` if one is still busy after ``timeout_s``.
+
+        A killed member stays charged to the cgroup until its parent has reaped it, so ``rmdir`` may report it busy
+        for a moment after ``cgroup.procs`` is empty.
+        """
+        deadline = time.monotonic() + timeout_s
+        left = list(self.dirs)
+        while True:
+            busy = []
+            for path in left:
+                try:
+                    path.rmdir()
+                except FileNotFoundError:
+                    continue
+                except OSError as error:
+                    busy.append((path, error))
+            if not busy:
+                return True
+            if time.monotonic() >= deadline:
+                for path, why in busy:
+                    log.warning("could not remove task cgroup %s: %s", path, why)
+                return False
+            left = [path for path, _why in busy]
+            time.sleep(0.01)
 
 
 def _set_memory(path: Path, version: int, limit: int) -> None:

@@ -33,15 +33,12 @@ class Launch:
     record: _leftovers.RunRecord
     cgroup: TaskCgroup | None
     _fds: list[int] = field(default_factory=list)
-    _root: int | None = None
 
     def spawned(self, root: psutil.Process | None) -> None:
         """The child exists (or already ended): release the cgroup files, remember its root process."""
         self._close_fds()
         if root is not None:
-            self._root = root.pid
-            _leftovers.started(root)
-            self.record.add([root])
+            self.record.spawned(root)
 
     def members(self) -> list[psutil.Process]:
         """Live members of the task cgroup (including ones that left the process tree)."""
@@ -61,13 +58,11 @@ class Launch:
     def finish(self) -> None:
         """The tree has been stopped: remove the cgroup and the record (the record stays if the cgroup does)."""
         self._close_fds()
-        if self._root is not None:
-            _leftovers.ended(self._root)
         if self.cgroup is not None and not (self.cgroup.kill() and self.cgroup.remove()):
             log.warning("%r is not empty after the run; keeping its record for the next run to reap", self.cgroup)
             return
         self.record.discard()
-        _watchdog.unwatch(self.record.workdir)
+        _watchdog.unwatch(self.record.path)
 
     def _close_fds(self) -> None:
         for fd in self._fds:
@@ -113,12 +108,12 @@ def prepare(
     record: _leftovers.RunRecord | None = None
     try:
         record = _leftovers.begin(workdir, cgroup)
-        _watchdog.watch(workdir)
+        _watchdog.watch(record.path)
         fds = cgroup.open_for_joining() if cgroup is not None else []
     except OSError:
         if record is not None:
             record.discard()
-            _watchdog.unwatch(workdir)
+            _watchdog.unwatch(record.path)
         if cgroup is not None:
             cgroup.remove()
         raise

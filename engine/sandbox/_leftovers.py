@@ -1,7 +1,7 @@
 """What a command left behind when its engine died, and telling sandboxed processes apart from others.
 
-While a command runs, a **run record** beside its working directory (``.TASK.agentdeck-run``, a sibling so that a
-task - which may write its own directory - cannot forge it) names what belongs to the run: a random marker that
+While a command runs, a **run record** beside its working directory (``.TASK.agentdeck-run-ID``, a sibling so
+that a task - which may write its own directory - cannot forge it) names what belongs to the run: a random marker that
 every process of the run carries in its environment (``AGENTDECK_SANDBOX_RUN``), the root process and every
 process seen since, each with its start time, and the run's task cgroups. A run that ends normally removes it.
 
@@ -18,6 +18,7 @@ sandboxed clients even when they hold the token (in plain mode a task runs as th
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import logging
 import os
@@ -36,30 +37,44 @@ log = logging.getLogger(__name__)
 #: The environment variable naming the run a process belongs to.
 MARKER_ENV = "AGENTDECK_SANDBOX_RUN"
 
-#: Records of runs that are live in this process: never reaped (a second sandbox on the same directory in the
-#: same engine must not kill the first one's command).
-_LIVE_RECORDS: set[Path] = set()
+#: Runs live in this process, by record path: never reaped (a second sandbox on the same directory in the same
+#: engine must not kill the first one's command), and what :func:`sandboxed` recognises.
+_LIVE: dict[Path, RunRecord] = {}
 
-#: Root processes (pid -> start time) of the commands running now in this process: their sessions, their
-#: descendants and their cgroups are sandboxed.
-_LIVE_ROOTS: dict[int, float] = {}
+_PREFIX = ".agentdeck-run-"
 
 
-def record_path(workdir: Path) -> Path:
-    return workdir.parent / f".{workdir.name}.agentdeck-run"
+def record_path(workdir: Path, marker: str) -> Path:
+    """Where the record of the run ``marker`` on ``workdir`` lives (one per run: two may overlap briefly, when
+    a task is resumed while its cancelled run is still being stopped)."""
+    return workdir.parent / f".{workdir.name}{_PREFIX}{marker[:16]}"
 
 
-@dataclass
+def records_of(workdir: Path) -> list[Path]:
+    """The run records of ``workdir`` on disk."""
+    return sorted(
+        path
+        for path in workdir.parent.glob(f".{glob.escape(workdir.name)}{_PREFIX}*")
+        if not path.name.endswith(".partial")
+    )
+
+
+@dataclass(eq=False)
 class RunRecord:
     """What belongs to one run of a command (see the module docstring)."""
 
-    path: Path
     workdir: Path
     marker: str = field(default_factory=lambda: secrets.token_hex(16))
     started: float = field(default_factory=time.time)
     #: pid -> start time (``psutil.Process.create_time()``).
     pids: dict[int, float] = field(default_factory=dict)
     cgroups: list[str] = field(default_factory=list)
+    #: The command's root process (pid, start time) once it exists; in memory only.
+    root: tuple[int, float] | None = None
+
+    @property
+    def path(self) -> Path:
+        return record_path(self.workdir, self.marker)
 
     def save(self) -> None:
         """Write the record atomically (a crash mid-write leaves the old one or the new one, never half)."""
@@ -73,6 +88,12 @@ class RunRecord:
         partial = self.path.with_name(self.path.name + ".partial")
         partial.write_text(json.dumps(data))
         partial.replace(self.path)
+
+    def spawned(self, root: psutil.Process) -> None:
+        """The command's root process exists: remember it (here and on disk)."""
+        with contextlib.suppress(psutil.Error):
+            self.root = (root.pid, root.create_time())
+        self.add([root])
 
     def add(self, processes: list[psutil.Process]) -> None:
         """Remember processes of the run (saved only when one is new)."""
@@ -88,17 +109,17 @@ class RunRecord:
                 self.save()
 
     def discard(self) -> None:
-        _LIVE_RECORDS.discard(self.path)
+        """The run is over and left nothing: forget it."""
+        _LIVE.pop(self.path, None)
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
 
     @classmethod
-    def load(cls, workdir: Path) -> RunRecord | None:
-        path = record_path(workdir)
+    def load(cls, path: Path) -> RunRecord | None:
         try:
             data = json.loads(path.read_text())
-            return cls(
-                path=path,
+            workdir = path.parent / path.name[1:].rsplit(_PREFIX, 1)[0]
+            record = cls(
                 workdir=workdir,
                 marker=str(data["marker"]),
                 started=float(data["started"]),
@@ -110,23 +131,31 @@ class RunRecord:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.warning("ignoring unreadable run record %s: %s", path, exc)
             return None
+        if record.path != path:
+            log.warning("ignoring run record %s: it names another run", path)
+            return None
+        return record
 
 
 def begin(workdir: Path, cgroup: _cgroup.TaskCgroup | None) -> RunRecord:
     """A record for a run about to start, saved before the command exists (so it is never without one)."""
-    record = RunRecord(record_path(workdir), workdir, cgroups=[str(d) for d in cgroup.dirs] if cgroup else [])
+    record = RunRecord(workdir, cgroups=[str(d) for d in cgroup.dirs] if cgroup else [])
     record.save()
-    _LIVE_RECORDS.add(record.path)
+    _LIVE[record.path] = record
     return record
 
 
 def reap(workdir: Path, settle_s: float = 5.0) -> int:
-    """Kill what an earlier, unfinished run on ``workdir`` left alive; returns how many processes that was."""
-    path = record_path(workdir)
-    if path in _LIVE_RECORDS:
-        return 0
-    record = RunRecord.load(workdir)
+    """Kill what earlier, unfinished runs on ``workdir`` left alive; returns how many processes that was."""
+    return sum(reap_record(path, settle_s) for path in records_of(workdir) if path not in _LIVE)
+
+
+def reap_record(path: Path, settle_s: float = 5.0) -> int:
+    """Kill what the run recorded in ``path`` left alive and remove the record; returns how many processes."""
+    record = RunRecord.load(path)
     if record is None:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
         return 0
     killed: set[int] = set()
     cgroup = _cgroup.TaskCgroup.adopt(record.cgroups)
@@ -145,15 +174,21 @@ def reap(workdir: Path, settle_s: float = 5.0) -> int:
             break
         time.sleep(0.01)
     killed |= {proc.pid for proc in leftovers}
-    if cgroup is not None:
-        cgroup.remove()
     if killed:
         log.warning(
-            "killed %d process(es) left running in %s by an earlier run whose engine died", len(killed), workdir
+            "killed %d process(es) left running in %s by an earlier run whose engine died",
+            len(killed),
+            record.workdir,
         )
+    if cgroup is not None and not cgroup.remove():
+        return len(killed)  # keep the record: the next sandbox on this directory tries again
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
     return len(killed)
+
+
+def _needle(marker: str) -> bytes:
+    return f"\0{MARKER_ENV}={marker}\0".encode()
 
 
 def _matching(record: RunRecord) -> list[psutil.Process]:
@@ -165,7 +200,7 @@ def _matching(record: RunRecord) -> list[psutil.Process]:
             proc = psutil.Process(pid)
             if abs(proc.create_time() - created) < 0.01 and pid != me:
                 found[pid] = proc
-    needle = f"{MARKER_ENV}={record.marker}".encode()
+    needle = _needle(record.marker)
     for proc in psutil.process_iter():
         if proc.pid in found or proc.pid == me:
             continue
@@ -177,30 +212,28 @@ def _matching(record: RunRecord) -> list[psutil.Process]:
 
 
 def _environ(pid: int) -> bytes:
+    """A process's initial environment, ``\0``-delimited on both ends so whole variables can be matched."""
     with open(f"/proc/{pid}/environ", "rb") as raw:
-        return b"\0" + raw.read()  # so the needle matches the first variable too, after the \0 we search for
-
-
-def started(root: psutil.Process) -> None:
-    with contextlib.suppress(psutil.Error):
-        _LIVE_ROOTS[root.pid] = root.create_time()
-
-
-def ended(pid: int) -> None:
-    _LIVE_ROOTS.pop(pid, None)
+        return b"\0" + raw.read().rstrip(b"\0") + b"\0"
 
 
 def sandboxed(pid: int) -> str | None:
-    """Why process ``pid`` counts as running in a sandbox (any agentdeck sandbox), or ``None`` if it does not.
+    """Why process ``pid`` belongs to a command this process runs in a sandbox, or ``None`` if it does not.
 
-    Looked at: a task cgroup, the run marker in its environment, a session or an ancestor that is the root of a
-    command running in this process. A plain-mode task that double-forks, starts a new session and execs with
-    a scrubbed environment on a machine without cgroups is not recognised (README, "Sandbox").
+    Looked at: the run's task cgroup, its marker in the environment, a session or an ancestor that is the run's
+    root. A plain-mode task that double-forks, starts a new session and execs with a scrubbed environment on a
+    machine without cgroups is not recognised (README, "Sandbox"). Sandboxes of other engines do not count:
+    an engine running inside a task serves the clients of that task.
     """
-    if _cgroup.cgroup_of(pid):
+    live = list(_LIVE.values())
+    if not live:
+        return None
+    groups = {Path(d).name for record in live for d in record.cgroups}
+    if groups & set(_cgroup.cgroup_of(pid)):
         return "it runs in a sandbox's cgroup"
     with contextlib.suppress(OSError):
-        if f"\0{MARKER_ENV}=".encode() in _environ(pid):
+        environ = _environ(pid)
+        if any(_needle(record.marker) in environ for record in live):
             return "it runs in a sandbox (its environment says so)"
     try:
         proc = psutil.Process(pid)
@@ -208,7 +241,10 @@ def sandboxed(pid: int) -> str | None:
         session = os.getsid(pid)
     except (psutil.Error, OSError):
         return None
-    for root, created in list(_LIVE_ROOTS.items()):
+    for record in live:
+        if record.root is None:
+            continue
+        root, created = record.root
         if session == root:
             return "it runs in a sandbox's session"
         for ancestor in lineage:

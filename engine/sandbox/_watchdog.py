@@ -8,11 +8,11 @@ engine, so a second process does: it holds the read end of a pipe whose write en
 engine ends - SIGKILL included - the kernel closes the pipe; the watchdog reads EOF, reaps every run still
 registered (``_leftovers.reap``: the task cgroup, the recorded pids, the run marker in the environment) and exits.
 
-Protocol: one JSON line per change, ``["+", WORKDIR]`` before a command starts (its run record exists by then) and
-``["-", WORKDIR]`` after its run ended cleanly. The watchdog runs in its own session with no terminal, so Ctrl-C
-and a kill of the engine's process group do not reach it; it is started on the first run and lives as long as the
-engine. The next sandbox made on a working directory reaps too (``LocalSandbox.__init__``), in case the watchdog
-was killed along with the engine.
+Protocol: one JSON line per change, ``["+", RECORD]`` before a command starts (naming its run record, which exists
+by then) and ``["-", RECORD]`` after its run ended cleanly. The watchdog runs in its own session with no terminal,
+so Ctrl-C and a kill of the engine's process group do not reach it; it is started on the first run and lives as
+long as the engine. The next sandbox made on a working directory reaps too (``LocalSandbox.__init__``), in case
+the watchdog was killed along with the engine.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 _process: subprocess.Popen[bytes] | None = None
 #: The process that started the watchdog: a forked child of the engine must start its own.
 _owner: int | None = None
-#: Working directories registered now, re-sent to a watchdog restarted after it died.
+#: Run records registered now, re-sent to a watchdog restarted after it died.
 _watched: set[str] = set()
 
 
@@ -49,13 +49,13 @@ def _start() -> None:
     )
     _owner = os.getpid()
     assert _process.stdin is not None
-    for workdir in _watched:
-        _process.stdin.write(json.dumps(["+", workdir]).encode() + b"\n")
+    for record in _watched:
+        _process.stdin.write(json.dumps(["+", record]).encode() + b"\n")
     _process.stdin.flush()
 
 
-def _send(op: str, workdir: Path) -> None:
-    key = str(workdir)
+def _send(op: str, record: Path) -> None:
+    key = str(record)
     if op == "+":
         _watched.add(key)
     else:
@@ -71,7 +71,7 @@ def _send(op: str, workdir: Path) -> None:
         except OSError as exc:  # BrokenPipeError: it died since we last looked
             log.warning("sandbox watchdog unavailable (%s); starting another", exc)
             _stop_quietly()
-    log.error("no sandbox watchdog: tasks of %s may outlive a killed engine until it is resumed", workdir)
+    log.error("no sandbox watchdog: the run of %s may outlive a killed engine until it is resumed", record)
 
 
 def _stop_quietly() -> None:
@@ -82,25 +82,25 @@ def _stop_quietly() -> None:
     _process = None
 
 
-def watch(workdir: Path) -> None:
-    """Register a run on ``workdir`` that is about to start."""
-    _send("+", workdir)
+def watch(record: Path) -> None:
+    """Register a run (by its record) that is about to start."""
+    _send("+", record)
 
 
-def unwatch(workdir: Path) -> None:
-    """The run on ``workdir`` ended and left nothing behind."""
-    _send("-", workdir)
+def unwatch(record: Path) -> None:
+    """The run ended and left nothing behind."""
+    _send("-", record)
 
 
 def main() -> None:
     """The watchdog: follow registrations on stdin until EOF (the engine is gone), then reap what is left."""
-    from engine.sandbox._leftovers import reap
+    from engine.sandbox._leftovers import reap_record
 
     watched: set[str] = set()
     for line in sys.stdin.buffer:
         with contextlib.suppress(ValueError, TypeError):
-            op, workdir = json.loads(line)
-            (watched.add if op == "+" else watched.discard)(str(workdir))
-    for workdir in watched:
+            op, record = json.loads(line)
+            (watched.add if op == "+" else watched.discard)(str(record))
+    for record in watched:
         with contextlib.suppress(Exception):
-            reap(Path(workdir))
+            reap_record(Path(record))
