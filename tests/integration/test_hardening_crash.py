@@ -5,6 +5,7 @@ mount setup, the shell's first forks), in both sandbox modes, with and without a
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import random
 import subprocess
@@ -18,8 +19,8 @@ import psutil
 import pytest
 
 from engine.sandbox import LocalSandbox
-from engine.sandbox._leftovers import RunRecord, record_path
-from tests.integration.sandbox_conformance import PATIENCE_S
+from engine.sandbox._leftovers import RunRecord, records_of
+from tests.integration.sandbox_conformance import PATIENCE_S, WAIT_FOR_GO, Transcript
 from tests.integration.test_hardening import TRIAL_ENV, carrying, kill_all
 from tests.integration.test_sandbox import LOCAL_MODES, require_bwrap
 
@@ -180,11 +181,31 @@ def test_a_reused_pid_in_a_run_record_is_not_killed(tmp_path: Path) -> None:
     try:
         workdir = tmp_path / "task"
         workdir.mkdir()
-        record = RunRecord(record_path(workdir), workdir, pids={bystander.pid: time.time() - 3600})
+        record = RunRecord(workdir, pids={bystander.pid: time.time() - 3600})
         record.save()
         LocalSandbox(workdir, use_bwrap=False)
         assert bystander.poll() is None, "a process that merely reuses a recorded pid was killed"
-        assert not record_path(workdir).exists(), "the stale record should be gone once reaped"
+        assert records_of(workdir) == [], "the stale record should be gone once reaped"
     finally:
         bystander.kill()
         bystander.wait()
+
+
+async def test_a_second_sandbox_on_a_running_task_directory_leaves_the_live_run_alone(tmp_path: Path) -> None:
+    """A resume while the cancelled run is still being stopped makes a new sandbox on the same directory in the
+    same engine: the live run is not a leftover to reap, and each run keeps its own record."""
+    first = LocalSandbox(tmp_path / "task", use_bwrap=False)
+    transcript = Transcript()
+    run = asyncio.create_task(first.run(f"echo started; {WAIT_FOR_GO}; echo done", on_output=transcript))
+    try:
+        await transcript.wait_for_line("started")
+        second = LocalSandbox(tmp_path / "task", use_bwrap=False)
+        assert first.running and first.pids(), "making the second sandbox killed the first one's command"
+        assert (await second.run("echo second")).exit_code == 0
+        assert len(records_of(tmp_path / "task")) == 1, "the first run's record must outlive the second run"
+        await first.write_file("go", "")
+        assert (await asyncio.wait_for(run, PATIENCE_S)).exit_code == 0
+        assert transcript.text() == ["started", "done"]
+        assert records_of(tmp_path / "task") == []
+    finally:
+        await first.close()

@@ -19,7 +19,6 @@ import psutil
 import pytest
 
 from engine.sandbox import (
-    REDACTED,
     Limits,
     LocalSandbox,
     Sandbox,
@@ -28,7 +27,6 @@ from engine.sandbox import (
     bwrap_unavailable_reason,
     make_sandbox,
 )
-from engine.sandbox._lines import MAX_LINE_CHARS, LineSplitter, Redactor
 from tests.integration.sandbox_conformance import (
     COUNTER,
     PATIENCE_S,
@@ -376,40 +374,3 @@ async def test_pause_during_start_freezes_the_command_once_it_exists(local_sandb
     await transcript.wait_for(lambda lines: len(lines) >= frozen_at + 3, "counter lines after resume")
     await local_sandbox.kill()
     assert (await asyncio.wait_for(task, PATIENCE_S)).cancelled
-
-
-# -- line splitting and redaction (shared by every backend) -----------------------------------------------------------
-
-
-def test_lines_are_whole_even_when_chunks_split_characters_and_newlines() -> None:
-    splitter = LineSplitter()
-    data = "héllo wörld\r\nzweite Zeile\n".encode()
-    lines: list[str] = []
-    for i in range(len(data)):  # one byte at a time: every character and every \r\n is split somewhere
-        lines.extend(splitter.feed(data[i : i + 1]))
-    assert lines == ["héllo wörld", "zweite Zeile"]
-    assert splitter.flush() == []
-
-
-def test_an_endless_line_is_delivered_in_bounded_pieces() -> None:
-    splitter = LineSplitter()
-    pieces = splitter.feed(b"x" * (MAX_LINE_CHARS * 2 + 10))
-    assert [len(piece) for piece in pieces] == [MAX_LINE_CHARS, MAX_LINE_CHARS]
-    assert splitter.flush() == ["x" * 10]
-
-
-def test_invalid_utf8_does_not_break_the_stream() -> None:
-    splitter = LineSplitter()
-    assert splitter.feed(b"ok \xff\xfe here\n") == ["ok \ufffd\ufffd here"]
-
-
-def test_redaction_hides_longer_secrets_whole_and_ignores_empty_ones() -> None:
-    redact = Redactor(["abc", "abcdef", ""])
-    assert redact("key=abcdef and abc") == f"key={REDACTED} and {REDACTED}"
-    assert redact("nothing secret") == "nothing secret"
-
-
-def test_a_multi_line_secret_is_redacted_line_by_line() -> None:
-    splitter = LineSplitter(redact=['{\n  "key": "MIIsecretbody"\n}'])
-    lines = splitter.feed(b'{\n  "key": "MIIsecretbody"\n}\n')
-    assert lines == ["{", REDACTED, "}"]
