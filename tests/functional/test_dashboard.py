@@ -9,7 +9,6 @@ from typing import Any
 
 from textual import events
 from textual.pilot import Pilot
-from textual.widgets import RichLog
 
 from db.models import TaskStatus, WorkflowStatus
 from engine.engine import Engine
@@ -22,6 +21,7 @@ from tui.screens.main import MainScreen
 from tui.screens.timeline import CheckpointTimeline
 from tui.widgets.agent_grid import AgentGrid
 from tui.widgets.event_log import EventLog
+from tui.widgets.event_rows import EventRows
 from tui.widgets.workflow_tree import WorkflowTree
 
 STEPS = "tests.integration.workflows.steps"
@@ -181,7 +181,7 @@ async def test_slash_filters_the_event_log(engine: Engine) -> None:
         await until(pilot, lambda: log.needle == "task.failed")
         shown = log.shown()
         assert [(e.type, e.task) for e in shown] == [("task.failed", "bad")]
-        assert len(app.screen.query_one("#event-lines", RichLog).lines) == 1
+        assert app.screen.query_one("#event-lines", EventRows).row_count == 1
 
 
 async def test_a_flood_of_output_keeps_the_ui_responsive(engine: Engine) -> None:

@@ -14,7 +14,6 @@ from textual import messages
 from textual.message import Message
 from textual.pilot import Pilot
 from textual.widget import Widget
-from textual.widgets import RichLog
 
 from engine.engine import Engine
 from engine.spec import WorkflowSpec
@@ -22,6 +21,7 @@ from tui.app import AgentDeckApp, make_app
 from tui.widgets.agent_grid import AgentGrid
 from tui.widgets.agent_pane import AgentPane
 from tui.widgets.event_log import EventLog
+from tui.widgets.event_rows import EventRows
 from tui.widgets.pane_header import PaneHeader
 from tui.widgets.pane_log import STDERR, STDOUT
 
@@ -116,20 +116,23 @@ async def test_the_event_log_shows_a_chunk_as_one_row_and_filters_on_any_of_its_
         assert workflow is not None
         emit_output(engine, workflow, ["compiling", "linking", "needle in the third line"])
         await pilot.press("2")
-        rows = app.screen.query_one("#event-lines", RichLog)
+        rows = app.screen.query_one("#event-lines", EventRows)
         log = app.screen.query_one(EventLog)
 
         def texts() -> list[str]:
-            return [strip.text for strip in rows.lines]
+            return [rows.row_text(index) for index in range(rows.row_count)]
 
         await until(pilot, lambda: any("compiling" in row for row in texts()))
         row = next(row for row in texts() if "compiling" in row)
         assert "(+2 lines)" in row and "linking" not in row
         await pilot.press("slash", *"needle in the third")
         await until(pilot, lambda: log.needle == "needle in the third")
-        await until(pilot, lambda: len(rows.lines) == 1)
+        await until(pilot, lambda: rows.row_count == 1)
         assert [e.type for e in log.shown()] == ["task.output"]
         assert "compiling" in texts()[0]
+        # What is painted is the same row (drawn when painted, not when added).
+        await pilot.pause()
+        assert "compiling" in rows.render_line(0).text
         await engine.cancel(workflow)
 
 

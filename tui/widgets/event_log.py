@@ -1,24 +1,25 @@
 """The event log: every event as one row, filterable with ``/`` (substring over type, task, agent and text).
 
 An output event is a chunk of lines: its row shows the first line and ``(+N lines)``, and the filter matches any of
-its lines. Rows are written at most ten times a second, all of them in one ``RichLog.write``, and only while the
-log is on screen (a hidden log just keeps the events).
+its lines. Rows are added at most ten times a second, only while the log is on screen (a hidden log just keeps
+the events), and each is drawn only when it is painted (``EventRows``): adding a thousand rows costs next to nothing.
 """
 
 from __future__ import annotations
 
 from collections import deque
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.widgets import Input, RichLog
+from textual.widgets import Input
 
 from db.models import Event
 from engine.events import output_lines
+from tui.widgets.event_rows import EventRows
 
 KEEP = 5_000
-MAX_PER_FLUSH = 300  # lines rendered per flush (10 a second); a burst beyond that is folded, never lost
 
 _COLOURS = {"completed": "green3", "failed": "red", "cancelled": "magenta", "paused": "yellow", "retrying": "orange1"}
 
@@ -29,16 +30,27 @@ def event_line(event: Event) -> Text:
     text = Text(f"{event.ts:%H:%M:%S} ", style="dim")
     text.append(f"{event.type:<20}", style=colour)
     text.append(f" {event.task or '':<16}", style="bold")
+    detail, more = _detail(event)
+    text.append(detail, style="red" if event.data.get("stream") == "stderr" else None)
+    text.append(more, style="dim")
+    text.expand_tabs()
+    return text
+
+
+def event_width(event: Event) -> int:
+    """The cells ``event_line`` takes, without drawing it."""
+    detail, more = _detail(event)
+    return 9 + max(20, len(event.type)) + 1 + max(16, len(event.task or "")) + cell_len(detail) + len(more)
+
+
+def _detail(event: Event) -> tuple[str, str]:
+    """What a row says after the task: (the first output line or the event's details, ``(+N lines)``)."""
     if event.type == "task.output":
         lines = output_lines(event)
-        if lines:
-            text.append(f" {lines[0]}", style="red" if event.data.get("stream") == "stderr" else None)
-        if len(lines) > 1:
-            text.append(f"  (+{len(lines) - 1} lines)", style="dim")
-    else:
-        detail = _brief(event)
-        text.append(f" {detail}" if detail else "")
-    return text
+        first = f" {lines[0]}" if lines else ""
+        return first, f"  (+{len(lines) - 1} lines)" if len(lines) > 1 else ""
+    brief = _brief(event)
+    return (f" {brief}" if brief else ""), ""
 
 
 def _brief(event: Event) -> str:
@@ -65,7 +77,7 @@ class EventLog(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Input(placeholder="filter events (type, task, agent, text) — Esc to leave", id="event-filter")
-        yield RichLog(max_lines=KEEP, wrap=False, markup=False, id="event-lines")
+        yield EventRows(event_line, event_width, keep=KEEP, id="event-lines")
 
     def on_mount(self) -> None:
         self.set_interval(0.1, self._flush)
@@ -99,16 +111,7 @@ class EventLog(Vertical):
         self._write(fresh)
 
     def _write(self, events: list[Event]) -> None:
-        """All the rows in one write: each ``RichLog.write`` costs a measure, a render and a layout."""
-        if not events:
-            return
-        rows: list[Text] = []
-        if len(events) > MAX_PER_FLUSH:
-            rows.append(Text(f"… {len(events) - MAX_PER_FLUSH} events folded (filter with / to find them)", "dim"))
-            events = events[-MAX_PER_FLUSH:]
-        rows.extend(event_line(event) for event in events)
-        text = Text("\n", no_wrap=True, end="").join(rows)
-        self.query_one("#event-lines", RichLog).write(text)
+        self.query_one("#event-lines", EventRows).write(events)
 
     def on_show(self) -> None:
         """Coming into view: show the newest matching events."""
@@ -124,7 +127,7 @@ class EventLog(Vertical):
         self._rewrite()
 
     def _rewrite(self) -> None:
-        self.query_one("#event-lines", RichLog).clear()
+        self.query_one("#event-lines", EventRows).clear()
         self._write(self.shown())
 
     def shown(self) -> list[Event]:

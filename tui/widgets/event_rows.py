@@ -1,0 +1,101 @@
+"""The event log's rows: kept as events, turned into text only when a row is painted.
+
+``RichLog.write`` renders every row it is given through Rich at once; at 2,000 events a second that was the largest
+part of the dashboard's work while the Events tab was open (``bench/dashboard_bench.py``), though only the forty or
+so rows on screen are ever seen. This scroll view keeps the events themselves (bounded) and draws a row when it is
+painted, from a small cache of drawn rows (a row scrolled up a line is not drawn again); adding rows costs a deque
+append and a width estimate. It follows the newest row unless the user scrolled up.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable
+
+from rich.style import Style
+from rich.text import Text
+from textual.cache import LRUCache
+from textual.geometry import Region, Size
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from db.models import Event
+
+Row = Event | Text  # an event, or a note of the log's own (dim text)
+
+
+class EventRows(ScrollView, can_focus=True):
+    """Rows of events drawn by ``draw`` (``Event`` → ``Text``) when painted; at most ``keep`` rows."""
+
+    DEFAULT_CSS = """
+    EventRows {
+        background: $surface;
+        color: $foreground;
+        overflow-y: scroll;
+        &:focus { background-tint: $foreground 5%; }
+    }
+    """
+
+    def __init__(self, draw: Callable[[Event], Text], width_of: Callable[[Event], int], keep: int, **kwargs: object):
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self._draw = draw
+        self._width_of = width_of
+        self.rows: deque[Row] = deque(maxlen=keep)
+        self._widest = 0
+        self._drawn: LRUCache[tuple[str, int, str, int, int, Style], Strip] = LRUCache(512)
+        self._style = Style()
+
+    @property
+    def row_count(self) -> int:
+        return len(self.rows)
+
+    def row_text(self, index: int) -> str:
+        """A row's text as it is drawn (for tests)."""
+        row = self.rows[index]
+        return (row if isinstance(row, Text) else self._draw(row)).plain
+
+    def write(self, rows: Iterable[Row]) -> None:
+        """Add rows at the bottom; the view follows them if it was at the end."""
+        following = self.scroll_offset.y >= self.max_scroll_y
+        added = 0
+        for row in rows:
+            self.rows.append(row)
+            width = row.cell_len if isinstance(row, Text) else self._width_of(row)
+            self._widest = max(self._widest, width)
+            added += 1
+        if not added:
+            return
+        self.virtual_size = Size(self._widest, len(self.rows))
+        if following:
+            self.scroll_end(animate=False, immediate=True, x_axis=False)
+        self.refresh()
+
+    def clear(self) -> None:
+        self.rows.clear()
+        self._widest = 0
+        self.virtual_size = Size(0, 0)
+        self.refresh()
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        self._style = self.rich_style  # once a paint: it walks the widget's ancestors
+        return super().render_lines(crop)
+
+    def render_line(self, y: int) -> Strip:
+        scroll_x, scroll_y = self.scroll_offset
+        width = self.scrollable_content_region.width
+        style = self._style
+        index = scroll_y + y
+        if index >= len(self.rows):
+            return Strip.blank(width, style)
+        row = self.rows[index]
+        if isinstance(row, Text):
+            return Strip(row.render(self.app.console), row.cell_len).crop_extend(scroll_x, scroll_x + width, style)
+        key = (row.workflow, row.seq, row.type, scroll_x, width, style)
+        strip = self._drawn.get(key)
+        if strip is None:
+            text = self._draw(row)
+            text.no_wrap = True
+            drawn = Strip(text.render(self.app.console), text.cell_len)
+            strip = drawn.crop_extend(scroll_x, scroll_x + width, style).apply_style(style)
+            self._drawn[key] = strip
+        return strip
