@@ -77,16 +77,16 @@ class RunRecord:
         return record_path(self.workdir, self.marker)
 
     def save(self) -> None:
-        """Write the record atomically (a crash mid-write leaves the old one or the new one, never half)."""
-        data = {
-            "marker": self.marker,
-            "started": self.started,
-            "engine": os.getpid(),
-            "pids": [[pid, created] for pid, created in sorted(self.pids.items())],
-            "cgroups": self.cgroups,
-        }
+        """Write the record: a JSON header line, then one ``PID START_TIME`` line per process.
+
+        Written whole under a temporary name and renamed into place (a crash mid-write leaves no half record);
+        :meth:`add` then only appends lines - rewriting the file on each new process cost milliseconds on ext4,
+        which flushes a file renamed over another.
+        """
+        header = {"marker": self.marker, "started": self.started, "engine": os.getpid(), "cgroups": self.cgroups}
+        lines = [json.dumps(header), *(f"{pid} {created!r}" for pid, created in sorted(self.pids.items()))]
         partial = self.path.with_name(self.path.name + ".partial")
-        partial.write_text(json.dumps(data))
+        partial.write_text("\n".join(lines) + "\n")
         partial.replace(self.path)
 
     def spawned(self, root: psutil.Process) -> None:
@@ -97,16 +97,17 @@ class RunRecord:
 
     def add(self, processes: list[psutil.Process]) -> None:
         """Remember processes of the run (saved only when one is new)."""
-        fresh = False
+        fresh = []
         for proc in processes:
             if proc.pid in self.pids:
                 continue
             with contextlib.suppress(psutil.Error):
                 self.pids[proc.pid] = proc.create_time()
-                fresh = True
-        if fresh:
-            with contextlib.suppress(OSError):
-                self.save()
+                fresh.append(f"{proc.pid} {self.pids[proc.pid]!r}\n")
+        if fresh and self.path in _LIVE:  # (appending to a discarded record would make it anew)
+            # A crash mid-append leaves a torn last line, which load() skips.
+            with contextlib.suppress(OSError), open(self.path, "a") as out:
+                out.write("".join(fresh))
 
     def discard(self) -> None:
         """The run is over and left nothing: forget it."""
@@ -117,13 +118,18 @@ class RunRecord:
     @classmethod
     def load(cls, path: Path) -> RunRecord | None:
         try:
-            data = json.loads(path.read_text())
-            workdir = path.parent / path.name[1:].rsplit(_PREFIX, 1)[0]
+            header, *lines = path.read_text().splitlines()
+            data = json.loads(header)
+            pids = {}
+            for line in lines:
+                with contextlib.suppress(ValueError):
+                    pid, created = line.split()
+                    pids[int(pid)] = float(created)
             record = cls(
-                workdir=workdir,
+                workdir=path.parent / path.name[1:].rsplit(_PREFIX, 1)[0],
                 marker=str(data["marker"]),
                 started=float(data["started"]),
-                pids={int(pid): float(created) for pid, created in data.get("pids", [])},
+                pids=pids,
                 cgroups=[str(c) for c in data.get("cgroups", [])],
             )
         except FileNotFoundError:

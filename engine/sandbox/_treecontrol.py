@@ -44,11 +44,15 @@ class _TreeControl:
 
     def _tree(self, run: _Run) -> list[psutil.Process]:
         """Every live process of the run's tree (see ``_proctree``), remembered in ``run.seen``."""
-        candidates = [run.root, *_proctree.descendants(run.root)] if run.root is not None else []
-        candidates.extend(_proctree.group_members(run.pgid))
-        candidates.extend(run.seen.values())
-        if self._launch is not None:
+        candidates = [run.root] if run.root is not None else []
+        if self._launch is not None and self._launch.cgroup is not None:
+            # The kernel keeps every process of the task in its cgroup, wherever it wandered: reading the cgroup
+            # replaces two scans of every process on the machine (descendants, group members).
             candidates.extend(self._launch.members())
+        else:
+            candidates.extend(_proctree.descendants(run.root) if run.root is not None else [])
+            candidates.extend(_proctree.group_members(run.pgid))
+        candidates.extend(run.seen.values())
         alive: dict[int, psutil.Process] = {}
         for proc in candidates:
             if proc.pid not in alive and _proctree.is_alive(proc):
