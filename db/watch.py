@@ -3,14 +3,20 @@
 Two ways to learn that something changed, one way to read it:
 
 * Embedded SurrealDB has no live queries in Python, so ``ChangefeedWatcher`` tails the table's CHANGEFEED
-  (``SHOW CHANGES ... SINCE``) with an adaptive poll: every few milliseconds while changes flow, backing off
-  to a slower beat when idle.
+  (``SHOW CHANGES ... SINCE``). Nothing but this process writes an embedded store, so the connection's own
+  commits wake it (``Database.commits``, db/_commits.py): a write after a quiet spell is read at once, reads
+  under load are spaced a few milliseconds apart, and an idle watcher reads once a second, for safety only.
+  ``wake_on_commit=False`` keeps the adaptive poll it replaced (5 ms while changes flow, up to 50 ms idle),
+  which ``agentdeck bench`` measures next to it.
 * On a server, ``LiveWatcher`` opens a ``LIVE SELECT`` and uses its notifications as the wake-up signal, then
   reads the same CHANGEFEED. A live query alone cannot be resumed and carries no position; reading the feed
   after each notification gives both, and a burst of notifications coalesces into one read.
 
 A position is a SurrealDB versionstamp. ``SINCE`` is inclusive, so a stream resumes from the last position
 it yielded + 1; changes committed in one transaction share a position and are always yielded together.
+Versionstamps are taken while a transaction commits, so concurrent ones become visible out of order: the
+embedded watcher re-reads from the start of the oldest write still in flight and skips what it yielded, rather
+than jumping past a commit that is about to appear behind it.
 Closing or cancelling the iterator stops all background work (the live query is killed).
 """
 
@@ -86,42 +92,83 @@ class ChangeWatcher(ABC):
 
     async def _read(self, table: str, since: int) -> tuple[list[Change], int, bool]:
         """Read one batch from the feed: (changes, next position, whether more may be waiting)."""
+        entries = await self._entries(table, since)
+        changes = [change for versionstamp, items in entries for change in _decode_all(table, items, versionstamp)]
+        position = entries[-1][0] + 1 if entries else since
+        return changes, position, len(entries) >= self._batch
+
+    async def _entries(self, table: str, since: int) -> list[tuple[int, list[dict[str, Any]]]]:
+        """One batch of the feed, undecoded: (versionstamp, changes) per transaction, in versionstamp order."""
         entries = await self._db.query_one(f"SHOW CHANGES FOR TABLE {table} SINCE {int(since)} LIMIT {self._batch}")
-        changes: list[Change] = []
-        position = since
-        for entry in entries or []:
-            versionstamp = int(entry["versionstamp"])
-            for item in entry.get("changes", []):
-                change = _decode(table, item, versionstamp)
-                if change is not None:
-                    changes.append(change)
-            position = versionstamp + 1
-        return changes, position, len(entries or []) >= self._batch
+        return [(int(entry["versionstamp"]), entry.get("changes", [])) for entry in entries or []]
 
 
 class ChangefeedWatcher(ChangeWatcher):
-    """Tails CHANGEFEED with an adaptive poll (embedded databases)."""
+    """Tails CHANGEFEED (embedded databases), woken by this process's own commits.
 
-    def __init__(self, db: Database, batch: int = 1000, fastest_s: float = 0.005, slowest_s: float = 0.05) -> None:
+    Args:
+        wake_on_commit: Read when ``db.commits`` says a write finished. False, or a server database (where other
+            processes write too), keeps the adaptive poll between ``fastest_s`` and ``slowest_s``.
+        idle_poll_s: With commit wake-ups, read at least this often anyway (a safety net, not the signal).
+        min_gap_s: With commit wake-ups, at most one read per this interval while writes keep coming, so a busy
+            writer does not cost every watcher a read per commit; a write after a quiet spell is read at once.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        batch: int = 1000,
+        fastest_s: float = 0.005,
+        slowest_s: float = 0.05,
+        *,
+        wake_on_commit: bool = True,
+        idle_poll_s: float = 1.0,
+        min_gap_s: float = 0.005,
+    ) -> None:
         super().__init__(db, batch)
         self._fastest = fastest_s
         self._slowest = slowest_s
+        self.wake_on_commit = wake_on_commit and db.is_embedded
+        self._idle_poll = idle_poll_s
+        self._min_gap = min_gap_s
 
     async def watch(self, table: str, since: int | None = None) -> AsyncGenerator[Change, None]:
         _check_table(table)
-        position = await self.position() if since is None else since
+        commits = self._db.commits
+        loop = asyncio.get_running_loop()
+        # Every change below ``settled`` has been yielded and none can still appear there; ``delivered`` holds
+        # the versionstamps at or above it that were yielded already, so a re-read does not repeat them.
+        settled = await self.position() if since is None else since
+        delivered: set[int] = set()
         delay = self._fastest
         while True:
-            changes, position, more = await self._read(table, position)
-            for change in changes:
-                yield change
-            if changes or more:
-                delay = self._fastest
-                if more:
-                    continue
+            finished = commits.count
+            bound = position_at_ms(commits.settled_ms())  # taken before the read, so the read sees all below it
+            read_at = loop.time()
+            found = False
+            cursor = settled
+            while True:
+                entries = await self._entries(table, cursor)
+                for versionstamp, items in entries:
+                    if versionstamp in delivered:
+                        continue
+                    delivered.add(versionstamp)
+                    for change in _decode_all(table, items, versionstamp):
+                        found = True
+                        yield change
+                if entries:
+                    cursor = entries[-1][0] + 1
+                if len(entries) < self._batch:
+                    break
+            settled = max(settled, min(cursor, bound))
+            delivered = {versionstamp for versionstamp in delivered if versionstamp >= settled}
+            if self.wake_on_commit:
+                await commits.wait(finished, self._idle_poll)
+                # Writes keep coming: let a few gather rather than read once per commit.
+                await asyncio.sleep(max(0.0, read_at + self._min_gap - loop.time()))
             else:
-                delay = min(delay * 1.5, self._slowest)
-            await asyncio.sleep(delay)
+                delay = self._fastest if found else min(delay * 1.5, self._slowest)
+                await asyncio.sleep(delay)
 
 
 class LiveWatcher(ChangeWatcher):
@@ -184,6 +231,10 @@ def watch(db: Database, table: str, since: int | None = None) -> AsyncGenerator[
 def _check_table(table: str) -> None:
     if table not in WATCHED_TABLES:
         raise ValueError(f"table {table!r} has no change feed; watchable: {', '.join(WATCHED_TABLES)}")
+
+
+def _decode_all(table: str, items: list[dict[str, Any]], position: int) -> list[Change]:
+    return [change for item in items if (change := _decode(table, item, position)) is not None]
 
 
 def _decode(table: str, item: dict[str, Any], position: int) -> Change | None:
