@@ -7,7 +7,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench import checkpointer_bench, codec_bench, dashboard_bench, engine_bench, redis_bench, sandbox_bench, spec_bench
+from bench import (
+    checkpointer_bench,
+    codec_bench,
+    dashboard_bench,
+    engine_bench,
+    redis_bench,
+    sandbox_bench,
+    spec_bench,
+    watch_bench,
+)
 
 
 def render(results: dict[str, Any]) -> str:
@@ -32,6 +41,7 @@ def main(quick: bool = False, json_path: Path | None = None) -> int:
             **await dashboard_bench.run(quick),
             **await spec_bench.run(quick),
             **await sandbox_bench.run(quick),
+            **await watch_bench.run(quick),
         }
 
     results = asyncio.run(everything())
