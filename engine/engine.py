@@ -175,11 +175,18 @@ class Engine:
             )
             for t in spec.tasks
         ]
-        await self.stores.workflows.create_with_tasks(workflow, tasks)  # both or neither: always resumable
+        # Through the writer, in order: every task row, then the workflow row (so a workflow exists only once all
+        # its tasks do and can always be resumed), then its first event. The run starts at once, its writes
+        # queued behind these: creating a large workflow overlaps running it.
+        for task in tasks:
+            self.writer.new_task(task)
+        self.writer.new_workflow(workflow)
         self.recorder.emit(
             workflow.id, "workflow.created", data={"name": spec.name, "tasks": [t.id for t in spec.tasks]}
         )
-        self._launch(WorkflowRun(self, workflow, spec, {t.key: t for t in tasks}), resumed=False)
+        created = self.writer.mark()
+        self._launch(WorkflowRun(self, workflow, spec, {t.key: t.model_copy() for t in tasks}), resumed=False)
+        await self.writer.commit(upto=created)  # stored when submit returns; the run goes on meanwhile
         return workflow.id
 
     async def resume_workflow(self, workflow_id: str) -> str:

@@ -175,15 +175,15 @@ class EventRecorder:
     ) -> Event:
         seq = self._seq.get(workflow, 0) + 1
         self._seq[workflow] = seq
-        # Built without validation: every field is ours and typed (validation was a tenth of an event's cost).
-        event = Event.model_construct(
+        # The validating constructor: measured, pydantic's model_construct costs twice as much here.
+        event = Event(
             id=new_event_id(), ts=utcnow(), seq=seq, type=type, workflow=workflow, task=task, agent=agent, data=data
         )
         self._writer.event(event, size)
         return event
 
-    def output(self, workflow: str, task: str, agent: str | None, stream: str, line: str) -> None:
-        """One line a task printed; it joins the task's open chunk."""
+    def output(self, workflow: str, task: str, agent: str | None, stream: str, lines: list[str]) -> None:
+        """Lines a task printed; they join the task's open chunk. A line holds no newline (``log`` splits)."""
         key = (workflow, task)
         chunk = self._open.get(key)
         if chunk is not None and (
@@ -194,8 +194,8 @@ class EventRecorder:
         if chunk is None:
             chunk = self._open[key] = _Chunk(agent, stream)
             self._writer.poke()
-        size = len(line) + LINE_OVERHEAD
-        chunk.lines.append(line)
+        size = _lines_size(lines)
+        chunk.lines.extend(lines)
         chunk.size += size
         self._backlog[key] = self._backlog.get(key, 0) + size
         self._total_backlog += size

@@ -20,6 +20,7 @@ import logging
 import os
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_exponential
@@ -37,6 +38,9 @@ if TYPE_CHECKING:
     from engine.engine import Engine
 
 log = logging.getLogger(__name__)
+
+#: A task's ``progress`` field is written at most this often (each report is still an event).
+PROGRESS_WRITE_S = 2.0
 
 
 def _now() -> datetime:
@@ -71,11 +75,15 @@ class WorkflowRun(RunControls):
         self._running: dict[str, asyncio.Task[None]] = {}
         self._resetting: set[str] = set()  # running tasks a rollback is sending back to pending
         self._sandboxes: dict[str, Sandbox] = {}
+        self._workdirs: dict[str, Path] = {}
         self._timeouts: dict[str, asyncio.Timeout] = {}
         self._contexts: dict[str, TaskContext] = {}
         self._wake = asyncio.Event()
         self._checkpoint_number = 0
         self._unsealed: list[str] = []  # completed since the last checkpoint
+        self._unwritten_queued: set[str] = set()  # queued in memory; written only if they do not start at once
+        self._progress_written: dict[str, float] = {}
+        self._unwritten_progress: set[str] = set()
         self._queued_at: dict[str, float] = {}
         self._waiting_since: dict[str, float] = {}
         self._frozen: dict[str, float] = {}  # task key -> seconds its timeout had left when its clock stopped
@@ -86,11 +94,12 @@ class WorkflowRun(RunControls):
 
     async def run(self, resumed: bool = False) -> WorkflowStatus:
         """Run until every task is finished or the workflow is cancelled; returns the final status."""
-        latest = await self.engine.stores.checkpoints.latest(self.id)
-        self._checkpoint_number = latest.number if latest else 0
+        if resumed:
+            latest = await self.engine.stores.checkpoints.latest(self.id)
+            self._checkpoint_number = latest.number if latest else 0
         self._set_workflow(status=WorkflowStatus.RUNNING, started_at=self.workflow.started_at or _now())
         self._emit("workflow.resumed" if resumed else "workflow.started", tasks=len(self.tasks))
-        unhook = self.writer.add_before_batch(self._seal_checkpoint)
+        unhook = self.writer.add_before_batch(self._before_write)
         try:
             await self._schedule()
         finally:
@@ -147,6 +156,8 @@ class WorkflowRun(RunControls):
                 while (key := self.dag.next_startable(self._limits, self.tasks)) is not None:
                     self.dag.started(key)
                     self._running[key] = loop.create_task(self._run_task(key), name=f"agentdeck-task-{self.id}-{key}")
+            if self._unwritten_queued:
+                self._write_held()
             if not self._running and (self._stop_new or not self.dag.has_ready()):
                 for key in self.spec.topological_order():
                     if self.tasks[key].status in (TaskStatus.PENDING, TaskStatus.QUEUED):
@@ -156,11 +167,20 @@ class WorkflowRun(RunControls):
             await self._wake.wait()
 
     def _mark_ready(self, keys: list[str]) -> None:
+        """Tasks whose dependencies completed are queued. Their ``queued`` row is written only if they do not start
+        in this pass of the loop (``_write_held``): one that starts has ``running`` written instead."""
         now = time.monotonic()
         for key in keys:
-            if self._transition(key, TaskStatus.QUEUED):
+            if self._transition(key, TaskStatus.QUEUED, write=False):
                 self._queued_at[key] = now
+                self._unwritten_queued.add(key)
                 self._emit("task.queued", key)
+
+    def _write_held(self) -> None:
+        for key in self._unwritten_queued:
+            if key not in self._running and self.tasks[key].status is TaskStatus.QUEUED:
+                self.writer.task(self.id, key, {"status": TaskStatus.QUEUED})
+        self._unwritten_queued.clear()
 
     def _skip(self, key: str, reason: str, force: bool = False) -> None:
         if self._transition(key, TaskStatus.SKIPPED, force=force, error=reason, finished_at=_now()):
@@ -178,8 +198,7 @@ class WorkflowRun(RunControls):
             tspec = self._task_specs[key]
             chosen = "sandbox" in self.spec.defaults.model_fields_set
             kind = tspec.sandbox or (self.spec.defaults.sandbox if chosen else self.engine.settings.sandbox)
-            workdir = self.engine.workdir_for(self.id, key)
-            self._sandboxes[key] = make_sandbox(kind, workdir, hidden=self.engine.sandbox_hidden)
+            self._sandboxes[key] = make_sandbox(kind, self._workdir(key), hidden=self.engine.sandbox_hidden)
         return self._sandboxes[key]
 
     def _context(self, key: str, attempt: int) -> TaskContext:
@@ -194,12 +213,13 @@ class WorkflowRun(RunControls):
             attempt=attempt,
             input=dict(tspec.input),
             upstream={d: self.tasks[d].output for d in tspec.depends_on},
-            workdir=self.engine.workdir_for(self.id, key),
+            workdir=self._workdir(key),
             sandbox_factory=lambda: self._sandbox(key),
-            upstream_workdirs=[self.engine.workdir_for(self.id, d) for d in tspec.depends_on],
+            upstream_workdirs=[self._workdir(d) for d in tspec.depends_on],
             env={**tspec.env, **secrets},
             redact=[v for v in secrets.values() if v],
-            emit_output=lambda stream, line: recorder.output(self.id, key, agent, stream, line),
+            emit_output=lambda stream, line: recorder.output(self.id, key, agent, stream, line.split("\n")),
+            emit_lines=lambda stream, lines: recorder.output(self.id, key, agent, stream, lines),
             emit_progress=lambda value, message: self._on_progress(key, value, message),
             gate=self.gate,
             loop=asyncio.get_running_loop(),
@@ -209,6 +229,13 @@ class WorkflowRun(RunControls):
             output_backlog=lambda: recorder.output_backlog(self.id, key),
             output_backlogged=lambda: recorder.backlogged(self.id, key),
         )
+
+    def _workdir(self, key: str) -> Path:
+        """Task ``key``'s working directory (``Engine.workdir_for``), made once per task."""
+        found = self._workdirs.get(key)
+        if found is None:
+            found = self._workdirs[key] = self.engine.workdir_for(self.id, key)
+        return found
 
     def _graph_support(self, key: str) -> GraphSupport:
         return GraphSupport(
@@ -220,8 +247,30 @@ class WorkflowRun(RunControls):
         )
 
     def _on_progress(self, key: str, value: float, message: str) -> None:
+        """Every report is an event; the task row's ``progress`` is written at most once a ``PROGRESS_WRITE_S``
+        per task (a row write costs a hundred events: a thousand agents reporting ten times a second would
+        otherwise keep the database busy with nothing else). The latest value is written by ``_before_write``."""
         self._emit("task.progress", key, progress=value, message=message)
-        self._update(key, progress=value)
+        self.tasks[key].progress = value
+        now = time.monotonic()
+        if now - self._progress_written.get(key, 0.0) >= PROGRESS_WRITE_S:
+            self._progress_written[key] = now
+            self._unwritten_progress.discard(key)
+            self.writer.task(self.id, key, {"progress": value})
+        else:
+            self._unwritten_progress.add(key)
+
+    def _before_write(self) -> None:
+        """Before each write of the state writer: progress held back long enough, and a checkpoint for the
+        completions since the last one."""
+        if self._unwritten_progress:
+            now = time.monotonic()
+            for key in [k for k in self._unwritten_progress if now - self._progress_written[k] >= PROGRESS_WRITE_S]:
+                self._unwritten_progress.discard(key)
+                self._progress_written[key] = now
+                if not self.tasks[key].status.finished:
+                    self.writer.task(self.id, key, {"progress": self.tasks[key].progress})
+        self._seal_checkpoint()
 
     async def _run_task(self, key: str) -> None:
         tspec = self._task_specs[key]

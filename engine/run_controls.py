@@ -69,16 +69,20 @@ class RunControls:
         agent = self.tasks[task].agent if task is not None else None
         self.recorder.emit(self.id, type, task=task, agent=agent, data=data)
 
-    def _transition(self, key: str, status: TaskStatus, *, force: bool = False, **changes: Any) -> bool:
+    def _transition(
+        self, key: str, status: TaskStatus, *, force: bool = False, write: bool = True, **changes: Any
+    ) -> bool:
         """Move task ``key`` to ``status`` (with ``changes``) if the state machine allows it from where it is now;
-        returns whether it did. ``force`` skips the check (resets to pending, skipping on cancel)."""
+        returns whether it did. ``force`` skips the check (resets to pending, skipping on cancel); ``write=False``
+        leaves writing it to the caller."""
         task = self.tasks[key]
         if not force and not may_follow(task.status, status):
             return False
         changes["status"] = status
         for name, value in changes.items():
             setattr(task, name, value)
-        self.writer.task(self.id, key, changes)
+        if write:
+            self.writer.task(self.id, key, changes)
         return True
 
     def _update(self, key: str, **changes: Any) -> None:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from db.errors import DatabaseUnavailable, QueryFailed
-from db.models import Checkpoint, Event
+from db.models import Checkpoint, Event, Task, Workflow
 from db.stores import StateBatch, StateBatchStore
 
 log = logging.getLogger(__name__)
@@ -48,15 +48,18 @@ class WriterLimits:
 
     Attributes:
         batch_bytes: estimated payload per transaction; a larger backlog is written over several ticks.
-        batch_ops: changes per transaction (SurrealDB's cost per row grows with the size of a transaction on
-            ``mem://``: a 1,600-row transaction cost 3 times more per row than a 200-row one).
+        batch_rows: rows written per transaction (SurrealDB's in-memory engine grows quadratic in the size of a
+            transaction: 1,000 rows in one cost 7 times 10 transactions of 100; around 250 is cheapest on both).
+        batch_ops: changes per transaction (many may merge into one row: a task created, started and completed
+            within one batch is one row).
         backlog_high: producers are held back above this many estimated bytes waiting to be written...
         backlog_low: ...until the backlog is down to this.
         backlog_ops: ...or above this many ops (no-op tasks produce many small ops quickly).
     """
 
     batch_bytes: int = 1024 * 1024
-    batch_ops: int = 512
+    batch_rows: int = 256
+    batch_ops: int = 4096
     backlog_high: int = 24 * 1024 * 1024
     backlog_low: int = 12 * 1024 * 1024
     backlog_ops: int = 20_000
@@ -93,6 +96,17 @@ class StateWriter:
         self.ops_written = 0
 
     # ---- appending (synchronous, the engine's hot path) ----------------------------------------------------
+
+    def new_task(self, task: Task) -> None:
+        """Create a task row (its fields as they are now; later changes follow as ``task`` ops)."""
+        fields = task.model_dump()
+        self._append("new_task", (task.workflow, task.key), fields, OP_BYTES)
+
+    def new_workflow(self, workflow: Workflow) -> None:
+        """Create a workflow row; append it after its tasks' ``new_task``: it is then stored after all of them."""
+        fields = workflow.model_dump()
+        fields.pop("id")
+        self._append("new_workflow", workflow.id, fields, OP_BYTES * 4)
 
     def task(self, workflow: str, key: str, changes: dict[str, Any]) -> None:
         self._append("task", (workflow, key), changes, OP_BYTES)
@@ -146,9 +160,13 @@ class StateWriter:
         """Ops appended but not yet stored."""
         return self._appended - self._committed
 
-    async def commit(self) -> None:
-        """Wait until everything appended so far is stored (at once if it is)."""
-        mark = self._appended
+    def mark(self) -> int:
+        """A position in the log: ``commit(upto=mark)`` waits for what was appended before it."""
+        return self._appended
+
+    async def commit(self, upto: int | None = None) -> None:
+        """Wait until everything appended so far (or before ``upto``) is stored (at once if it is)."""
+        mark = self._appended if upto is None else upto
         if self._committed >= mark:
             return
         if self._task is None:
@@ -223,27 +241,52 @@ class StateWriter:
                     future.set_result(None)
 
     def _take(self) -> tuple[StateBatch, int, int, list[Event]]:
-        """The longest prefix of the log within the batch budget (at least one op), merged."""
+        """The longest prefix of the log within the batch budget (at least one op), merged: a row created or
+        changed several times in the prefix is written once, so only rows count against ``batch_rows``."""
         batch = StateBatch()
-        count = size = 0
+        count = size = rows = 0
         limits = self.limits
         ops = self._ops
+        pages: set[str] = set()
         while ops:
             kind, target, payload, op_size = ops[0]
-            if count and (size + op_size > limits.batch_bytes or count >= limits.batch_ops):
+            if count and (
+                size + op_size > limits.batch_bytes
+                or count >= limits.batch_ops
+                or (rows >= limits.batch_rows and self._adds_row(batch, pages, kind, target))
+            ):
                 break
             ops.popleft()
             count += 1
             size += op_size
+            if self._adds_row(batch, pages, kind, target):
+                rows += 1
             if kind == "event":
                 batch.events.append(target)
+                pages.add(target.workflow)
             elif kind == "task":
-                batch.tasks.setdefault(target, {}).update(payload)
+                created = batch.new_tasks.get(target)
+                (created if created is not None else batch.tasks.setdefault(target, {})).update(payload)
             elif kind == "workflow":
-                batch.workflows.setdefault(target, {}).update(payload)
+                created = batch.new_workflows.get(target)
+                (created if created is not None else batch.workflows.setdefault(target, {})).update(payload)
+            elif kind == "new_task":
+                batch.new_tasks[target] = dict(payload)
+            elif kind == "new_workflow":
+                batch.new_workflows[target] = dict(payload)
             else:
                 batch.checkpoints.append(target)
         return batch, count, size, batch.events
+
+    @staticmethod
+    def _adds_row(batch: StateBatch, pages: set[str], kind: str, target: Any) -> bool:
+        if kind == "event":
+            return bool(target.workflow not in pages)
+        if kind == "task":
+            return target not in batch.new_tasks and target not in batch.tasks
+        if kind == "workflow":
+            return target not in batch.new_workflows and target not in batch.workflows
+        return True
 
     async def _apply(self, batch: StateBatch, split: bool = True) -> None:
         """Store ``batch``, retrying while the database is unreachable. A batch the database refuses (or we cannot
@@ -275,7 +318,9 @@ class StateWriter:
 
 
 def _singles(batch: StateBatch) -> list[StateBatch]:
-    singles: list[StateBatch] = [StateBatch(tasks={key: fields}) for key, fields in batch.tasks.items()]
+    singles: list[StateBatch] = [StateBatch(new_tasks={key: fields}) for key, fields in batch.new_tasks.items()]
+    singles += [StateBatch(new_workflows={key: fields}) for key, fields in batch.new_workflows.items()]
+    singles += [StateBatch(tasks={key: fields}) for key, fields in batch.tasks.items()]
     singles += [StateBatch(workflows={key: fields}) for key, fields in batch.workflows.items()]
     singles += [StateBatch(checkpoints=[c]) for c in batch.checkpoints]
     singles += [StateBatch(events=[e]) for e in batch.events]
@@ -283,10 +328,21 @@ def _singles(batch: StateBatch) -> list[StateBatch]:
 
 
 def _size(batch: StateBatch) -> int:
-    return len(batch.tasks) + len(batch.workflows) + len(batch.checkpoints) + len(batch.events)
+    return (
+        len(batch.new_tasks)
+        + len(batch.new_workflows)
+        + len(batch.tasks)
+        + len(batch.workflows)
+        + len(batch.checkpoints)
+        + len(batch.events)
+    )
 
 
 def _describe(batch: StateBatch) -> str:
+    if batch.new_tasks:
+        return f"new task {next(iter(batch.new_tasks))}"
+    if batch.new_workflows:
+        return f"new workflow {next(iter(batch.new_workflows))}"
     if batch.tasks:
         return f"task fields {batch.tasks}"
     if batch.workflows:

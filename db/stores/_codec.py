@@ -32,6 +32,9 @@ def plain(value: Any) -> Any:
 
 
 def _nested(value: Any) -> Any:
+    t = type(value)
+    if t is str or t is int or t is float or t is bool:  # the common case first: no call, no isinstance
+        return value
     return Null if value is None else plain(value)
 
 

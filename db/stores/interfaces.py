@@ -54,24 +54,23 @@ class WorkflowStore(ABC):
         """Change some fields; ``None`` clears an optional field. Raises ``RecordNotFound``."""
         raise NotImplementedError
 
-    @abstractmethod
-    async def create_with_tasks(self, workflow: Workflow, tasks: Sequence[Task]) -> None:
-        """Store a new workflow and all its tasks in one transaction: both are stored, or neither is.
-        Raises ``ValueError`` if the workflow id is taken."""
-        raise NotImplementedError
-
 
 @dataclass
 class StateBatch:
     """What the engine changed in one tick: applied together, in one transaction.
 
     Attributes:
-        tasks: ``(workflow, task key) -> {field: value}``; ``None`` clears a field.
-        workflows: ``workflow id -> {field: value}``.
+        new_tasks: task rows to create, ``(workflow, task key) -> {field: value}`` (a workflow's tasks are created
+            before the workflow row, so a workflow exists only once all its tasks do).
+        new_workflows: workflow rows to create, ``workflow id -> {field: value}``.
+        tasks: changes to existing tasks, ``(workflow, task key) -> {field: value}``; ``None`` clears a field.
+        workflows: changes to existing workflows, ``workflow id -> {field: value}``.
         checkpoints: new checkpoint rows.
         events: new events (seq assigned).
     """
 
+    new_tasks: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    new_workflows: dict[str, dict[str, Any]] = field(default_factory=dict)
     tasks: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     workflows: dict[str, dict[str, Any]] = field(default_factory=dict)
     checkpoints: list[Checkpoint] = field(default_factory=list)
@@ -79,7 +78,9 @@ class StateBatch:
 
     @property
     def empty(self) -> bool:
-        return not (self.tasks or self.workflows or self.checkpoints or self.events)
+        return not (
+            self.new_tasks or self.new_workflows or self.tasks or self.workflows or self.checkpoints or self.events
+        )
 
 
 class StateBatchStore(ABC):

@@ -8,6 +8,7 @@ checkpoint id is unique).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from typing import Any
 
@@ -19,6 +20,24 @@ from db.stores._codec import plain, rid, to_row, unnull
 from db.stores.interfaces import StateBatch, StateBatchStore
 
 
+def _stored_data(event: Event) -> dict[str, Any]:
+    """An event's ``data`` as stored. Output lines are stored joined by newlines (``text``): SurrealDB's cost is
+    per value, and one string costs a fifth of a thousand (lines never hold a newline, so splitting restores
+    them exactly)."""
+    data = event.data
+    lines = data.get("lines") if event.type == "task.output" else None
+    if isinstance(lines, list) and lines:
+        with contextlib.suppress(TypeError):  # not all strings: stored as they are
+            return {"stream": str(data.get("stream", "stdout")), "text": "\n".join(lines)}
+    return plain(data)  # type: ignore[no-any-return]
+
+
+def _loaded_data(type: str, data: dict[str, Any]) -> dict[str, Any]:
+    if type == "task.output" and "text" in data and "lines" not in data:
+        return {"stream": data.get("stream", "stdout"), "lines": str(data["text"]).split("\n")}
+    return data
+
+
 def _event_entry(event: Event) -> dict[str, Any]:
     """One event inside a page, built directly (the hottest value we store: ``model_dump`` costs more)."""
     entry: dict[str, Any] = {
@@ -26,7 +45,7 @@ def _event_entry(event: Event) -> dict[str, Any]:
         "ts": event.ts,
         "seq": event.seq,
         "type": event.type,
-        "data": plain(event.data),
+        "data": _stored_data(event),
     }
     if event.task is not None:
         entry["task"] = event.task
@@ -73,7 +92,7 @@ def events_of_page(row: dict[str, Any]) -> list[Event]:
                 workflow=workflow,
                 task=entry.get("task"),
                 agent=entry.get("agent"),
-                data=entry.get("data") or {},
+                data=_loaded_data(entry["type"], entry.get("data") or {}),
             )
         )
     return out
@@ -113,6 +132,18 @@ class SurrealStateBatchStore(StateBatchStore):
         for workflow, fields in batch.workflows.items():
             _check_fields(Workflow, fields)
             workflow_changes.append((rid("workflow", workflow), fields))
+        # Tasks before their workflow: in the log a workflow's row follows all of its tasks' rows.
+        created = [(rid("task", task_record_key(*key)), fields) for key, fields in batch.new_tasks.items()]
+        created_workflows = [(rid("workflow", key), fields) for key, fields in batch.new_workflows.items()]
+        for table, model, new in (("task", Task, created), ("workflow", Workflow, created_workflows)):
+            if new:
+                for _, fields in new:
+                    _check_fields(model, fields)
+                params[f"new_{table}"] = [
+                    {"id": record, **{k: plain(v) for k, v in fields.items() if v is not None}}
+                    for record, fields in new
+                ]
+                lines.append(f"INSERT IGNORE INTO {table} $new_{table} RETURN NONE;")
         for table, changes in (("t", task_changes), ("w", workflow_changes)):
             for index, (names, rows) in enumerate(_field_groups(changes).items()):
                 name = f"{table}{index}"

@@ -41,26 +41,6 @@ class SurrealWorkflowStore(WorkflowStore):
             raise
         return from_row(Workflow, rows[0])
 
-    async def create_with_tasks(self, workflow: Workflow, tasks: Sequence[Task]) -> None:
-        # One transaction: a crash between the workflow row and its task rows used to leave a workflow that
-        # could not be resumed. INSERT (not a per-row UPSERT loop) keeps a 50,000-task workflow to seconds.
-        try:
-            await self._db.query(
-                "BEGIN TRANSACTION;"
-                " CREATE $id CONTENT $row RETURN NONE;"
-                " INSERT INTO task $tasks RETURN NONE;"
-                " COMMIT TRANSACTION;",
-                {
-                    "id": rid("workflow", workflow.id),
-                    "row": _body(workflow),
-                    "tasks": [to_row(task, "task", task.id) for task in tasks],
-                },
-            )
-        except QueryFailed as exc:
-            if _is_duplicate(exc):
-                raise ValueError(f"workflow {workflow.id} (or one of its tasks) already exists") from exc
-            raise
-
     async def get(self, workflow_id: str) -> Workflow | None:
         row = await self._db.query_one("SELECT * FROM ONLY $id", {"id": rid("workflow", workflow_id)})
         return from_row(Workflow, row) if row else None

@@ -41,6 +41,8 @@ class TaskContext:
     env: dict[str, str]
     redact: list[str]
     emit_output: Callable[[str, str], None]
+    #: Many lines of one stream at once (a shell command's output as it is read).
+    emit_lines: Callable[[str, list[str]], None]
     emit_progress: Callable[[float, str], None]
     gate: asyncio.Event
     loop: asyncio.AbstractEventLoop

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import deque
+from itertools import repeat
 from typing import Any, ClassVar
 
 from engine.agents.base import Agent, TaskContext
@@ -37,26 +38,16 @@ class ShellAgent(Agent):
         tail: deque[str] = deque(maxlen=TAIL_LINES)
         declared: list[Any] = []
 
-        def on_output(stream: str, line: str) -> None:
-            if line.startswith("::progress::"):
-                value, _, message = line[len("::progress::") :].partition(" ")
-                try:
-                    ctx.emit_progress(max(0.0, min(1.0, float(value))), message)
-                    return
-                except ValueError:
-                    pass
-            elif line.startswith("::output::"):
-                try:
-                    declared.append(json.loads(line[len("::output::") :]))
-                    return
-                except json.JSONDecodeError:
-                    pass
-            tail.append(line)
-            ctx.emit_output(stream, line)
+        def on_lines(stream: str, lines: list[str]) -> None:
+            if any(map(str.startswith, lines, repeat("::"))):  # rare; checked in C, no Python call per line
+                lines = [line for line in lines if not _directive(line, ctx, declared)]
+            if lines:
+                tail.extend(lines[-TAIL_LINES:])
+                ctx.emit_lines(stream, lines)
 
         result = await ctx.sandbox.run(
             command,
-            on_output=on_output,
+            on_lines=on_lines,
             env=env,
             redact=ctx.redact,
             network=ctx.task.network,
@@ -70,3 +61,21 @@ class ShellAgent(Agent):
         if declared:
             return declared[-1]
         return {"exit_code": 0, "tail": list(tail)}
+
+
+def _directive(line: str, ctx: TaskContext, declared: list[Any]) -> bool:
+    """Handle ``::progress::`` and ``::output::`` lines; returns whether ``line`` was one (it is then not shown)."""
+    if line.startswith("::progress::"):
+        value, _, message = line[len("::progress::") :].partition(" ")
+        try:
+            ctx.emit_progress(max(0.0, min(1.0, float(value))), message)
+            return True
+        except ValueError:
+            return False
+    if line.startswith("::output::"):
+        try:
+            declared.append(json.loads(line[len("::output::") :]))
+            return True
+        except json.JSONDecodeError:
+            return False
+    return False

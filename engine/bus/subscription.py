@@ -45,7 +45,9 @@ Flush = Callable[[], Awaitable[None]]
 
 NoticeCallback = Callable[["GapNotice"], None]
 
-DEFAULT_QUEUE_SIZE = 1000
+# Events a subscriber may fall behind before it drops (and refills from the store). Events are published a
+# stored batch at a time, and a batch can hold thousands, so this must hold a few batches.
+DEFAULT_QUEUE_SIZE = 10_000
 DEFAULT_REFILL_TIMEOUT_S = 5.0
 _REFILL_PAGE = 1000
 _RETRY_FIRST_S = 0.01

@@ -10,6 +10,7 @@ from engine.sandbox._isolation import Limits, bwrap_unavailable_reason
 from engine.sandbox._leftovers import sandboxed
 from engine.sandbox.base import (
     REDACTED,
+    LinesCallback,
     OutputBacklog,
     OutputCallback,
     RunResult,
@@ -26,6 +27,7 @@ __all__ = [
     "REDACTED",
     "SANDBOX_KINDS",
     "Limits",
+    "LinesCallback",
     "LocalSandbox",
     "OutputBacklog",
     "OutputCallback",

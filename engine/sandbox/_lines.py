@@ -32,6 +32,11 @@ class Redactor:
             pieces.update(part for part in secret.splitlines() if len(part.strip()) >= MIN_SECRET_LINE_CHARS)
         self._secrets = sorted(pieces, key=len, reverse=True)
 
+    @property
+    def active(self) -> bool:
+        """Whether there is anything to redact."""
+        return bool(self._secrets)
+
     def __call__(self, line: str) -> str:
         for secret in self._secrets:
             if secret in line:
@@ -54,8 +59,12 @@ class LineSplitter:
     def feed(self, chunk: bytes) -> list[str]:
         """The lines completed by ``chunk``, redacted."""
         text = self._pending + self._decoder.decode(chunk)
-        *complete, self._pending = text.split("\n")
-        lines = [self._finish(line) for line in complete]
+        *lines, self._pending = text.split("\n")
+        # Per line only what is needed: a flood is hundreds of thousands of lines a second.
+        if "\r" in text:
+            lines = [line.removesuffix("\r") for line in lines]
+        if self._redact.active:
+            lines = [self._redact(line) for line in lines]
         while len(self._pending) > MAX_LINE_CHARS:
             lines.append(self._redact(self._pending[:MAX_LINE_CHARS]))
             self._pending = self._pending[MAX_LINE_CHARS:]

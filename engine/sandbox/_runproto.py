@@ -1,8 +1,9 @@
 """One run of a local sandbox command: the subprocess protocol that streams its output and notices its exit.
 
-Flow control: after each piece of output is delivered the protocol asks the caller's ``backlog``; while the
-caller is behind, it stops reading both pipes (``pause_reading``), so the command blocks on a full pipe instead of
-the engine buffering what it prints without bound, and reads on once the caller caught up.
+Flow control: output is turned into lines a slice (``SLICE`` bytes) at a time, and after each slice the protocol
+asks the caller's ``backlog``; while the caller is behind, the rest of what was read stays raw bytes here and both
+pipes are left unread (``pause_reading``), so the command blocks on a full pipe instead of the engine buffering
+what it prints without bound. What is held per command is at most one read of raw bytes plus one slice of lines.
 """
 
 from __future__ import annotations
@@ -15,7 +16,11 @@ from typing import ClassVar
 import psutil
 
 from engine.sandbox._lines import LineSplitter
-from engine.sandbox.base import OutputBacklog, OutputCallback
+from engine.sandbox.base import LinesCallback, OutputBacklog, OutputCallback
+
+#: Raw output turned into lines between two flow-control checks (a pipe read can be 256 KB: as short lines, that
+#: is megabytes of Python strings, which must not all be made before the caller can say "stop").
+SLICE = 16 * 1024
 
 
 class _RunProtocol(asyncio.SubprocessProtocol):
@@ -33,14 +38,18 @@ class _RunProtocol(asyncio.SubprocessProtocol):
         on_output: OutputCallback | None,
         redact: Sequence[str],
         backlog: OutputBacklog | None = None,
+        on_lines: LinesCallback | None = None,
     ) -> None:
         self._loop = loop
         self._on_output = on_output
+        self._on_lines = on_lines
         self._backlog = backlog
         self._transport: asyncio.SubprocessTransport | None = None
         #: Set while reading is paused because the caller is behind on storing output.
         self.held: asyncio.Future[None] | None = None
         self._splitters = {fd: LineSplitter(redact) for fd in self._STREAMS}
+        self._raw = {fd: bytearray() for fd in self._STREAMS}  # read, not yet turned into lines
+        self._eof: set[int] = set()
         self._open = set(self._STREAMS)
         self.exited: asyncio.Future[None] = loop.create_future()
         self.drained: asyncio.Future[None] = loop.create_future()
@@ -51,12 +60,26 @@ class _RunProtocol(asyncio.SubprocessProtocol):
         self._transport = transport  # type: ignore[assignment]  # a SubprocessTransport for this protocol
 
     def pipe_data_received(self, fd: int, data: bytes | str) -> None:
-        chunk = data.encode() if isinstance(data, str) else data
-        self._deliver(fd, self._splitters[fd].feed(chunk))
-        if self._backlog is not None and self.held is None:
-            waiting = self._backlog()
-            if waiting is not None:
-                self._hold(waiting)
+        self._raw[fd] += data.encode() if isinstance(data, str) else data
+        self._pump()
+
+    def _pump(self) -> None:
+        """Turn raw output into delivered lines while the caller keeps up; close streams whose end was read."""
+        for fd in self._STREAMS:
+            raw = self._raw[fd]
+            while raw and self.held is None:
+                piece = bytes(raw[:SLICE])
+                del raw[:SLICE]
+                self._deliver(fd, self._splitters[fd].feed(piece))
+                if self._backlog is not None:
+                    waiting = self._backlog()
+                    if waiting is not None:
+                        self._hold(waiting)
+            if not raw and fd in self._eof and fd in self._open:
+                self._deliver(fd, self._splitters[fd].flush())
+                self._open.discard(fd)
+        if not self._open and not self.drained.done():
+            self.drained.set_result(None)
 
     def _pipes(self) -> list[asyncio.ReadTransport]:
         if self._transport is None:
@@ -78,9 +101,11 @@ class _RunProtocol(asyncio.SubprocessProtocol):
             pass
         finally:
             held, self.held = self.held, None
-            for pipe in self._pipes():
-                if not pipe.is_closing():
-                    pipe.resume_reading()
+            self._pump()  # what was read before the hold first
+            if self.held is None:
+                for pipe in self._pipes():
+                    if not pipe.is_closing():
+                        pipe.resume_reading()
             if held is not None and not held.done():
                 held.set_result(None)
 
@@ -100,21 +125,25 @@ class _RunProtocol(asyncio.SubprocessProtocol):
         return True
 
     def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
-        if fd not in self._open:
-            return
-        self._deliver(fd, self._splitters[fd].flush())
-        self._open.discard(fd)
-        if not self._open and not self.drained.done():
-            self.drained.set_result(None)
+        self._eof.add(fd)
+        self._pump()  # delivers the last line once everything read before it is
 
     def process_exited(self) -> None:
         if not self.exited.done():
             self.exited.set_result(None)
 
     def _deliver(self, fd: int, lines: list[str]) -> None:
-        if self._on_output is None or self.failed.done():
+        if not lines or self.failed.done():
             return
         stream = self._STREAMS[fd]
+        if self._on_lines is not None:
+            try:
+                self._on_lines(stream, lines)
+            except Exception as exc:  # the callback is the caller's code: report it from run(), not the loop
+                self.failed.set_result(exc)
+            return
+        if self._on_output is None:
+            return
         for line in lines:
             try:
                 self._on_output(stream, line)

@@ -29,6 +29,8 @@ Stream = Literal["stdout", "stderr"]
 
 #: Receives each output line as it is produced: ``(stream, line)``, the line without its trailing newline.
 OutputCallback = Callable[[str, str], None]
+#: Receives output lines in batches, as they arrive: ``(stream, lines)`` (one call per piece read, not per line).
+LinesCallback = Callable[[str, list[str]], None]
 #: Flow control for output: returns None while the caller keeps up, else an awaitable to wait on before reading on.
 OutputBacklog = Callable[[], Awaitable[None] | None]
 
@@ -98,6 +100,7 @@ class Sandbox(ABC):
         network: bool = False,
         readable: Sequence[Path] = (),
         backlog: OutputBacklog | None = None,
+        on_lines: LinesCallback | None = None,
     ) -> RunResult:
         """Run ``command`` with ``/bin/sh -c`` in :attr:`workdir` and wait for it to end.
 
@@ -118,6 +121,8 @@ class Sandbox(ABC):
             backlog: Flow control: asked after each piece of output is handed to ``on_output``; when it returns an
                 awaitable, the backend stops reading the command's output until that completes (the command
                 blocks once its pipe is full). Output is then read only as fast as the caller stores it.
+            on_lines: Like ``on_output``, with the lines of each piece of output at once (a flood costs one call
+                per read, not one per line); when given, ``on_output`` is not called.
 
         Returns:
             How the command ended.

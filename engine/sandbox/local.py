@@ -43,6 +43,7 @@ from engine.sandbox._launch import Launch, prepare
 from engine.sandbox._runproto import _exit_status, _Run, _RunProtocol
 from engine.sandbox._treecontrol import _TreeControl
 from engine.sandbox.base import (
+    LinesCallback,
     OutputBacklog,
     OutputCallback,
     RunResult,
@@ -161,6 +162,7 @@ class LocalSandbox(_TreeControl, Sandbox):
         network: bool = False,
         readable: Sequence[Path] = (),
         backlog: OutputBacklog | None = None,
+        on_lines: LinesCallback | None = None,
     ) -> RunResult:
         if self._closed:
             raise SandboxClosed(f"{self!r} is closed")
@@ -168,7 +170,7 @@ class LocalSandbox(_TreeControl, Sandbox):
             raise SandboxBusy(f"{self!r} is already running a command")
         loop = asyncio.get_running_loop()
         started = loop.time()
-        protocol = _RunProtocol(loop, on_output, redact, backlog)
+        protocol = _RunProtocol(loop, on_output, redact, backlog, on_lines)
         self._starting = True
         self._pause_when_started = self._kill_when_started = False
         launch = self._launch = prepare(

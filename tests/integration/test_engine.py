@@ -239,7 +239,7 @@ async def test_rollback_reruns_exactly_the_tasks_after_the_checkpoint(engine: En
     log = tmp_path / "log.txt"
     go = tmp_path / "go"
     keys = ["a", "b", "c", "d"]
-    tasks = [
+    tasks: list[dict[str, Any]] = [
         {"id": k, "agent": "rec", "input": {"log": str(log), "delay": 0}, "depends_on": [keys[i - 1]] if i else []}
         for i, k in enumerate(keys)
     ]

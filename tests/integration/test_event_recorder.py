@@ -91,12 +91,12 @@ async def test_output_is_chunked_keeping_every_line_in_order_around_other_events
         recorder = EventRecorder(StateWriter(stores.state), bus, stores.events)
         await recorder.start()
         for n in range(5_000):
-            recorder.output("wf", "a", "builder", "stdout", f"a {n}")
+            recorder.output("wf", "a", "builder", "stdout", [f"a {n}"])
             if n % 1_000 == 999:
-                recorder.output("wf", "a", "builder", "stderr", f"warning after {n}")
+                recorder.output("wf", "a", "builder", "stderr", [f"warning after {n}"])
                 recorder.emit("wf", "task.progress", task="a", data={"progress": n / 5_000})
             if n % 97 == 0:
-                recorder.output("wf", "b", "builder", "stdout", f"b {n}")
+                recorder.output("wf", "b", "builder", "stdout", [f"b {n}"])
                 await asyncio.sleep(0)
         recorder.emit("wf", "task.completed", task="a")
         await recorder.flush()
@@ -144,7 +144,7 @@ async def test_a_task_printing_faster_than_the_store_is_held_until_its_output_is
                     await backlog
                     assert recorder.output_backlog("wf", "flood") is None  # released below the low mark
                     continue
-                recorder.output("wf", "flood", "builder", "stdout", f"{printed} {line}")
+                recorder.output("wf", "flood", "builder", "stdout", [f"{printed} {line}"])
                 printed += 1
                 assert recorder.output_backlog_bytes <= 64 * 1024 + 300  # never far past the high mark
         assert held > 0
