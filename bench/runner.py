@@ -12,6 +12,7 @@ from bench import (
     codec_bench,
     dashboard_bench,
     engine_bench,
+    load_bench,
     redis_bench,
     sandbox_bench,
     spec_bench,
@@ -35,6 +36,7 @@ def main(quick: bool = False, json_path: Path | None = None) -> int:
     async def everything() -> dict[str, Any]:
         return {
             **await engine_bench.run(quick),
+            **await load_bench.run(quick),
             **await checkpointer_bench.run(quick),
             **await redis_bench.run(quick),
             **await codec_bench.run(quick),
