@@ -198,13 +198,18 @@ class TaskCgroup:
         return f"TaskCgroup({[str(d) for d in self.dirs]})"
 
     @classmethod
-    def create(cls, support: CgroupSupport, *, memory_bytes: int | None, max_pids: int | None) -> TaskCgroup:
-        """New, empty task cgroups with these limits.
+    def paths(cls, support: CgroupSupport, run: str) -> list[Path]:
+        """Where the task cgroups of run ``run`` go (known before they exist, so a run record can name them)."""
+        return [place.base / f"{TASK_PREFIX}{run}" for place in support.places]
+
+    @classmethod
+    def create(cls, support: CgroupSupport, run: str, *, memory_bytes: int | None, max_pids: int | None) -> TaskCgroup:
+        """New, empty task cgroups for run ``run`` with these limits.
 
         Raises:
             OSError: A directory or a limit could not be created or written (what was made is removed).
         """
-        name = f"{TASK_PREFIX}{uuid.uuid4().hex[:16]}"
+        name = f"{TASK_PREFIX}{run}"
         made = cls([])
         try:
             for place in support.places:

@@ -95,25 +95,28 @@ def prepare(
         argv = _bwrap_argv(
             bwrap, workdir, command, network=network, readable=readable, hidden=hidden, tmp_bytes=tmp_bytes
         )
+    # The order is what makes a kill of the engine at any point recoverable: the watchdog learns of the record
+    # before it exists, the record names the cgroups before they exist, and the child joins them before exec.
+    record = _leftovers.RunRecord(workdir)
+    record.cgroups = [str(path) for path in TaskCgroup.paths(cgroups, record.marker[:16])] if cgroups else []
+    _watchdog.watch(record.path)
     cgroup = None
-    if cgroups is not None:
-        try:
-            cgroup = TaskCgroup.create(
-                cgroups,
-                memory_bytes=None if limits.memory_mb is None else limits.memory_mb * _MIB,
-                max_pids=limits.processes,
-            )
-        except OSError as exc:
-            log.warning("could not create a task cgroup (%s); falling back to rlimits only", exc)
-    record: _leftovers.RunRecord | None = None
     try:
-        record = _leftovers.begin(workdir, cgroup)
-        _watchdog.watch(record.path)
+        _leftovers.begin(record)
+        if cgroups is not None:
+            try:
+                cgroup = TaskCgroup.create(
+                    cgroups,
+                    record.marker[:16],
+                    memory_bytes=None if limits.memory_mb is None else limits.memory_mb * _MIB,
+                    max_pids=limits.processes,
+                )
+            except OSError as exc:
+                log.warning("could not create a task cgroup (%s); falling back to rlimits only", exc)
         fds = cgroup.open_for_joining() if cgroup is not None else []
     except OSError:
-        if record is not None:
-            record.discard()
-            _watchdog.unwatch(record.path)
+        record.discard()
+        _watchdog.unwatch(record.path)
         if cgroup is not None:
             cgroup.remove()
         raise

@@ -143,12 +143,11 @@ class RunRecord:
         return record
 
 
-def begin(workdir: Path, cgroup: _cgroup.TaskCgroup | None) -> RunRecord:
-    """A record for a run about to start, saved before the command exists (so it is never without one)."""
-    record = RunRecord(workdir, cgroups=[str(d) for d in cgroup.dirs] if cgroup else [])
+def begin(record: RunRecord) -> None:
+    """Save the record of a run about to start: before its cgroups and its command exist, so neither is ever
+    without one."""
     record.save()
     _LIVE[record.path] = record
-    return record
 
 
 def reap(workdir: Path, settle_s: float = 5.0) -> int:
