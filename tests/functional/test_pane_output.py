@@ -15,10 +15,11 @@ from textual.message import Message
 from textual.pilot import Pilot
 from textual.widget import Widget
 
+from db.models import Event
 from engine.engine import Engine
 from engine.spec import WorkflowSpec
 from tui.app import AgentDeckApp, make_app
-from tui.widgets.agent_grid import AgentGrid
+from tui.widgets.agent_grid import LINGER_S, AgentGrid
 from tui.widgets.agent_pane import AgentPane
 from tui.widgets.event_log import EventLog
 from tui.widgets.event_rows import EventRows
@@ -158,4 +159,26 @@ async def test_scrolling_up_stops_following_and_shows_the_scrollbar_until_back_a
         await until(pilot, lambda: len(log.lines) == 251)
         await until(pilot, lambda: log.following and log.scroll_offset.y == log.max_scroll_y)
         assert not log.has_class("-browsing")
+        await engine.cancel(workflow)
+
+
+async def test_a_task_started_again_while_its_old_pane_is_being_removed_gets_a_new_pane(engine: Engine) -> None:
+    app = make_app(engine, start=spec("sleep 30"))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: the_pane(app) is not None and app.started_workflow is not None)
+        grid, workflow = app.screen.query_one(AgentGrid), app.started_workflow
+        assert workflow is not None
+        old = the_pane(app)
+
+        def event(kind: str, seq: int) -> Event:
+            return Event(seq=seq, type=kind, workflow=workflow, task="hold", agent="sh", data={"attempt": 2})
+
+        grid.consume([event("task.completed", 10_000)])
+        grid._ended[(workflow, "hold")] -= LINGER_S + 1  # its linger is over: this frame removes it
+        grid.render_frame()
+        grid.consume([event("task.started", 10_001)])  # a retry, in the same frame as the removal
+        await pilot.pause()
+        new = the_pane(app)
+        assert new is not None and new is not old and new.attempt == 2
+        await until(pilot, lambda: old not in grid.children)
         await engine.cancel(workflow)

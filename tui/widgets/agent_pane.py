@@ -9,6 +9,7 @@ user has not scrolled up. The header repaints only when what it shows changes, a
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime
 
 from rich.text import Text
@@ -21,6 +22,7 @@ from tui.widgets.pane_log import NOTE, STDERR, STDOUT, PaneLog
 from tui.widgets.status import UsageLedger, UsageTotals, elapsed, icon, usage_text
 
 MAX_LINES = 2_000
+_numbers = itertools.count(1)
 MAX_LINES_PER_WRITE = 500  # per write (a log keeps plain strings and paints only the rows shown); more is folded
 
 
@@ -30,7 +32,9 @@ class AgentPane(Vertical):
     DEFAULT_CLASSES = "agent-pane"
 
     def __init__(self, workflow: str, task: str, agent: str) -> None:
-        super().__init__(id=f"pane-{_safe(workflow)}-{_safe(task)}")
+        # Numbered: a task started again while its old pane is still being removed gets a pane of its own (the
+        # same id twice is an error in Textual).
+        super().__init__(id=f"pane-{_safe(workflow)}-{_safe(task)}-{next(_numbers)}")
         self.workflow = workflow
         self.task_key = task
         self.agent = agent
