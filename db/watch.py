@@ -14,9 +14,10 @@ Two ways to learn that something changed, one way to read it:
 
 A position is a SurrealDB versionstamp. ``SINCE`` is inclusive, so a stream resumes from the last position
 it yielded + 1; changes committed in one transaction share a position and are always yielded together.
-Versionstamps are taken while a transaction commits, so concurrent ones become visible out of order: the
-embedded watcher re-reads from the start of the oldest write still in flight and skips what it yielded, rather
-than jumping past a commit that is about to appear behind it.
+Versionstamps are taken while a transaction commits, so concurrent ones become visible out of order: a watcher
+re-reads from the start of this connection's oldest write still in flight and skips what it yielded, rather than
+jumping past a commit that is about to appear behind it. That covers every writer of an embedded store; on a
+server, another process's commit that becomes visible late, behind one already read, can still be missed.
 Closing or cancelling the iterator stops all background work (the live query is killed).
 """
 
@@ -26,7 +27,7 @@ import asyncio
 import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -65,6 +66,18 @@ class Change:
     position: int
 
 
+@dataclass
+class _Feed:
+    """Where one stream stands in a table's feed.
+
+    Every change below ``settled`` has been yielded and none can still appear there; ``delivered`` holds the
+    versionstamps at or above it already yielded, so reading from ``settled`` again repeats nothing.
+    """
+
+    settled: int
+    delivered: set[int] = field(default_factory=set)
+
+
 def position_at_ms(unix_ms: int) -> int:
     """The versionstamp SurrealDB would give a commit at ``unix_ms`` (high bits are milliseconds)."""
     return unix_ms << 16
@@ -90,12 +103,28 @@ class ChangeWatcher(ABC):
     def watch(self, table: str, since: int | None = None) -> AsyncGenerator[Change, None]:
         """Changes to ``table`` committed at or after ``since`` (default: from now), in commit order."""
 
-    async def _read(self, table: str, since: int) -> tuple[list[Change], int, bool]:
-        """Read one batch from the feed: (changes, next position, whether more may be waiting)."""
-        entries = await self._entries(table, since)
-        changes = [change for versionstamp, items in entries for change in _decode_all(table, items, versionstamp)]
-        position = entries[-1][0] + 1 if entries else since
-        return changes, position, len(entries) >= self._batch
+    async def _read_on(self, table: str, feed: _Feed) -> AsyncGenerator[Change, None]:
+        """Read the feed from ``feed.settled`` to its current end, yielding each transaction not yielded before.
+
+        The settled position then moves up to where no commit can still appear: below the last versionstamp
+        read, and below the start of this connection's oldest write still in flight (``Database.commits``).
+        """
+        bound = position_at_ms(self._db.commits.settled_ms())  # before the read, so the read sees all below it
+        cursor = feed.settled
+        while True:
+            entries = await self._entries(table, cursor)
+            for versionstamp, items in entries:
+                if versionstamp in feed.delivered:
+                    continue
+                feed.delivered.add(versionstamp)
+                for change in _decode_all(table, items, versionstamp):
+                    yield change
+            if entries:
+                cursor = entries[-1][0] + 1
+            if len(entries) < self._batch:
+                break
+        feed.settled = max(feed.settled, min(cursor, bound))
+        feed.delivered = {versionstamp for versionstamp in feed.delivered if versionstamp >= feed.settled}
 
     async def _entries(self, table: str, since: int) -> list[tuple[int, list[dict[str, Any]]]]:
         """One batch of the feed, undecoded: (versionstamp, changes) per transaction, in versionstamp order."""
@@ -136,32 +165,16 @@ class ChangefeedWatcher(ChangeWatcher):
         _check_table(table)
         commits = self._db.commits
         loop = asyncio.get_running_loop()
-        # Every change below ``settled`` has been yielded and none can still appear there; ``delivered`` holds
-        # the versionstamps at or above it that were yielded already, so a re-read does not repeat them.
-        settled = await self.position() if since is None else since
-        delivered: set[int] = set()
+        feed = _Feed(await self.position() if since is None else since)
         delay = self._fastest
         while True:
             finished = commits.count
-            bound = position_at_ms(commits.settled_ms())  # taken before the read, so the read sees all below it
             read_at = loop.time()
             found = False
-            cursor = settled
-            while True:
-                entries = await self._entries(table, cursor)
-                for versionstamp, items in entries:
-                    if versionstamp in delivered:
-                        continue
-                    delivered.add(versionstamp)
-                    for change in _decode_all(table, items, versionstamp):
-                        found = True
-                        yield change
-                if entries:
-                    cursor = entries[-1][0] + 1
-                if len(entries) < self._batch:
-                    break
-            settled = max(settled, min(cursor, bound))
-            delivered = {versionstamp for versionstamp in delivered if versionstamp >= settled}
+            async with contextlib.aclosing(self._read_on(table, feed)) as changes:
+                async for change in changes:
+                    found = True
+                    yield change
             if self.wake_on_commit:
                 await commits.wait(finished, self._idle_poll)
                 # Writes keep coming: let a few gather rather than read once per commit.
@@ -190,15 +203,13 @@ class LiveWatcher(ChangeWatcher):
 
         pump_task = asyncio.create_task(pump(), name=f"agentdeck-live-{table}")
         try:
-            position = await self.position() if since is None else since
+            feed = _Feed(await self.position() if since is None else since)
             delay = self.FASTEST_S
             while True:
-                more = True
                 found = False
-                while more:
-                    changes, position, more = await self._read(table, position)
-                    found = found or bool(changes)
-                    for change in changes:
+                async with contextlib.aclosing(self._read_on(table, feed)) as changes:
+                    async for change in changes:
+                        found = True
                         yield change
                 # A notification can arrive before its commit shows in the feed, so after a wake-up the feed
                 # is re-read on a quickening-then-slowing beat until the idle ceiling, not just once.
