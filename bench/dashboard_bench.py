@@ -25,8 +25,9 @@ What is measured, and why:
 - **Peer** — the same engine, workflow and feed with no app (a bare subscriber counting events): the loop
   lateness and CPU the engine and the feed cost by themselves, so what the dashboard adds is the difference.
 
-Each figure is the median over ≥ 3 runs; the per-run figures are reported beside it. Nothing here is asserted by
-the tests (they check the harness).
+Each run is a fresh interpreter (``python -m bench.dashboard_bench --one KIND SHAPE SECONDS``), as a dashboard is;
+each figure is the median over ≥ 3 runs, the worst gap of every run beside it. Nothing here is asserted by the
+tests (they check the harness).
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -303,13 +306,34 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+async def in_own_process(kind: str, shape: str, seconds: float) -> dict[str, Any]:
+    """One run in a fresh interpreter, as a user's dashboard runs: runs in one process would share what earlier
+    apps left behind (Textual keeps a finished app reachable for a while, and the collector walks it)."""
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.dashboard_bench", "--one", kind, shape, str(seconds),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await child.communicate()
+    if child.returncode != 0:
+        raise RuntimeError(f"dashboard bench run {kind}/{shape} failed:\n{err.decode(errors='replace')[-2000:]}")
+    figures: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
+    return figures
+
+
+async def one(kind: str, shape: str, seconds: float) -> dict[str, Any]:
+    """``kind``: ``peer`` (no app), ``agents`` (the panes on screen) or ``events`` (the event log on screen)."""
+    if kind == "peer":
+        return await peer_run(shape, seconds)
+    return await dashboard_run(shape, seconds, tab=kind)
+
+
 async def run(quick: bool, repeats: int = 3, shapes: tuple[str, ...] = ("line", "chunk")) -> dict[str, Any]:
     seconds = 3.0 if quick else 10.0
     results: dict[str, Any] = {}
-    peer = [await peer_run("chunk", seconds) for _ in range(repeats)]
+    peer = [await in_own_process("peer", "chunk", seconds) for _ in range(repeats)]
     results["dashboard_peer_no_ui"] = {**median_of(peer), "rate_per_s": RATE, "seconds": seconds, "runs": repeats}
     for shape, tab in [(shape, "agents") for shape in shapes] + [("chunk", "events")]:
-        runs = [await dashboard_run(shape, seconds, tab=tab) for _ in range(repeats)]
+        runs = [await in_own_process(tab, shape, seconds) for _ in range(repeats)]
         med = median_of(runs)
         worst = max(r["gap_max_ms"] for r in runs)
         results[f"dashboard_{shape}" + ("_event_log" if tab == "events" else "")] = {
@@ -326,9 +350,10 @@ async def run(quick: bool, repeats: int = 3, shapes: tuple[str, ...] = ("line", 
 
 
 if __name__ == "__main__":  # `python -m bench.dashboard_bench [--quick]`: this section alone
-    import json
-    import sys
-
     from bench import dashboard_bench  # the engine imports ``hold`` from there, not from ``__main__``
 
-    print(json.dumps(asyncio.run(dashboard_bench.run("--quick" in sys.argv)), indent=2))
+    if sys.argv[1:2] == ["--one"]:  # one run, its figures as one JSON line (what ``in_own_process`` reads)
+        kind, shape, secs = sys.argv[2], sys.argv[3], float(sys.argv[4])
+        print(json.dumps(asyncio.run(dashboard_bench.one(kind, shape, secs))))
+    else:
+        print(json.dumps(asyncio.run(dashboard_bench.run("--quick" in sys.argv)), indent=2))

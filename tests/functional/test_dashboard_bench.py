@@ -47,3 +47,8 @@ def test_medians_skip_runs_that_never_caught_up() -> None:
         {"gap_max_ms": 20.0, "backlog_s": 0.4},
     ]
     assert dashboard_bench.median_of(runs) == {"gap_max_ms": 20.0, "backlog_s": 0.3}
+
+
+async def test_each_run_of_the_section_is_its_own_process_and_reports_its_figures() -> None:
+    figures = await dashboard_bench.in_own_process("events", "chunk", 0.5)
+    assert figures["frames"] > 0 and figures["sent_per_s"] > 0 and "gap_max_ms" in figures

@@ -112,6 +112,7 @@ class MainScreen(Screen[None]):
         frames and let the event feed fall behind. Frozen objects are left out of collections; they are handed
         back when the screen goes (tests run many apps in one process).
         """
+        gc.unfreeze()  # an earlier dashboard's objects in this process (tests) are collected, not kept
         gc.collect()
         gc.freeze()
 
