@@ -23,6 +23,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,8 @@ _process: subprocess.Popen[bytes] | None = None
 _owner: int | None = None
 #: Run records registered now, re-sent to a watchdog restarted after it died.
 _watched: set[str] = set()
+#: Engines with event loops in several threads share the one watchdog and its pipe.
+_lock = threading.Lock()
 
 
 def _start() -> None:
@@ -55,7 +58,14 @@ def _start() -> None:
 
 
 def _send(op: str, record: Path) -> None:
+    with _lock:
+        _send_locked(op, record)
+
+
+def _send_locked(op: str, record: Path) -> None:
     key = str(record)
+    if _owner is not None and _owner != os.getpid():
+        _watched.clear()  # a forked child: its parent's runs are its parent's watchdog's business
     if op == "+":
         _watched.add(key)
     else:
