@@ -41,7 +41,7 @@ class Blocking:
     """The blocking engine behind the async calls this script makes (each call in a worker thread)."""
 
     def __init__(self, url: str) -> None:
-        self.db = Surreal(url)
+        self.db: Any = Surreal(url)
 
     async def connect(self) -> None:
         await asyncio.to_thread(self.db.connect)
@@ -54,7 +54,7 @@ class Blocking:
 
     async def close(self) -> None:
         await asyncio.to_thread(self.db.close)
-        self.db._db = None
+        self.db._db = None  # drop the native handle now, not at interpreter teardown
 
 
 async def open_store(store: Path, blocking: bool) -> Any:

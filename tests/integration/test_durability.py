@@ -109,6 +109,7 @@ def test_a_sigkill_during_reopen_to_flush_loses_no_acknowledged_batch(tmp_path: 
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_fifty_self_kill_trials_lose_nothing(tmp_path: Path) -> None:
     rng = random.Random(9)
     for trial in range(50):
@@ -116,6 +117,7 @@ def test_fifty_self_kill_trials_lose_nothing(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_thirty_arbitrary_kills_around_flushes_lose_nothing(tmp_path: Path) -> None:
     rng = random.Random(10)
     for trial in range(30):
