@@ -184,17 +184,23 @@ class StateWriter:
             self._task = asyncio.create_task(self._loop(), name="agentdeck-state-writer")
 
     async def close(self, drain_s: float = 10.0) -> None:
-        """Store what is queued (waiting at most ``drain_s`` seconds), then stop. What could not be stored in time
-        (the database is gone) is reported in the log, with its size."""
+        """Store what is queued, then stop. Gives up once ``drain_s`` seconds pass without a batch stored (the
+        database is gone), reporting what is lost in the log. The backlog is bounded (``WriterLimits``), so a
+        database that answers drains it in a few seconds."""
         if self._task is None:
             return
         self._stopping = True
         self._wake.set()
         try:
-            await asyncio.wait_for(asyncio.shield(self._task), drain_s)
+            while not self._task.done():
+                stored = self.batches
+                done, _ = await asyncio.wait({self._task}, timeout=drain_s)
+                if not done and self.batches == stored:
+                    raise TimeoutError
+            self._task.result()
         except (TimeoutError, DatabaseUnavailable):
             log.error(
-                "closing: %d changes (~%d KB) could not be stored within %.0fs and are lost",
+                "closing: %d changes (~%d KB) could not be stored (nothing stored for %.0fs) and are lost",
                 self.backlog,
                 self._backlog_bytes // 1024,
                 drain_s,

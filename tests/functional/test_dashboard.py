@@ -131,6 +131,8 @@ async def test_r_retries_the_selected_task(engine: Engine, tmp_path: Path) -> No
         await until(pilot, lambda: "✔ a" in tree_text(app))
         tree = tree_of(app)
         tree.focus()
+        # The tree puts its cursor on the selected workflow in its next frame: only then is "down" its first task.
+        await until(pilot, lambda: tree.cursor_line == 0)
         await pilot.press("down")  # from the workflow to its first task
         await until(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.selected_task == "a")
         await pilot.press("r")
