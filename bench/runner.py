@@ -13,6 +13,7 @@ from bench import (
     dashboard_bench,
     engine_bench,
     load_bench,
+    recovery_bench,
     redis_bench,
     sandbox_bench,
     spec_bench,
@@ -44,6 +45,7 @@ def main(quick: bool = False, json_path: Path | None = None) -> int:
             **await spec_bench.run(quick),
             **await sandbox_bench.run(quick),
             **await watch_bench.run(quick),
+            **await recovery_bench.run(quick),
         }
 
     results = asyncio.run(everything())

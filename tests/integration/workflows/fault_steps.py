@@ -1,17 +1,13 @@
-"""Steps for the fault suite (tests/integration/test_fault_*.py): small tasks that leave a trace of every call.
-
-In-process tests read ``CALLS`` (how often each task's step was called, per workflow); steps run by a separate
-``agentdeck`` process append ``TASK PID`` to the log file named in their input instead, so a test can tell which
-process ran a task and how often.
+"""Steps for the fault suite's in-process tests (tests/integration/test_fault_*.py): small tasks that count every
+call in ``CALLS`` (how often each task's step was called, per workflow), and a step held until the test opens its
+gate. (Runs killed in another process use ``bench._recovery_steps``.)
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 from engine.errors import TaskFailed
@@ -66,17 +62,3 @@ async def flaky(ctx: Any) -> dict[str, Any]:
     await asyncio.sleep(float(ctx.input.get("delay", 0)))
     await ctx.step()
     return {"task": ctx.task.id, "attempt": ctx.attempt}
-
-
-def record(ctx: Any) -> dict[str, Any]:
-    """For runs in another process: append ``TASK PID`` to ``input.log`` halfway through ``input.delay`` seconds
-    (a thread; ``step_sync`` before the side effect), printing a line before and after it."""
-    delay = float(ctx.input.get("delay", 0.1))
-    ctx.log(f"{ctx.task.id} starting")
-    time.sleep(delay / 2)
-    ctx.step_sync()
-    with Path(ctx.input["log"]).open("a") as log:
-        log.write(f"{ctx.task.id} {os.getpid()}\n")
-    time.sleep(delay / 2)
-    ctx.log(f"{ctx.task.id} wrote its line")
-    return {"wrote": ctx.task.id, "pid": os.getpid()}
