@@ -110,20 +110,24 @@ async def run_in_foreground(
         cancelling: set[asyncio.Task[None]] = set()
         current: list[asyncio.Future[Any]] = []  # what the command awaits now: starting, then waiting
 
+        def cancel_workflow(reason: str) -> None:
+            print(f"agentdeck: {reason}: cancelling the workflow", file=sys.stderr)
+            task = loop.create_task(engine.cancel(workflow_id[0]))
+            cancelling.add(task)
+            task.add_done_callback(cancelling.discard)
+
         def on_signal(signum: int) -> None:
             nonlocal signals
             signals += 1
             name = signal.Signals(signum).name
             if workflow_id and signals == 1:
-                print(f"agentdeck: {name}: cancelling the workflow", file=sys.stderr)
-                task = loop.create_task(engine.cancel(workflow_id[0]))
-                cancelling.add(task)
-                task.add_done_callback(cancelling.discard)
-            else:
-                what = "not waiting for the cancellation" if workflow_id else "stopping before the workflow starts"
-                print(f"agentdeck: {name}: {what}", file=sys.stderr)
-                if current:
-                    current[-1].cancel()
+                cancel_workflow(name)
+            elif workflow_id:
+                print(f"agentdeck: {name}: not waiting for the cancellation", file=sys.stderr)
+                current[-1].cancel()
+            elif current and current[-1].cancel():
+                print(f"agentdeck: {name}: stopping before the workflow starts", file=sys.stderr)
+            # else: starting has just finished; the workflow is cancelled as soon as its id is known (below)
 
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, on_signal, signum)
@@ -135,6 +139,8 @@ async def run_in_foreground(
                 f"`agentdeck workflows pause|resume|cancel {workflow_id[0]}`",
                 file=sys.stderr,
             )
+            if signals:  # Ctrl-C came while the workflow was being started, too late to stop that
+                cancel_workflow("interrupted while starting")
             current.append(asyncio.ensure_future(engine.wait(workflow_id[0])))
             status = await current[-1]
         except asyncio.CancelledError:
