@@ -158,7 +158,8 @@ class Engine:
         workflow = Workflow(
             name=spec.name,
             description=spec.description,
-            spec=spec.model_dump(mode="json"),
+            # What the file set, not every default: a tenth of the values to store, and the same spec on resume.
+            spec=spec.model_dump(mode="json", exclude_unset=True),
             source=spec.source,
             vars=dict(vars or {}),
             owner=self.owner,

@@ -98,8 +98,28 @@ class StateWriter:
     # ---- appending (synchronous, the engine's hot path) ----------------------------------------------------
 
     def new_task(self, task: Task) -> None:
-        """Create a task row (its fields as they are now; later changes follow as ``task`` ops)."""
-        fields = task.model_dump()
+        """Create a task row (its fields as they are now; later changes follow as ``task`` ops). Fields the
+        schema computes itself (``updated_at``) or that are at its defaults are left out: each value sent is a
+        value SurrealDB converts and checks. ``created_at`` is kept: tasks are listed in its order (file order)."""
+        fields: dict[str, Any] = {
+            "workflow": task.workflow,
+            "key": task.key,
+            "agent": task.agent,
+            "status": task.status,
+            "created_at": task.created_at,
+        }
+        if task.depends_on:
+            fields["depends_on"] = task.depends_on
+        if task.input:
+            fields["input"] = task.input
+        if task.max_attempts != 1:
+            fields["max_attempts"] = task.max_attempts
+        for name in ("output", "error", "progress", "thread", "started_at", "finished_at"):
+            value = getattr(task, name)
+            if value is not None:
+                fields[name] = value
+        if task.attempts:
+            fields["attempts"] = task.attempts
         self._append("new_task", (task.workflow, task.key), fields, OP_BYTES)
 
     def new_workflow(self, workflow: Workflow) -> None:
