@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from enum import Enum
 from typing import Any, TypeVar
 
@@ -22,6 +23,9 @@ def plain(value: Any) -> Any:
     A ``None`` nested in a dict or list becomes SurrealDB ``NULL``: the SDK sends Python ``None`` as
     ``NONE``, and ``NONE`` inside an object deletes the key, so ``{"answer": None}`` would come back ``{}``.
     """
+    t = type(value)
+    if t is str or t is int or t is float or t is bool or t is datetime:  # most values: no isinstance chain
+        return value
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, dict):
