@@ -39,8 +39,12 @@ from tests.integration.workflows.fault_steps import CALLS, gate
 
 
 @pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[Engine]:
-    async with connect("mem://") as db, Engine(db, workdir_root=tmp_path / "work") as eng:
+async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Engine]:
+    """An engine on ``mem://``, or on a temporary ``surrealkv://`` store for tests parametrized with
+    ``@pytest.mark.parametrize("engine", ["surrealkv"], indirect=True)`` (slower commits, other interleavings)."""
+    kind = getattr(request, "param", "mem")
+    url = "mem://" if kind == "mem" else f"surrealkv://{tmp_path / 'state.db'}"
+    async with connect(url) as db, Engine(db, workdir_root=tmp_path / "work") as eng:
         yield eng
 
 
@@ -88,6 +92,7 @@ async def test_pause_resume_storm_while_400_tasks_complete(engine: Engine, tmp_p
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("engine", ["mem", "surrealkv"], indirect=True)
 @pytest.mark.parametrize("seed", range(6))
 async def test_pause_resume_storm_while_400_tasks_complete_many_seeds(
     engine: Engine, tmp_path: Path, seed: int
@@ -204,6 +209,7 @@ async def test_cancel_racing_a_pause_storm_then_resume(engine: Engine, tmp_path:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("engine", ["mem", "surrealkv"], indirect=True)
 @pytest.mark.parametrize("seed", range(8))
 async def test_cancel_racing_pauses_and_completions_many_seeds(engine: Engine, tmp_path: Path, seed: int) -> None:
     await cancel_then_resume(engine, tmp_path, seed=100 + seed, n=400, pauses=seed % 4 * 3)
