@@ -2,8 +2,11 @@
 
 `engine.spec._source` reads the file (regular files only, bounded, UTF-8) and `engine.spec._yaml` parses it into
 values that know their lines, with limits on nesting and aliases. Validation itself is pydantic's; this module
-maps each pydantic error location back to a line and rewrites the message in the file's terms. Every step is
-linear in the size of the file.
+maps each pydantic error location back to a line (`engine.spec._messages` words it in the file's terms).
+
+Every step is linear in the size of the file, and so is what a broken file costs: agents and tasks are validated
+one at a time, unknown keys are dropped before pydantic sees them, and after `MAX_PROBLEMS` problems the loader
+stops looking (a million broken tasks would otherwise build a million error reports, gigabytes of them).
 """
 
 from __future__ import annotations
@@ -14,45 +17,22 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from pydantic_core import ErrorDetails
 
 from engine.spec._gc import collector_paused
+from engine.spec._messages import ALLOWED_KEYS, Loc, describe, task_label, unknown_key_message
 from engine.spec._source import read_text
 from engine.spec._yaml import BlockStr, LocMap, LocSeq, compose
 from engine.spec.errors import SpecError, clip, raise_if_any, show_value
-from engine.spec.graph import graph_errors, suggestion
-from engine.spec.models import AgentSpec, Defaults, TaskSpec, WorkflowSpec
+from engine.spec.graph import graph_errors
+from engine.spec.models import AgentSpec, TaskSpec, WorkflowSpec
 
-_EXPRESSION = re.compile(r"\$\{\{(.*?)\}\}", re.DOTALL)
+#: Problems reported for one file at most; a file with more gets these and a line saying there are more.
+MAX_PROBLEMS = 1000
+# Entries a task's env, secrets and depends_on may have (depends_on: a 100,000-task fan-in).
+_MAX_ENTRIES = {"env": 10_000, "secrets": 10_000, "depends_on": 100_000}
 _VARIABLE = re.compile(r"\s*vars\.([A-Za-z_][A-Za-z0-9_-]*)\s*")
-
-Loc = tuple[int | str, ...]
-
-# Keys a YAML mapping may use, per kind of mapping. Model fields the loader fills itself (a task's line, an agent's
-# name, the workflow's source file) are not among them.
-_ALLOWED_KEYS: dict[str, list[str]] = {
-    "top": [name for name in WorkflowSpec.model_fields if name != "source"],
-    "defaults": list(Defaults.model_fields),
-    "agent": [name for name in AgentSpec.model_fields if name != "name"],
-    "task": [name for name in TaskSpec.model_fields if name != "line"],
-}
-
-# What the value must be, per pydantic error type; each is followed by ", got <value>".
-_PROBLEMS = {
-    "int_type": "must be an integer",
-    "int_parsing": "must be an integer",
-    "int_from_float": "must be an integer",
-    "int_parsing_size": "is too large a number",
-    "float_type": "must be a number",
-    "float_parsing": "must be a number",
-    "bool_type": "must be true or false",
-    "bool_parsing": "must be true or false",
-    "string_type": "must be a string",
-    "dict_type": "must be a mapping",
-    "model_type": "must be a mapping",
-    "model_attributes_type": "must be a mapping",
-    "list_type": "must be a list",
-}
+# Stands in for the tasks while the rest of a workflow whose tasks are broken is validated.
+_PLACEHOLDER_TASK = TaskSpec(id="placeholder", agent="placeholder")
 
 
 def load_workflow(path: str | Path, vars: Mapping[str, str] | None = None) -> WorkflowSpec:
@@ -92,32 +72,140 @@ class _Loader:
         self.variables = variables
         self.errors: list[SpecError] = []
         self.variable_errors: list[SpecError] = []
+        self.unreported = 0  # problems found past MAX_PROBLEMS
+        self.stopped = False  # gave up looking after MAX_PROBLEMS
+        # Tasks and agents that had unknown keys: they count as broken (not used by the graph checks), as they did
+        # when pydantic refused the keys itself.
+        self.had_unknown_keys: set[Loc] = set()
         # A value whose ${{ }} could not be filled also fails other checks (an integer field, an agent name); only
         # the variable error is news, so other problems on the same line wait until the variable is fixed.
         self.spoiled_lines: set[int] = set()
 
     def load(self) -> WorkflowSpec:
         data = self._plain(self.root, 1)
-        self._drop_loader_keys(data)
+        self._drop_unknown_keys(data)
         tasks = data.get("tasks")
         if isinstance(tasks, list):
             for index, item in enumerate(tasks):
                 if isinstance(item, dict):
                     item["line"] = self._locate(("tasks", index))
-        spec: WorkflowSpec | None = None
-        try:
-            spec = WorkflowSpec.model_validate({**data, "source": self.path})
-        except ValidationError as exc:
-            self.errors.extend(self._from_pydantic(error, data) for error in exc.errors(include_url=False))
-            self.errors.extend(self._graph_errors_of_valid_parts(data))
-        else:
+        spec = self._validate(data)
+        if spec is not None:
             for index, task in enumerate(spec.tasks):
                 self._attach_lines(task, index)
-            self.errors.extend(graph_errors(spec.tasks, spec.agents, path=self.path))
+            self._report(graph_errors(spec.tasks, spec.agents, path=self.path))
         kept = [error for error in self.errors if error.line not in self.spoiled_lines]
+        if self.unreported or self.stopped:
+            counted = f"{self.unreported:,} more problems not listed" if self.unreported else "more problems may follow"
+            kept.append(SpecError(f"{counted}: stopped after the first {MAX_PROBLEMS:,}", path=self.path))
         raise_if_any([*self.variable_errors, *kept])
         assert spec is not None  # no errors means validation succeeded
         return spec
+
+    def _report(self, errors: list[SpecError]) -> None:
+        room = max(0, MAX_PROBLEMS - len(self.errors) - len(self.variable_errors))
+        self.errors.extend(errors[:room])
+        self.unreported += len(errors) - len(errors[:room])
+
+    @property
+    def full(self) -> bool:
+        return len(self.errors) + len(self.variable_errors) >= MAX_PROBLEMS
+
+    # -- validation -----------------------------------------------------------------------------------------------
+
+    def _validate(self, data: dict[str, Any]) -> WorkflowSpec | None:
+        """The spec, or None when something is wrong (then `errors` say what)."""
+        agents, broken_agents = self._valid_agents(data.get("agents"))
+        indexed, broken_ids, tasks_broken = self._valid_tasks(data.get("tasks"))
+        if self.full:
+            self.stopped = True
+            return None
+        tasks = None if indexed is None else [task for _, task in indexed]
+        whole: dict[str, Any] = {**data, "source": self.path}
+        if agents is not None:
+            whole["agents"] = agents
+        if tasks is not None:
+            whole["tasks"] = [_PLACEHOLDER_TASK] if tasks_broken and not tasks else tasks
+        try:
+            spec = WorkflowSpec.model_validate(whole)
+        except ValidationError as exc:
+            self._report_pydantic(exc, (), data)
+            spec = None
+        if spec is not None and not (broken_agents or tasks_broken):
+            return spec
+        if agents is not None and tasks is not None and indexed is not None:  # graph checks of the valid parts
+            for index, task in indexed:
+                self._attach_lines(task, index)
+            errors = graph_errors(
+                tasks, agents, path=self.path, other_task_ids=broken_ids, other_agent_names=broken_agents
+            )
+            self._report(errors)
+        return None
+
+    def _valid_agents(self, raw: Any) -> tuple[dict[str, AgentSpec] | None, set[str]]:
+        if not isinstance(raw, dict):
+            return None, set()
+        agents: dict[str, AgentSpec] = {}
+        broken: set[str] = set()
+        for name, value in raw.items():
+            given = {"name": name, **value} if isinstance(value, dict) else value
+            agent = self._valid_one(AgentSpec, given, ("agents", name), raw_data={"agents": raw})
+            if isinstance(agent, AgentSpec) and ("agents", name) not in self.had_unknown_keys:
+                agents[name] = agent
+            else:
+                broken.add(name)
+            if self.full:
+                self.stopped = True
+                break
+        return agents, broken
+
+    def _valid_tasks(self, raw: Any) -> tuple[list[tuple[int, TaskSpec]] | None, set[str], bool]:
+        """The valid tasks with their index in the file, ids of broken ones, and whether any was broken."""
+        if not isinstance(raw, list):
+            return None, set(), False
+        tasks: list[tuple[int, TaskSpec]] = []
+        broken_ids: set[str] = set()
+        any_broken = False
+        for index, value in enumerate(raw):
+            task = None
+            if not self._too_many_entries(value, index):
+                task = self._valid_one(TaskSpec, value, ("tasks", index), raw_data={"tasks": raw})
+            if isinstance(task, TaskSpec) and ("tasks", index) not in self.had_unknown_keys:
+                tasks.append((index, task))
+            else:
+                any_broken = True
+                if isinstance(value, dict) and isinstance(value.get("id"), str):
+                    broken_ids.add(value["id"])
+            if self.full:
+                self.stopped = True
+                break
+        return tasks, broken_ids, any_broken
+
+    def _too_many_entries(self, task: Any, index: int) -> bool:
+        if not isinstance(task, dict):
+            return False
+        for key, limit in _MAX_ENTRIES.items():
+            value = task.get(key)
+            if isinstance(value, list | dict) and len(value) > limit:
+                message = f"{task_label(task, index)}: {key} has {len(value):,} entries; at most {limit:,} are allowed"
+                self._report([SpecError(message, path=self.path, line=self._locate(("tasks", index, key), key=True))])
+                return True
+        return False
+
+    def _valid_one(self, model: type[BaseModel], value: Any, loc: Loc, raw_data: dict[str, Any]) -> BaseModel | None:
+        try:
+            return model.model_validate(value)
+        except ValidationError as exc:
+            self._report_pydantic(exc, loc, raw_data)
+            return None
+
+    def _report_pydantic(self, exc: ValidationError, prefix: Loc, data: dict[str, Any]) -> None:
+        errors: list[SpecError] = []
+        for error in exc.errors(include_url=False):
+            error["loc"] = (*prefix, *error["loc"])
+            message, loc, at_key = describe(error, data)
+            errors.append(SpecError(message, path=self.path, line=self._locate(loc, key=at_key)))
+        self._report(errors)
 
     # -- YAML tree to plain data -------------------------------------------------------------------------------
 
@@ -138,104 +226,76 @@ class _Loader:
         return node  # None, booleans and numbers
 
     def _fill_variables(self, text: str, line: int, *, block: bool) -> str:
-        def fill(match: re.Match[str]) -> str:
-            # In a `|` block the text starts on the line after the key, and keeps its newlines.
-            at = line + 1 + text.count("\n", 0, match.start()) if block else line
-            variable = _VARIABLE.fullmatch(match.group(1))
-            if variable is not None and variable.group(1) in self.variables:
-                return self.variables[variable.group(1)]
-            if variable is None:
-                message = f"unsupported expression '{clip(match.group(0))}'; only ${{{{ vars.NAME }}}} is supported"
-            else:
-                name = variable.group(1)
-                message = f"undefined variable '{name}': pass --var {name}=VALUE"
+        """Replace each ``${{ ... }}`` (up to the first ``}}`` after it, as a lazy regex would match).
+
+        Done with ``str.find`` rather than a regex: a regex that finds no ``}}`` rescans to the end of the text from
+        every ``${{``, which is quadratic in a long value full of them.
+        """
+        parts: list[str] = []
+        position = 0
+        at = line + 1 if block else line  # in a `|` block the text starts on the line after the key
+        counted = 0
+        while True:
+            start = text.find("${{", position)
+            end = text.find("}}", start + 3) if start >= 0 else -1
+            if end < 0:
+                parts.append(text[position:])
+                return "".join(parts)
+            parts.append(text[position:start])
+            expression = text[start : end + 2]
+            if block:
+                at += text.count("\n", counted, start)
+                counted = start
+            parts.append(self._variable(expression, line, at))
+            position = end + 2
+
+    def _variable(self, expression: str, line: int, at: int) -> str:
+        variable = _VARIABLE.fullmatch(expression[3:-2])
+        if variable is not None and variable.group(1) in self.variables:
+            return self.variables[variable.group(1)]
+        if variable is None:
+            message = f"unsupported expression '{clip(expression)}'; only ${{{{ vars.NAME }}}} is supported"
+        else:
+            name = variable.group(1)
+            message = f"undefined variable '{name}': pass --var {name}=VALUE"
+        if self.full:
+            self.unreported += 1
+        else:
             self.variable_errors.append(SpecError(message, path=self.path, line=at))
-            self.spoiled_lines.update({line, at})
-            return match.group(0)
+        self.spoiled_lines.update({line, at})
+        return expression
 
-        return _EXPRESSION.sub(fill, text)
-
-    def _drop_loader_keys(self, data: dict[str, Any]) -> None:
-        """Refuse, as unknown, keys naming fields the loader fills itself."""
-        if "source" in data:
-            self._unknown_key(("source",), "top", "")
-            del data["source"]
+    def _drop_unknown_keys(self, data: dict[str, Any]) -> None:
+        """Refuse unknown keys here, before pydantic, so that a million of them cost a million checks, not a million
+        error reports; keys naming fields the loader fills itself (an agent's name, a task's line) are unknown."""
+        self._drop_unknown(data, (), "top", "")
+        defaults = data.get("defaults")
+        if isinstance(defaults, dict):
+            self._drop_unknown(defaults, ("defaults",), "defaults", "defaults")
         agents = data.get("agents")
         if isinstance(agents, dict):
             for name, agent in agents.items():
-                if isinstance(agent, dict) and "name" in agent:
-                    self._unknown_key(("agents", name, "name"), "agent", f"agent '{clip(name)}'")
-                    del agent["name"]
+                if isinstance(agent, dict):
+                    self._drop_unknown(agent, ("agents", name), "agent", f"agent '{clip(name)}'")
         tasks = data.get("tasks")
         if isinstance(tasks, list):
             for index, task in enumerate(tasks):
-                if isinstance(task, dict) and "line" in task:
-                    self._unknown_key(("tasks", index, "line"), "task", _task_label(task, index))
-                    del task["line"]
+                if isinstance(task, dict):
+                    self._drop_unknown(task, ("tasks", index), "task", task_label(task, index))
 
-    def _unknown_key(self, loc: Loc, kind: str, label: str) -> None:
-        self.errors.append(
-            SpecError(_unknown_key_message(kind, label, str(loc[-1])), path=self.path, line=self._locate(loc, key=True))
-        )
-
-    # -- pydantic errors to located messages ---------------------------------------------------------------------
-
-    def _from_pydantic(self, error: ErrorDetails, data: dict[str, Any]) -> SpecError:
-        loc: Loc = tuple(error["loc"])
-        context = error.get("ctx") or {}
-        if "field" in context:  # a model-level check about one field
-            loc = (*loc, context["field"])
-        kind, label, rest = _context_of(loc, data)
-        kind_of_error = error["type"]
-        if kind_of_error == "extra_forbidden":
-            message = _unknown_key_message(kind, label, str(loc[-1]))
-            return SpecError(message, path=self.path, line=self._locate(loc, key=True))
-        if kind_of_error == "missing":
-            where = "top-level key" if kind == "top" else "key"
-            message = f"missing required {where} '{loc[-1]}'"
-            return SpecError(f"{label}: {message}" if label else message, path=self.path, line=self._locate(loc))
-        if kind_of_error == "spec":
-            problem = error["msg"]
-        elif kind_of_error in _PROBLEMS:
-            problem = f"{_PROBLEMS[kind_of_error]}, got {show_value(error['input'])}"
-        elif kind_of_error == "literal_error":
-            problem = f"must be {context['expected']}, got {show_value(error['input'])}"
-        elif kind_of_error in ("greater_than_equal", "greater_than"):
-            bound = f">= {context['ge']}" if "ge" in context else f"> {context['gt']}"
-            problem = f"must be {bound}, got {show_value(error['input'])}"
-        elif kind_of_error in ("too_short", "string_too_short"):
-            problem = "must list at least one task" if loc == ("tasks",) else "must not be empty"
-        else:
-            problem = f"is invalid: {error['msg']}"
-        field = _field_label(rest)
-        message = f"{label}: {field} {problem}" if label and field else f"{label or field} {problem}"
-        has_field = "field" in context
-        return SpecError(message, path=self.path, line=self._locate(loc, key=has_field))
-
-    def _graph_errors_of_valid_parts(self, data: dict[str, Any]) -> list[SpecError]:
-        """Graph checks over the agents and tasks that did validate, when some did not."""
-        agents: dict[str, AgentSpec] = {}
-        broken_agents: set[str] = set()
-        raw_agents = data.get("agents", {})
-        raw_tasks = data.get("tasks")
-        if not isinstance(raw_agents, dict) or not isinstance(raw_tasks, list):
-            return []
-        for name, raw in raw_agents.items():
-            agent = _valid(AgentSpec, {**raw, "name": name}) if isinstance(raw, dict) else None
-            if isinstance(agent, AgentSpec):
-                agents[name] = agent
-            else:
-                broken_agents.add(name)
-        tasks: list[TaskSpec] = []
-        broken_ids: set[str] = set()
-        for index, raw in enumerate(raw_tasks):
-            task = _valid(TaskSpec, raw)
-            if isinstance(task, TaskSpec):
-                self._attach_lines(task, index)
-                tasks.append(task)
-            elif isinstance(raw, dict) and isinstance(raw.get("id"), str):
-                broken_ids.add(raw["id"])
-        return graph_errors(tasks, agents, path=self.path, other_task_ids=broken_ids, other_agent_names=broken_agents)
+    def _drop_unknown(self, mapping: dict[str, Any], loc: Loc, kind: str, label: str) -> None:
+        allowed = ALLOWED_KEYS[kind]
+        unknown = [key for key in mapping if key not in allowed]
+        errors = []
+        for key in unknown[: MAX_PROBLEMS + 1]:
+            message = unknown_key_message(kind, label, key)
+            errors.append(SpecError(message, path=self.path, line=self._locate((*loc, key), key=True)))
+        self._report(errors)
+        self.unreported += max(0, len(unknown) - len(errors))
+        for key in unknown:
+            del mapping[key]
+        if unknown:
+            self.had_unknown_keys.add(loc)
 
     # -- lines ---------------------------------------------------------------------------------------------------
 
@@ -277,48 +337,3 @@ def _line_in(mapping: LocMap, key: str) -> int:
     if isinstance(mapping[key], LocMap | LocSeq):
         return mapping.key_lines[key]
     return mapping.value_lines[key]
-
-
-def _valid(model: type[BaseModel], raw: Any) -> BaseModel | None:
-    try:
-        return model.model_validate(raw)
-    except ValidationError:
-        return None
-
-
-def _task_label(task: Any, index: int) -> str:
-    task_id = task.get("id") if isinstance(task, dict) else None
-    return f"task '{clip(task_id)}'" if isinstance(task_id, str) and task_id else f"task #{index + 1}"
-
-
-def _context_of(loc: Loc, data: dict[str, Any]) -> tuple[str, str, Loc]:
-    """Which mapping an error is in (kind, label for messages) and the location inside it."""
-    if len(loc) >= 2 and loc[0] == "tasks" and isinstance(loc[1], int):
-        tasks = data.get("tasks")
-        task = tasks[loc[1]] if isinstance(tasks, list) and loc[1] < len(tasks) else None
-        return "task", _task_label(task, loc[1]), loc[2:]
-    if len(loc) >= 2 and loc[0] == "agents":
-        return "agent", f"agent '{clip(str(loc[1]))}'", loc[2:]
-    if len(loc) >= 2 and loc[0] == "defaults":
-        return "defaults", "defaults", loc[1:]
-    return "top", "", loc
-
-
-def _field_label(loc: Loc) -> str:
-    """``("env", "PORT")`` → ``env.PORT``; ``("depends_on", 0)`` → ``depends_on[0]``."""
-    if loc[-1:] == ("[key]",):  # pydantic's marker for a bad mapping key: ("env", "bad key", "[key]")
-        return f"{_field_label(loc[:-2])} key"
-    text = ""
-    for part in loc:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            text += f".{clip(str(part))}" if text else clip(str(part))
-    return text
-
-
-def _unknown_key_message(kind: str, label: str, key: str) -> str:
-    hint = suggestion(key, _ALLOWED_KEYS[kind]) if len(key) <= 100 else ""
-    if kind == "top":
-        return f"unknown top-level key '{clip(key)}'{hint}"
-    return f"{label}: unknown key '{clip(key)}'{hint}"

@@ -21,6 +21,7 @@ from engine.spec import (
     MAX_ALIAS_VALUES,
     MAX_DEPTH,
     MAX_FILE_BYTES,
+    MAX_PROBLEMS,
     MAX_TASK_ID_LENGTH,
     SpecError,
     WorkflowSpec,
@@ -329,4 +330,48 @@ def test_line_breaks_in_names_are_escaped_so_each_problem_stays_one_line() -> No
     assert str(error).splitlines() == [
         "wf.yaml:2: unknown top-level key 'a\\rb\\u2028c'",
         "wf.yaml:3: task 't': unknown agent 'x\\ny' (the workflow defines no agents)",
+    ]
+
+
+# -- floods of problems: the report stops at MAX_PROBLEMS, and so does the work --------------------------------------
+
+
+def test_a_hundred_thousand_broken_tasks_give_the_first_problems_and_stop() -> None:
+    text = "name: w\ntasks: [" + ", ".join(["1"] * 100_000) + "]\n"
+    kind, error = finishes(lambda: parse_workflow(text, "wf.yaml"), within=60)
+    assert kind == "error" and isinstance(error, SpecError)
+    lines = str(error).splitlines()
+    assert lines[0] == f"wf.yaml: more problems may follow: stopped after the first {MAX_PROBLEMS:,}"
+    assert lines[1:3] == ["wf.yaml:2: task #1 must be a mapping, got 1", "wf.yaml:2: task #2 must be a mapping, got 1"]
+    assert len(lines) == MAX_PROBLEMS + 1
+
+
+def test_fifty_thousand_unknown_keys_are_counted_not_all_listed() -> None:
+    text = "name: w\ntasks: [{id: a, agent: s}]\n" + "".join(f"key{i}: 1\n" for i in range(50_000))
+    kind, error = finishes(lambda: parse_workflow(text, "wf.yaml"), within=60)
+    assert kind == "error" and isinstance(error, SpecError)
+    lines = str(error).splitlines()
+    assert lines[0] == f"wf.yaml: {50_000 - MAX_PROBLEMS:,} more problems not listed: stopped after the first 1,000"
+    assert lines[1] == "wf.yaml:3: unknown top-level key 'key0'"
+
+
+def test_a_task_with_too_many_env_entries_is_one_problem() -> None:
+    env = ", ".join(f"V{i}: x" for i in range(10_001))
+    error = problem(f"name: w\nagents: {{s: {{kind: shell}}}}\ntasks:\n  - id: a\n    agent: s\n    env: {{{env}}}\n")
+    assert str(error) == "wf.yaml:6: task 'a': env has 10,001 entries; at most 10,000 are allowed"
+
+
+def test_a_value_full_of_unclosed_expressions_is_read_in_linear_time() -> None:
+    # A regex looking for each `${{`'s `}}` rescanned the rest of the text every time: 20,000 of them took 30 s.
+    text = "name: w\nagents: {s: {kind: shell}}\ntasks: [{id: a, agent: s, run: '" + "${{" * 500_000 + "'}]\n"
+    kind, spec = finishes(lambda: parse_workflow(text, "wf.yaml"), within=30)
+    assert kind == "value" and spec.tasks[0].run == "${{" * 500_000
+
+
+def test_expressions_in_a_block_are_located_on_their_own_lines() -> None:
+    block = "    run: |\n      a ${{ vars.X }}\n      b\n      c ${{ nope }}\n"
+    error = problem("name: w\nagents: {s: {kind: shell}}\ntasks:\n  - id: a\n    agent: s\n" + block)
+    assert [str(e) for e in error.errors] == [
+        "wf.yaml:7: undefined variable 'X': pass --var X=VALUE",
+        "wf.yaml:9: unsupported expression '${{ nope }}'; only ${{ vars.NAME }} is supported",
     ]
