@@ -192,8 +192,8 @@ class Engine:
 
     async def resume_workflow(self, workflow_id: str) -> str:
         """Run a stored workflow again from where it stopped (crash, cancel, failure); completed tasks stay done."""
-        if workflow_id in self.runs:
-            run = self.runs[workflow_id]
+        run = await self._live_run(workflow_id)
+        if run is not None:
             if run.paused:
                 await run.resume()
             return workflow_id
@@ -262,28 +262,40 @@ class Engine:
             raise ControlError(f"no workflow {workflow_id!r}")
         return workflow
 
-    def _run(self, workflow_id: str, action: str) -> WorkflowRun:
+    async def _live_run(self, workflow_id: str) -> WorkflowRun | None:
+        """The run of ``workflow_id`` in this engine, or None. A run that is already storing its end is waited
+        for and treated as stopped, so a control landing then acts on the finished workflow, never on a run
+        that can no longer schedule what the control asks for."""
         run = self.runs.get(workflow_id)
+        if run is not None and run.ending:
+            await run.finished.wait()
+            return None
+        return run
+
+    async def _run(self, workflow_id: str, action: str) -> WorkflowRun:
+        run = await self._live_run(workflow_id)
         if run is None:
             raise ControlError(f"cannot {action} workflow {workflow_id}: it is not running")
         return run
 
     async def pause(self, workflow_id: str) -> None:
         await self._workflow(workflow_id)
-        await self._run(workflow_id, "pause").pause()
+        await (await self._run(workflow_id, "pause")).pause()
 
     async def resume(self, workflow_id: str) -> None:
         """Unpause a paused run; a stopped workflow (crash, cancel) is resumed from its last checkpoint."""
-        if workflow_id in self.runs:
-            await self.runs[workflow_id].resume()
+        run = await self._live_run(workflow_id)
+        if run is not None:
+            await run.resume()
         else:
             await self.resume_workflow(workflow_id)
 
     async def cancel(self, workflow_id: str) -> None:
-        workflow = await self._workflow(workflow_id)
-        if workflow_id in self.runs:
-            await self.runs[workflow_id].cancel()
+        run = await self._live_run(workflow_id)
+        if run is not None:
+            await run.cancel()
             return
+        workflow = await self._workflow(workflow_id)
         if workflow.status.finished:
             raise ControlError(f"workflow {workflow_id} already {workflow.status.value}")
         # A crashed workflow nobody runs: record the cancellation so it is no longer offered for recovery.
@@ -300,8 +312,9 @@ class Engine:
 
         A finished graph task runs afresh on a new thread; with ``fresh=False`` it continues from its thread's
         head instead (after a time-travel fork)."""
-        if workflow_id in self.runs:
-            await self.runs[workflow_id].retry(task, fresh=fresh)
+        run = await self._live_run(workflow_id)
+        if run is not None:
+            await run.retry(task, fresh=fresh)
             return
         workflow = await self._workflow(workflow_id)
         spec = WorkflowSpec.model_validate(workflow.spec)
@@ -325,8 +338,9 @@ class Engine:
         checkpoint = await self.stores.checkpoints.get(checkpoint_id)
         if checkpoint is None or checkpoint.workflow != workflow_id:
             raise ControlError(f"workflow {workflow_id} has no checkpoint {checkpoint_id!r}")
-        if workflow_id in self.runs:
-            await self.runs[workflow_id].rollback(checkpoint)
+        run = await self._live_run(workflow_id)
+        if run is not None:
+            await run.rollback(checkpoint)
             return checkpoint
         await self._workflow(workflow_id)
         tasks = {t.key: t for t in await self.stores.tasks.list(workflow_id)}
@@ -341,9 +355,9 @@ class Engine:
         self, workflow_id: str, task: str, value: Any = True, *, deny: bool = False, by: str = "user"
     ) -> Approval:
         """Answer the open approval of a graph task (yes, no, or a value); the graph resumes with it."""
-        workflow = await self._workflow(workflow_id)
-        if workflow_id in self.runs:
+        if await self._live_run(workflow_id) is not None:
             return await self.approvals.answer(workflow_id, task, value, deny=deny, by=by)
+        workflow = await self._workflow(workflow_id)
         if not self.db.is_embedded and not lease_expired(workflow) and workflow.status in _LIVE:
             # Another engine runs it (a dashboard on a server database): it announces the answer itself.
             return await self.approvals.answer(workflow_id, task, value, deny=deny, by=by, quiet=True)
@@ -359,7 +373,7 @@ class Engine:
     ) -> str:
         """Time travel: fork the task's thread at ``checkpoint_id`` (optionally with edited state) and run the
         task again from there, so only the steps after it run; returns the new head checkpoint's id."""
-        run = self.runs.get(workflow_id)
+        run = await self._live_run(workflow_id)
         if run is not None and task in run._running:
             raise ControlError(f"task {task} is running; pause does not stop it mid-step: cancel it or wait for it")
         head = await threads.fork(self, workflow_id, task, checkpoint_id, values)
@@ -375,7 +389,7 @@ class Engine:
         return head
 
     async def checkpoint(self, workflow_id: str, reason: str = "manual") -> Checkpoint:
-        return await self._run(workflow_id, "checkpoint").checkpoint(reason=reason)
+        return await (await self._run(workflow_id, "checkpoint")).checkpoint(reason=reason)
 
     # ---- leases -----------------------------------------------------------------------------------------
 

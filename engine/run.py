@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import time
@@ -88,6 +89,9 @@ class WorkflowRun(RunControls):
         self._waiting_since: dict[str, float] = {}
         self._frozen: dict[str, float] = {}  # task key -> seconds its timeout had left when its clock stopped
         self.finished = asyncio.Event()
+        #: Set once the run stopped scheduling and is storing its end: controls then wait for ``finished``.
+        self.ending = False
+        self._held_by = 0  # controls (rollback, retry) in the middle of changing tasks
         self.status: WorkflowStatus = workflow.status
 
     # ---- the coordinator loop -----------------------------------------------------------------------------
@@ -103,13 +107,15 @@ class WorkflowRun(RunControls):
         try:
             await self._schedule()
         finally:
+            self.ending = True  # controls arriving from now on wait for the end and treat the workflow as stopped
             for handle in list(self._running.values()):
                 # Once only: a second cancel would interrupt the first one's cleanup (LangGraph cancels its
                 # running nodes while it exits; interrupted, it leaves them running unowned).
                 if not handle.cancelling():
                     handle.cancel()
-            if self._running:
+            while self._running:  # their done-callbacks remove them
                 await asyncio.gather(*self._running.values(), return_exceptions=True)
+                await asyncio.sleep(0)
             for sandbox in self._sandboxes.values():
                 with contextlib.suppress(Exception):
                     await sandbox.close()
@@ -149,13 +155,20 @@ class WorkflowRun(RunControls):
         loop = asyncio.get_running_loop()
         while not self.cancelled:
             self._wake.clear()
+            if self._held_by:  # a control is changing tasks across awaits: neither start nor end meanwhile
+                await self._wake.wait()
+                continue
             if not self.writer.writable:  # the database is behind: start nothing until it catches up
                 await self.writer.wait_writable()
                 continue
             if not self.paused and not self._stop_new:
                 while (key := self.dag.next_startable(self._limits, self.tasks)) is not None:
                     self.dag.started(key)
-                    self._running[key] = loop.create_task(self._run_task(key), name=f"agentdeck-task-{self.id}-{key}")
+                    handle = loop.create_task(self._run_task(key), name=f"agentdeck-task-{self.id}-{key}")
+                    # Bookkeeping in a done-callback, not in _run_task: a task cancelled before it ever ran (a
+                    # fail_fast sibling, a rollback) never executes the coroutine's finally.
+                    handle.add_done_callback(functools.partial(self._task_done, key))
+                    self._running[key] = handle
             if self._unwritten_queued:
                 self._write_held()
             if not self._running and (self._stop_new or not self.dag.has_ready()):
@@ -316,13 +329,16 @@ class WorkflowRun(RunControls):
             self._fail(key, f"{type(exc).__name__}: {exc}", cancel_others=False)
         else:
             self._complete(key, output, time.monotonic() - started)
-        finally:
-            self._running.pop(key, None)
-            self.dag.stopped(key)
-            self._timeouts.pop(key, None)
-            self._frozen.pop(key, None)
-            self._contexts.pop(key, None)
-            self._wake.set()
+
+    def _task_done(self, key: str, handle: asyncio.Task[None]) -> None:
+        """A task's attempts are over (or it was cancelled before it started): it no longer runs."""
+        if self._running.get(key) is handle:
+            del self._running[key]
+        self.dag.stopped(key)
+        self._timeouts.pop(key, None)
+        self._frozen.pop(key, None)
+        self._contexts.pop(key, None)
+        self._wake.set()
 
     async def _attempt(self, key: str, agent: Agent, limit_s: float | None) -> Any:
         number = self.tasks[key].attempts + 1

@@ -59,6 +59,8 @@ class RunControls:
     _frozen: dict[str, float]
     _waiting_since: dict[str, float]
     _wake: asyncio.Event
+    _held_by: int
+    ending: bool
 
     def _rebuild(self) -> None:
         raise NotImplementedError  # WorkflowRun's
@@ -202,18 +204,20 @@ class RunControls:
             raise ControlError(f"workflow {self.id} has no task {key!r}")
         if key in self._running:
             raise ControlError(f"task {key} is running; cancel the workflow or wait for it")
-        thread = None
-        if fresh and task.status is TaskStatus.COMPLETED:
-            thread = await thread_for_rerun(self.engine, self.id, task, before=None)
-        if key in self._running:  # started again while we read its thread
-            raise ControlError(f"task {key} is running; cancel the workflow or wait for it")
-        if thread is not None:
-            self._update(key, thread=thread)
-        self._reset([key, *sorted(self.spec.downstream(key))], only_unfinished_downstream=key)
-        self._stop_new = False
-        self._emit("task.queued", key, retry=True)
-        self._rebuild()
-        self._wake.set()
+        self._held_by += 1  # the run may neither start nor end tasks while we read the thread
+        try:
+            thread = None
+            if fresh and task.status is TaskStatus.COMPLETED:
+                thread = await thread_for_rerun(self.engine, self.id, task, before=None)
+            if thread is not None:
+                self._update(key, thread=thread)
+            self._reset([key, *sorted(self.spec.downstream(key))], only_unfinished_downstream=key)
+            self._stop_new = False
+            self._emit("task.queued", key, retry=True)
+            self._rebuild()
+        finally:
+            self._held_by -= 1
+            self._wake.set()
         await self.recorder.flush()
 
     def _reset(self, keys: list[str], only_unfinished_downstream: str | None = None) -> None:
@@ -228,23 +232,30 @@ class RunControls:
 
     async def rollback(self, checkpoint: Checkpoint) -> None:
         self._seal_checkpoint()
-        running = dict(self._running)
-        for key in running:
-            # Back to pending first, so the cancelled attempt is recorded as reset, not as cancelled.
-            self._resetting.add(key)
-            self._transition(key, TaskStatus.PENDING, force=True)
-            running[key].cancel()
+        # The run may neither start nor end tasks until the rollback is applied: cancelling frees slots, and a
+        # run with nothing running would otherwise end (or start a waiting task) in the middle of it.
+        self._held_by += 1
         try:
-            if running:
-                await asyncio.gather(*running.values(), return_exceptions=True)
+            running = dict(self._running)
+            for key in running:
+                # Back to pending first, so the cancelled attempt is recorded as reset, not as cancelled.
+                self._resetting.add(key)
+                self._transition(key, TaskStatus.PENDING, force=True)
+                running[key].cancel()
+            try:
+                while self._running:  # their done-callbacks remove them
+                    await asyncio.gather(*self._running.values(), return_exceptions=True)
+                    await asyncio.sleep(0)
+            finally:
+                self._resetting.difference_update(running)
+            await apply_rollback(self.engine, self.id, checkpoint, self.tasks)
+            self._stop_new = False
+            latest = await self.engine.stores.checkpoints.latest(self.id)
+            self._checkpoint_number = latest.number if latest else self._checkpoint_number
+            self._rebuild()
         finally:
-            self._resetting.difference_update(running)
-        await apply_rollback(self.engine, self.id, checkpoint, self.tasks)
-        self._stop_new = False
-        latest = await self.engine.stores.checkpoints.latest(self.id)
-        self._checkpoint_number = latest.number if latest else self._checkpoint_number
-        self._rebuild()
-        self._wake.set()
+            self._held_by -= 1
+            self._wake.set()
 
     # ---- the timeout clock --------------------------------------------------------------------------------
 
