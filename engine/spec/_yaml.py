@@ -11,7 +11,8 @@ this module builds the values from them in one loop, without recursion:
   laughs" bomb), a recursive alias, and a second document are errors at their line.
 
 Aliases are shared, not copied, here: the alias limit is what bounds the copies later steps make.
-The ruamel round-trip loader it replaces took ~2 ms per task (100 s for 50,000 tasks); this takes ~20 µs.
+Measured on 50,000 tasks: ~30 µs of CPU per task (1.5 s), where ruamel's round-trip loader, used before, took
+~0.7 ms per task (36 s).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Kept apart from the models so the YAML loader can run the same checks on the parts of a broken file that did
 validate, and report graph problems together with field problems.
 
-Everything here is linear in tasks + dependencies (a 50,000-task file validates in about a second): cycles are
+Everything here is linear in tasks + dependencies (the checks of 50,000 tasks take ~0.3 s): cycles are
 found with Tarjan's strongly connected components, each named by a breadth-first search inside its own
 component, and "did you mean" hints share a bounded budget so a file full of typos cannot make them quadratic.
 """
