@@ -13,7 +13,7 @@ import contextlib
 import gc
 import re
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal
@@ -109,6 +109,9 @@ class Database:
         # Each query that may write is announced when it finishes: embedded change watchers (db/watch.py) wake on
         # it instead of polling, since nothing but this connection writes an embedded store.
         self.commits = CommitSignal()
+        # Servers: signs in and selects the namespace and database again. The SDK reconnects a dropped websocket
+        # by itself, into a new session that has neither, and every query then fails with "Specify a namespace".
+        self._start_session: Callable[[], Awaitable[None]] | None = None
 
     @property
     def sdk(self) -> Any:
@@ -135,6 +138,19 @@ class Database:
             QueryFailed: if any statement failed; the message names the first failure.
             DatabaseUnavailable: if the connection broke.
         """
+        try:
+            return await self._query(sql, vars)
+        except QueryFailed as exc:
+            if self._start_session is None or not _session_lost(exc):
+                raise
+        # The server connection came back as a new session (the statement did not run): restore it, run it again.
+        try:
+            await self._start_session()
+        except (surrealdb.SurrealError, OSError) as exc:
+            raise DatabaseUnavailable(f"lost the database session: {exc}", hint="is the server still up?") from exc
+        return await self._query(sql, vars)
+
+    async def _query(self, sql: str, vars: Mapping[str, Any] | None) -> list[Any]:
         if self._closed:
             raise DatabaseUnavailable("the database connection is closed")
         write = self.commits.begin(sql)
@@ -191,6 +207,12 @@ class Database:
             _release_native_engine(self._conn)
 
 
+def _session_lost(exc: QueryFailed) -> bool:
+    """A server's refusal because the connection has no namespace or database selected (a reconnected session)."""
+    text = str(exc)
+    return "Specify a namespace" in text or "Specify a database" in text
+
+
 def _release_native_engine(conn: Any) -> None:
     """Drop the embedded engine's native handle now, while the interpreter is whole.
 
@@ -231,12 +253,18 @@ async def open_database(url: str | None = None, settings: DbSettings | None = No
     except surrealdb.SurrealError as exc:
         raise DatabaseUnavailable(f"cannot open {redact_url(url)}: {redact_text(str(exc), url)}") from exc
     db = Database(conn, url, kind)
-    try:
-        await asyncio.wait_for(conn.connect(), _CONNECT_TIMEOUT_S)
+
+    async def start_session() -> None:
         if kind == "server" and settings.db_user:
             password = settings.db_pass.get_secret_value() if settings.db_pass else ""
             await conn.signin({"username": settings.db_user, "password": password})
         await conn.use(settings.db_namespace, settings.db_database)
+
+    try:
+        await asyncio.wait_for(conn.connect(), _CONNECT_TIMEOUT_S)
+        await start_session()
+        if kind == "server":
+            db._start_session = start_session
         if url.startswith(_SURREALKV_SCHEMES):
             # surrealkv never flushes a memtable while this engine runs, so writes would hang for good after
             # two full ones (issue 9): reopen the engine to flush before that (db/_memtable_flush.py).

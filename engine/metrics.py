@@ -15,10 +15,14 @@ from collections.abc import Callable, Iterable
 
 import psutil
 
+from db.errors import DatabaseUnavailable
 from db.models import Metric
 from db.stores import MetricStore
 
 log = logging.getLogger(__name__)
+
+#: Metric rows kept while the database is unreachable (the newest; a few minutes of a busy engine).
+MAX_BUFFERED = 20_000
 
 PidSource = Callable[[], Iterable[tuple[str, str, list[int]]]]  # (workflow, agent, pids) of running tasks
 
@@ -53,6 +57,7 @@ class MetricsCollector:
         self._pid_sources: list[PidSource] = []
         self._procs: dict[int, psutil.Process] = {}
         self._stopping = asyncio.Event()
+        self._down = False
 
     def add_pid_source(self, source: PidSource) -> None:
         self._pid_sources.append(source)
@@ -98,7 +103,10 @@ class MetricsCollector:
         if self._task is not None:
             await self._task
             self._task = None
-        await self.flush()
+        try:
+            await self.flush()
+        except DatabaseUnavailable as exc:
+            log.warning("closing: %d metric rows not stored, the database is unreachable (%s)", len(self._buffer), exc)
 
     async def flush(self) -> None:
         self._close_interval()
@@ -131,5 +139,12 @@ class MetricsCollector:
             try:
                 self.sample_processes()
                 await self.flush()
+            except DatabaseUnavailable as exc:  # one line per outage, not a traceback a second; kept for later
+                if not self._down:
+                    self._down = True
+                    log.warning("metrics not stored while the database is unreachable (%s); kept for later", exc)
+                self._buffer = self._buffer[-MAX_BUFFERED:]
+                continue
             except Exception:
                 log.exception("metrics flush failed")
+            self._down = False

@@ -245,8 +245,8 @@ class StateWriter:
                 await self._wake.wait()
                 continue
             self.before_batch()
-            batch, count, size, events = self._take()
-            await self._apply(batch)
+            batch, count, size, _ = self._take()
+            events = await self._apply(batch)
             self._committed += count
             self._backlog_bytes -= size
             self.batches += 1
@@ -314,33 +314,62 @@ class StateWriter:
             return target not in batch.new_workflows and target not in batch.workflows
         return True
 
-    async def _apply(self, batch: StateBatch, split: bool = True) -> None:
-        """Store ``batch``, retrying while the database is unreachable. A batch the database refuses (or we cannot
-        encode: a bug) is split into single items, and an item refused on its own is logged and dropped."""
+    async def _apply(self, batch: StateBatch) -> list[Event]:
+        """Store ``batch``, retrying while the database is unreachable; returns the events stored (only those are
+        published). A batch the database refuses (or we cannot encode: a bug) is stored an item at a time, and an
+        item refused on its own is logged and dropped — unless every item is refused: that is the database, not
+        the items, so the whole batch waits and is tried again, as when the database is unreachable."""
         delay = _RETRY_FIRST_S
         while True:
+            stored = await self._try_apply(batch)
+            if stored is not None:
+                if self._down:
+                    self._down = False
+                    log.warning("database reachable again; stored the changes kept meanwhile")
+                return stored
+            if self._stopping and delay >= _RETRY_MAX_S:
+                raise DatabaseUnavailable("the database did not take the last changes before closing")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _RETRY_MAX_S)
+
+    async def _try_apply(self, batch: StateBatch) -> list[Event] | None:
+        """One attempt: the events stored, or None when the batch must wait and be tried again."""
+        try:
+            await self._store.apply(batch)
+        except DatabaseUnavailable as exc:
+            self._note_down(exc)
+            return None
+        except (QueryFailed, TypeError, ValueError):
+            log.exception("a batch of %d changes was refused; storing them one at a time", _size(batch))
+            stored = await self._apply_singles(batch)
+            if stored is None:
+                self._note_down("every change of a batch was refused")
+            return stored
+        return batch.events
+
+    def _note_down(self, why: object) -> None:
+        if not self._down:
+            self._down = True
+            log.warning("database unreachable (%s); keeping changes in memory and retrying", why)
+
+    async def _apply_singles(self, batch: StateBatch) -> list[Event] | None:
+        """Each item of ``batch`` on its own; returns the events stored, or None when every one of several items
+        was refused (then nothing was stored either, and the batch is tried again whole)."""
+        stored: list[Event] = []
+        refused: list[StateBatch] = []
+        singles = _singles(batch)
+        for single in singles:
             try:
-                await self._store.apply(batch)
-            except DatabaseUnavailable as exc:
-                if not self._down:
-                    self._down = True
-                    log.warning("database unreachable (%s); keeping changes in memory and retrying", exc)
-                if self._stopping and delay >= _RETRY_MAX_S:
-                    raise
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _RETRY_MAX_S)
-                continue
+                await self._store.apply(single)
             except (QueryFailed, TypeError, ValueError):
-                if not split:
-                    log.exception("dropped a change the database refuses: %s", _describe(batch))
-                    return
-                log.exception("a batch of %d changes was refused; storing them one at a time", _size(batch))
-                for single in _singles(batch):
-                    await self._apply(single, split=False)
-            if self._down:
-                self._down = False
-                log.warning("database reachable again; stored the changes kept meanwhile")
-            return
+                refused.append(single)
+            else:
+                stored.extend(single.events)
+        if len(singles) > 1 and len(refused) == len(singles):
+            return None
+        for single in refused:
+            log.error("dropped a change the database refuses: %s", _describe(single))
+        return stored
 
 
 def _singles(batch: StateBatch) -> list[StateBatch]:
