@@ -15,6 +15,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
@@ -94,6 +95,16 @@ def embedded_path(url: str) -> Path | None:
     return None
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A query with its parameters, encoded ahead of running it (``Database.prepare``)."""
+
+    sql: str
+    params: dict[str, Any]
+    #: The embedded engine's CBOR request frame; None where the SDK encodes (servers).
+    frame: bytes | None
+
+
 class Database:
     """One open connection: runs SurrealQL and reports each statement's result or error."""
 
@@ -138,8 +149,19 @@ class Database:
             QueryFailed: if any statement failed; the message names the first failure.
             DatabaseUnavailable: if the connection broke.
         """
+        return await self.run(self.prepare(sql, vars))
+
+    def prepare(self, sql: str, vars: Mapping[str, Any] | None = None) -> Prepared:
+        """``sql`` with its parameters, encoded now for running later (``run``): a writer encodes its next batch
+        while the engine executes the one before. Raises what encoding raises (``TypeError``, ``ValueError``)."""
+        params = dict(vars or {})
+        frame = _cbor.encode_query(str(uuid.uuid4()), sql, params) if self.native_codec else None
+        return Prepared(sql, params, frame)
+
+    async def run(self, prepared: Prepared) -> list[Any]:
+        """Run a prepared query; as ``query``."""
         try:
-            return await self._query(sql, vars)
+            return await self._query(prepared)
         except QueryFailed as exc:
             if self._start_session is None or not _session_lost(exc):
                 raise
@@ -148,17 +170,18 @@ class Database:
             await self._start_session()
         except (surrealdb.SurrealError, OSError) as exc:
             raise DatabaseUnavailable(f"lost the database session: {exc}", hint="is the server still up?") from exc
-        return await self._query(sql, vars)
+        return await self._query(prepared)
 
-    async def _query(self, sql: str, vars: Mapping[str, Any] | None) -> list[Any]:
+    async def _query(self, prepared: Prepared) -> list[Any]:
         if self._closed:
             raise DatabaseUnavailable("the database connection is closed")
+        sql = prepared.sql
         write = self.commits.begin(sql)
         try:
-            if self.native_codec:
-                response = await self._query_embedded(sql, dict(vars or {}))
+            if prepared.frame is not None:
+                response = await self._query_embedded(prepared.frame)
             else:
-                response = await self._conn.query_raw(sql, dict(vars or {}))
+                response = await self._conn.query_raw(sql, prepared.params)
         except surrealdb.ConnectionUnavailableError as exc:
             raise DatabaseUnavailable(f"lost the database: {exc}", hint="is the server still up?") from exc
         except (surrealdb.TransportError, OSError) as exc:
@@ -176,7 +199,7 @@ class Database:
             results.append(statement.get("result"))
         return results
 
-    async def _query_embedded(self, sql: str, params: dict[str, Any]) -> dict[str, Any]:
+    async def _query_embedded(self, frame: bytes) -> dict[str, Any]:
         """What the SDK's ``query_raw`` does on an embedded engine, with db/_cbor.py as the codec.
 
         The same frame (``prep_query``: id, ``query``, ``[sql, params]``) to the same native ``execute``, the
@@ -184,7 +207,6 @@ class Database:
         ``ConnectionUnavailableError``), and the reply decoded to the values the SDK returns; encode and decode
         errors are raised outside the mapping there too.
         """
-        frame = _cbor.encode_query(str(uuid.uuid4()), sql, params)
         with mapped_engine_errors("query"):
             reply = await self._conn._db.execute(frame)
         response = _cbor.decode(reply)

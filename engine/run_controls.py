@@ -80,11 +80,15 @@ class RunControls:
         task = self.tasks[key]
         if not force and not may_follow(task.status, status):
             return False
-        changes["status"] = status
+        # Only what really changes is written (clearing an error that is not there costs a value to store).
+        changed: dict[str, Any] = {"status": status}
         for name, value in changes.items():
-            setattr(task, name, value)
+            if getattr(task, name) != value:
+                changed[name] = value
+                setattr(task, name, value)
+        task.status = status
         if write:
-            self.writer.task(self.id, key, changes)
+            self.writer.task(self.id, key, changed)
         return True
 
     def _update(self, key: str, **changes: Any) -> None:

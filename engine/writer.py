@@ -235,22 +235,32 @@ class StateWriter:
         self._waiters.clear()
 
     async def _loop(self) -> None:
+        ahead: _Taken | None = None  # the next batch, taken and encoded while the one before was written
         while True:
-            if not self._ops:
-                self.before_batch()  # open output chunks become events (ops)
-            if not self._ops:
-                if self._stopping:
-                    return
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            self.before_batch()
-            batch, count, size, _ = self._take()
-            events = await self._apply(batch)
-            self._committed += count
-            self._backlog_bytes -= size
+            if ahead is None:
+                if not self._ops:
+                    self.before_batch()  # open output chunks become events (ops)
+                if not self._ops:
+                    if self._stopping:
+                        return
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                ahead = self._take_prepared()
+            current, ahead = ahead, None
+            writing = asyncio.ensure_future(self._apply(current.batch, current.prepared))
+            # While the engine executes this batch, take and encode the next: Python's share of a batch then
+            # overlaps the database's instead of adding to it.
+            await asyncio.sleep(0)
+            if not writing.done():
+                self.before_batch()
+                if self._ops:
+                    ahead = self._take_prepared()
+            events = await writing
+            self._committed += current.count
+            self._backlog_bytes -= current.size
             self.batches += 1
-            self.ops_written += count
+            self.ops_written += current.count
             if (
                 not self._writable.is_set()
                 and self._backlog_bytes <= self.limits.backlog_low
@@ -265,6 +275,15 @@ class StateWriter:
                 _, future = self._waiters.popleft()
                 if not future.done():
                     future.set_result(None)
+
+    def _take_prepared(self) -> _Taken:
+        self.before_batch()
+        batch, count, size, _ = self._take()
+        try:
+            prepared = self._store.prepare(batch)
+        except (TypeError, ValueError):  # cannot be encoded whole (a bug): _apply stores it item by item
+            prepared = _UNPREPARED
+        return _Taken(batch, count, size, prepared)
 
     def _take(self) -> tuple[StateBatch, int, int, list[Event]]:
         """The longest prefix of the log within the batch budget (at least one op), merged: a row created or
@@ -314,14 +333,14 @@ class StateWriter:
             return target not in batch.new_workflows and target not in batch.workflows
         return True
 
-    async def _apply(self, batch: StateBatch) -> list[Event]:
+    async def _apply(self, batch: StateBatch, prepared: Any = None) -> list[Event]:
         """Store ``batch``, retrying while the database is unreachable; returns the events stored (only those are
         published). A batch the database refuses (or we cannot encode: a bug) is stored an item at a time, and an
         item refused on its own is logged and dropped — unless every item is refused: that is the database, not
         the items, so the whole batch waits and is tried again, as when the database is unreachable."""
         delay = _RETRY_FIRST_S
         while True:
-            stored = await self._try_apply(batch)
+            stored = await self._try_apply(batch, prepared)
             if stored is not None:
                 if self._down:
                     self._down = False
@@ -332,10 +351,15 @@ class StateWriter:
             await asyncio.sleep(delay)
             delay = min(delay * 2, _RETRY_MAX_S)
 
-    async def _try_apply(self, batch: StateBatch) -> list[Event] | None:
+    async def _try_apply(self, batch: StateBatch, prepared: Any = None) -> list[Event] | None:
         """One attempt: the events stored, or None when the batch must wait and be tried again."""
         try:
-            await self._store.apply(batch)
+            if prepared is _UNPREPARED:
+                raise ValueError("the batch could not be encoded")
+            if prepared is not None:
+                await self._store.apply_prepared(prepared)
+            else:
+                await self._store.apply(batch)
         except DatabaseUnavailable as exc:
             self._note_down(exc)
             return None
@@ -370,6 +394,19 @@ class StateWriter:
         for single in refused:
             log.error("dropped a change the database refuses: %s", _describe(single))
         return stored
+
+
+_UNPREPARED = object()
+
+
+@dataclass
+class _Taken:
+    """A batch taken from the log: what it merged, how many ops and bytes it stands for, and its encoding."""
+
+    batch: StateBatch
+    count: int
+    size: int
+    prepared: Any
 
 
 def _singles(batch: StateBatch) -> list[StateBatch]:

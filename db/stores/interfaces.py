@@ -86,6 +86,15 @@ class StateBatch:
 class StateBatchStore(ABC):
     """Group commit: a whole ``StateBatch`` in one transaction and one round trip."""
 
+    def prepare(self, batch: StateBatch) -> Any:
+        """Whatever can be done for ``batch`` before it is written (encoding it), for ``apply_prepared``: a writer
+        prepares its next batch while the database executes the one before. Raises what encoding raises."""
+        return batch
+
+    async def apply_prepared(self, prepared: Any) -> None:
+        """``apply`` of what ``prepare`` returned; same guarantees."""
+        await self.apply(prepared)
+
     @abstractmethod
     async def apply(self, batch: StateBatch) -> None:
         """Store ``batch`` atomically. Idempotent: applying the same batch twice stores it once.

@@ -14,7 +14,7 @@ from typing import Any
 
 from surrealdb import RecordID
 
-from db.connection import Database
+from db.connection import Database, Prepared
 from db.models import Event, Task, Workflow, task_record_key
 from db.stores._codec import plain, rid, to_row, unnull
 from db.stores.interfaces import StateBatch, StateBatchStore
@@ -159,8 +159,15 @@ class SurrealStateBatchStore(StateBatchStore):
         lines.append("COMMIT TRANSACTION;")
         return "\n".join(lines), params
 
-    async def apply(self, batch: StateBatch) -> None:
+    def prepare(self, batch: StateBatch) -> Prepared | None:
         if batch.empty:
-            return
+            return None
         sql, params = self.statement(batch)
-        await self._db.query(sql, params)
+        return self._db.prepare(sql, params)
+
+    async def apply_prepared(self, prepared: Any) -> None:
+        if prepared is not None:
+            await self._db.run(prepared)
+
+    async def apply(self, batch: StateBatch) -> None:
+        await self.apply_prepared(self.prepare(batch))
