@@ -107,6 +107,11 @@ class Engine:
         await self.metrics.start()
         self._heartbeat = asyncio.create_task(self._heartbeat_loop(), name="agentdeck-lease-heartbeat")
 
+    def abandon(self) -> None:
+        """Make ``close`` quick: store only the write under way, not the backlog (a second Ctrl-C). What was
+        stored is a consistent earlier state (the writer stores prefixes), so workflows stay resumable."""
+        self.recorder.writer.abandon()
+
     async def close(self) -> None:
         """Stop heartbeating, cancel what still runs (it stays resumable), flush events and metrics."""
         if self._heartbeat is not None:

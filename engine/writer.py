@@ -87,6 +87,7 @@ class StateWriter:
         self._writable.set()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._abandoned = False
         self._down = False
         #: Called with the events of each stored batch, in order (the recorder publishes them).
         self.on_committed: Callable[[list[Event]], None] = lambda events: None
@@ -203,6 +204,11 @@ class StateWriter:
             self._stopping = False
             self._task = asyncio.create_task(self._loop(), name="agentdeck-state-writer")
 
+    def abandon(self) -> None:
+        """Stop after the write under way: ``close`` then stores nothing more (what is left is logged)."""
+        self._abandoned = True
+        self._wake.set()
+
     async def close(self, drain_s: float = 10.0) -> None:
         """Store what is queued, then stop. Gives up once ``drain_s`` seconds pass without a batch stored (the
         database is gone), reporting what is lost in the log. The backlog is bounded (``WriterLimits``), so a
@@ -237,6 +243,14 @@ class StateWriter:
     async def _loop(self) -> None:
         ahead: _Taken | None = None  # the next batch, taken and encoded while the one before was written
         while True:
+            if self._abandoned:
+                if self._ops or ahead is not None:
+                    log.warning(
+                        "closing without storing %d changes (~%d KB): the workflows keep their last stored state",
+                        self.backlog,
+                        self._backlog_bytes // 1024,
+                    )
+                return
             if ahead is None:
                 if not self._ops:
                     self.before_batch()  # open output chunks become events (ops)

@@ -124,6 +124,7 @@ async def run_in_foreground(
                 cancel_workflow(name)
             elif workflow_id:
                 print(f"agentdeck: {name}: not waiting for the cancellation", file=sys.stderr)
+                engine.abandon()  # close stores only the write under way; the workflow stays resumable
                 current[-1].cancel()
             elif current and current[-1].cancel():
                 print(f"agentdeck: {name}: stopping before the workflow starts", file=sys.stderr)
