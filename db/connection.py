@@ -26,6 +26,7 @@ from surrealdb.connections.async_embedded import AsyncEmbeddedSurrealConnection
 from surrealdb.connections.utils_mixin import mapped_engine_errors
 
 from db import _cbor
+from db._aio import keep_cancellation
 from db._commits import CommitSignal
 from db._memtable_flush import install as flush_by_reopening
 from db.errors import BadDatabaseUrl, DatabaseUnavailable, QueryFailed
@@ -181,7 +182,9 @@ class Database:
             if prepared.frame is not None:
                 response = await self._query_embedded(prepared.frame)
             else:
-                response = await self._conn.query_raw(sql, prepared.params)
+                # The ws SDK waits for its reply with asyncio.wait_for, which on 3.11 swallows a cancellation that
+                # lands as the reply arrives: a cancelled change watcher then ran on for good.
+                response = await keep_cancellation(self._conn.query_raw(sql, prepared.params))
         except surrealdb.ConnectionUnavailableError as exc:
             raise DatabaseUnavailable(f"lost the database: {exc}", hint="is the server still up?") from exc
         except (surrealdb.TransportError, OSError) as exc:

@@ -32,6 +32,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from db._aio import wait_event
 from db.connection import Database
 from db.errors import DatabaseUnavailable
 from db.models import AgentStatus, Approval, Checkpoint, ControlRequest, Event, GraphNode, Task, Workflow
@@ -214,9 +215,9 @@ class LiveWatcher(ChangeWatcher):
                 # A notification can arrive before its commit shows in the feed, so after a wake-up the feed
                 # is re-read on a quickening-then-slowing beat until the idle ceiling, not just once.
                 delay = self.FASTEST_S if found else min(delay * 2, self.SAFETY_BEAT_S)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), delay)
-                if wake.is_set():
+                # Not asyncio.wait_for: on 3.11 it swallows a cancellation that lands as a notification
+                # arrives, and the watch then never ends (its reader's ``await`` hung for good).
+                if await wait_event(wake, delay):
                     wake.clear()
                     delay = self.FASTEST_S
                 if pump_task.done() and not pump_task.cancelled() and pump_task.exception() is not None:

@@ -9,12 +9,12 @@ interval as one ``agent_metric`` row each (``value`` is the sum, so summing rows
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Iterable
 
 import psutil
 
+from db._aio import wait_event
 from db.errors import DatabaseUnavailable
 from db.models import Metric
 from db.stores import MetricStore
@@ -134,8 +134,7 @@ class MetricsCollector:
 
     async def _loop(self) -> None:
         while not self._stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self._interval)
+            await wait_event(self._stopping, self._interval)
             try:
                 self.sample_processes()
                 await self.flush()

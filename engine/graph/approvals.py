@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from db._aio import wait_future
 from db.models import Approval, ApprovalStatus
 from db.stores import Stores
 from engine.errors import ControlError
@@ -110,8 +111,8 @@ class Approvals:
             while True:
                 remaining = None if approval.deadline is None else (approval.deadline - datetime.now(UTC))
                 wait = _POLL_S if remaining is None else min(_POLL_S, max(0.0, remaining.total_seconds()))
-                with contextlib.suppress(TimeoutError):
-                    return await asyncio.wait_for(asyncio.shield(future), timeout=wait)
+                if await wait_future(future, wait):  # not wait_for: a run cancelled as it is answered stays cancelled
+                    return future.result()
                 # Answered by a process that does not own this run (it wrote the row)?
                 current = await self._current(approval.id)
                 if current.status is not ApprovalStatus.PENDING:

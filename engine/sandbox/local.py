@@ -36,6 +36,7 @@ from typing import Any
 
 import psutil
 
+from db._aio import wait_event
 from engine.sandbox import _leftovers
 from engine.sandbox._cgroup import cgroup_support
 from engine.sandbox._isolation import Limits, bwrap_unavailable_reason
@@ -268,9 +269,7 @@ class LocalSandbox(_TreeControl, Sandbox):
                 await flip.wait()
                 continue
             began = loop.time()
-            try:
-                await asyncio.wait_for(flip.wait(), remaining)
-            except TimeoutError:
+            if not await wait_event(flip, remaining):  # not wait_for: it can swallow the task's cancellation
                 return
             remaining -= loop.time() - began
 
