@@ -6,6 +6,7 @@ must never be printed, and Ctrl-C while a big file is checked or a big workflow 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -264,6 +265,51 @@ def test_ctrl_c_on_a_headless_run_of_2000_tasks_exits_130(tmp_path: Path, when: 
     code = running.interrupt(timeout=60)
     assert code == 130, "".join(running.stderr)
     assert "Traceback" not in "".join(running.stderr)
+
+
+def test_a_second_ctrl_c_exits_at_once_and_the_workflow_stays_resumable(tmp_path: Path) -> None:
+    # The first task shrugs off SIGTERM, so the cancellation the first Ctrl-C starts takes the whole kill grace
+    # period; the second Ctrl-C must not wait for it. The rest are Python steps, quick to resume.
+    (tmp_path / "steps.py").write_text("async def noop(ctx):\n    return None\n")
+    lines = [
+        "name: stubborn",
+        "agents:",
+        "  sh: {kind: shell}",
+        '  py: {kind: python, callable: "steps:noop"}',
+        "tasks:",
+        "  - {id: t0, agent: sh, run: \"trap '' TERM; echo holding; sleep 4\"}",
+    ]
+    lines += [f"  - {{id: t{i}, agent: py, depends_on: [t{i - 1}]}}" for i in range(1, 200)]
+    path = tmp_path / "chain.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    db = f"surrealkv://{tmp_path / 'db'}"
+    running = Running("run", str(path), "--headless", "--json", "--db", db, cwd=tmp_path)
+    running.wait_for("stdout", "holding", timeout=120)  # t0 runs, with SIGTERM ignored
+    running.process.send_signal(signal.SIGINT)
+    running.wait_for("stderr", "cancelling the workflow", timeout=60)
+    code = running.interrupt(timeout=60)  # the second: the engine stores only the write under way
+    stderr = "".join(running.stderr)
+    assert code == 130, stderr
+    assert "not waiting for the cancellation" in stderr
+    assert "Traceback" not in stderr
+    listed = subprocess.run(
+        [AGENTDECK, "workflows", "list", "--json", "--db", db],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert listed.returncode == 0, listed.stderr
+    (workflow,) = json.loads(listed.stdout)
+    resumed = subprocess.run(
+        [AGENTDECK, "resume", workflow["id"], "--headless", "--db", db],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "Traceback" not in resumed.stderr
 
 
 @pytest.mark.slow  # creating 50,000 tasks takes the engine about a minute today (issue 9, point 1)
