@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -33,20 +34,34 @@ def render(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(quick: bool = False, json_path: Path | None = None) -> int:
+SECTIONS = {
+    "engine": engine_bench,
+    "load": load_bench,
+    "checkpointer": checkpointer_bench,
+    "redis": redis_bench,
+    "codec": codec_bench,
+    "dashboard": dashboard_bench,
+    "spec": spec_bench,
+    "sandbox": sandbox_bench,
+    "watch": watch_bench,
+    "recovery": recovery_bench,
+}
+
+
+def main(quick: bool = False, json_path: Path | None = None, only: list[str] | None = None) -> int:
+    """Run the sections named in ``only`` (all when empty), in the order above."""
+    unknown = sorted(set(only or ()) - SECTIONS.keys())
+    if unknown:
+        names = ", ".join(SECTIONS)
+        print(f"agentdeck bench: unknown section {', '.join(unknown)}; sections: {names}", file=sys.stderr)
+        return 2
+    chosen = [module for name, module in SECTIONS.items() if not only or name in only]
+
     async def everything() -> dict[str, Any]:
-        return {
-            **await engine_bench.run(quick),
-            **await load_bench.run(quick),
-            **await checkpointer_bench.run(quick),
-            **await redis_bench.run(quick),
-            **await codec_bench.run(quick),
-            **await dashboard_bench.run(quick),
-            **await spec_bench.run(quick),
-            **await sandbox_bench.run(quick),
-            **await watch_bench.run(quick),
-            **await recovery_bench.run(quick),
-        }
+        results: dict[str, Any] = {}
+        for module in chosen:
+            results.update(await module.run(quick))
+        return results
 
     results = asyncio.run(everything())
     print(render(results))

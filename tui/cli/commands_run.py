@@ -152,8 +152,16 @@ def register(app: typer.Typer) -> None:
     def bench(
         quick: Annotated[bool, typer.Option("--quick", help="A short run (seconds, not minutes).")] = False,
         json: Annotated[Path | None, typer.Option("--json", help="Also write the results as JSON here.")] = None,
+        only: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--only",
+                help="Run only this section (engine, load, checkpointer, redis, codec, dashboard, spec, sandbox, "
+                "watch, recovery); repeatable.",
+            ),
+        ] = None,
     ) -> None:
         """Run the benchmark suite and print the figures."""
         from bench.runner import main as bench_main
 
-        raise typer.Exit(bench_main(quick=quick, json_path=json))
+        raise typer.Exit(bench_main(quick=quick, json_path=json, only=only))
