@@ -10,7 +10,8 @@ from typing import Any
 from textual import events
 from textual.pilot import Pilot
 
-from db.models import TaskStatus, WorkflowStatus
+from db.models import Task, TaskStatus, Workflow, WorkflowStatus
+from db.watch import Change
 from engine.engine import Engine
 from engine.events import output_lines
 from engine.spec import WorkflowSpec
@@ -262,3 +263,23 @@ async def test_m_maximises_one_agent_pane(engine: Engine) -> None:
         await until(pilot, lambda: len(grid.visible_panes()) == 3)
         assert app.started_workflow is not None
         await engine.cancel(app.started_workflow)
+
+
+async def test_tasks_are_listed_in_the_order_they_were_created(engine: Engine) -> None:
+    # A task created, run and completed within one frame must not move below the tasks created after it.
+    app = make_app(engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        tree = tree_of(app)
+        await until(pilot, lambda: tree.is_mounted)
+        workflow = Workflow(name="ordered")
+        tasks = {key: Task(workflow=workflow.id, key=key, agent="sh") for key in ("plan", "build", "report")}
+        for task in tasks.values():
+            tree.receive(Change("task", "update", task.id, task, 1))
+        done = tasks["plan"].model_copy(update={"status": TaskStatus.COMPLETED})
+        tree.receive(Change("task", "update", done.id, done, 2))
+        tree.receive(Change("workflow", "update", workflow.id, workflow, 2))
+        await until(pilot, lambda: "report" in tree_text(app))
+        lines = tree_text(app).splitlines()
+        order = [next(i for i, line in enumerate(lines) if key in line) for key in ("plan", "build", "report")]
+        assert order == sorted(order), lines
+        assert "✔ plan" in tree_text(app)

@@ -95,8 +95,13 @@ class WorkflowTree(Tree[NodeRef]):
 
     async def _follow(self, table: str, position: int) -> None:
         async for change in watcher_for(self.db).watch(table, since=position):
-            self._arrived.pop((change.table, change.id), None)  # re-inserted: keep the order of latest arrival
-            self._arrived[(change.table, change.id)] = change
+            self.receive(change)
+
+    def receive(self, change: Change) -> None:
+        """Take a committed change, to be applied next frame. A record keeps its place of first arrival (with
+        its latest state), so tasks are listed in the order they were created even when one has already run by
+        the time the frame is drawn."""
+        self._arrived[(change.table, change.id)] = change
 
     def _apply_arrived(self) -> None:
         """Apply what arrived since the last frame, each record once."""
