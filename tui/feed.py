@@ -55,10 +55,11 @@ class EventFeed:
                 self._pending.append(event)
                 self.received += 1
 
-    def drain(self) -> None:
-        """Hand every event received since the last frame to the consumers (called by the UI's frame timer)."""
+    def drain(self) -> int:
+        """Hand every event received since the last frame to the consumers (called by the UI's frame timer); how
+        many there were."""
         if not self._pending:
-            return
+            return 0
         batch = list(self._pending)
         self._pending.clear()
         now = time.time()
@@ -66,3 +67,4 @@ class EventFeed:
             self.latencies.append(max(0.0, now - event.ts.timestamp()))
         for consumer in self._consumers:
             consumer(batch)
+        return len(batch)

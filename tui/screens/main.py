@@ -7,8 +7,6 @@ bar counts them); ``t`` opens the selected graph task's time travel.
 
 from __future__ import annotations
 
-import gc
-
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -19,6 +17,7 @@ from textual.widgets import Footer, Label, Sparkline, Static, TabbedContent, Tab
 from db.models import Event, TaskStatus, WorkflowStatus
 from engine.engine import Engine, lease_expired
 from engine.errors import ControlError
+from tui.collector import CollectorPolicy
 from tui.feed import EventFeed
 from tui.pending_approvals import PendingApprovals
 from tui.screens.approval import ApprovalScreen
@@ -62,6 +61,7 @@ class MainScreen(Screen[None]):
         self.approvals = PendingApprovals()
         self._approval_screen: ApprovalScreen | None = None
         self._waiting_shown = -1
+        self._collector = CollectorPolicy()
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="topbar"):
@@ -105,23 +105,18 @@ class MainScreen(Screen[None]):
         self.call_after_refresh(self._freeze_startup_objects)
 
     def _freeze_startup_objects(self) -> None:
-        """Keep the collector off what lives as long as the dashboard (modules, widgets, the engine).
-
-        A full collection walks every tracked object: with the ~170k the dashboard has once up, that was a pause
-        of ~150 ms of CPU in the middle of a flood (measured by bench/dashboard_bench.py), long enough to stall
-        frames and let the event feed fall behind. Frozen objects are left out of collections; they are handed
-        back when the screen goes (tests run many apps in one process).
-        """
-        gc.unfreeze()  # an earlier dashboard's objects in this process (tests) are collected, not kept
-        gc.collect()
-        gc.freeze()
+        """Collect once and keep what lives as long as the dashboard out of later collections (tui/collector.py):
+        with the ~170k objects the dashboard has once up, a full pass was ~150 ms of CPU in a flood."""
+        self._collector.collect_now()
+        self.set_interval(1.0, self._collector.tick)
 
     def on_unmount(self) -> None:
-        gc.unfreeze()
+        self._collector.release()  # tests run many apps in one process: an earlier one's objects are collected
 
     def _frame(self) -> None:
         """One frame: hand what arrived to the widgets, then let the panes show it (one write each at most)."""
-        self.feed.drain()
+        if self.feed.drain():
+            self._collector.busy()
         grid = self.query_one(AgentGrid)
         grid.render_frame()
         empty = self.query_one("#agents-empty")
