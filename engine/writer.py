@@ -32,6 +32,7 @@ from typing import Any
 from db.errors import DatabaseUnavailable, QueryFailed
 from db.models import Checkpoint, Event, Task, Workflow
 from db.stores import StateBatch, StateBatchStore
+from engine.writer_batches import WriterLimits, describe, singles, size_of
 
 log = logging.getLogger(__name__)
 
@@ -40,29 +41,6 @@ OP_BYTES = 256
 
 _RETRY_FIRST_S = 0.05
 _RETRY_MAX_S = 2.0
-
-
-@dataclass(frozen=True)
-class WriterLimits:
-    """Budgets of the write path.
-
-    Attributes:
-        batch_bytes: estimated payload per transaction; a larger backlog is written over several ticks.
-        batch_rows: rows written per transaction (SurrealDB's in-memory engine grows quadratic in the size of a
-            transaction: 1,000 rows in one cost 7 times 10 transactions of 100; around 250 is cheapest on both).
-        batch_ops: changes per transaction (many may merge into one row: a task created, started and completed
-            within one batch is one row).
-        backlog_high: producers are held back above this many estimated bytes waiting to be written...
-        backlog_low: ...until the backlog is down to this.
-        backlog_ops: ...or above this many ops (no-op tasks produce many small ops quickly).
-    """
-
-    batch_bytes: int = 1024 * 1024
-    batch_rows: int = 256
-    batch_ops: int = 4096
-    backlog_high: int = 24 * 1024 * 1024
-    backlog_low: int = 12 * 1024 * 1024
-    backlog_ops: int = 20_000
 
 
 class StateWriter:
@@ -378,7 +356,7 @@ class StateWriter:
             self._note_down(exc)
             return None
         except (QueryFailed, TypeError, ValueError):
-            log.exception("a batch of %d changes was refused; storing them one at a time", _size(batch))
+            log.exception("a batch of %d changes was refused; storing them one at a time", size_of(batch))
             stored = await self._apply_singles(batch)
             if stored is None:
                 self._note_down("every change of a batch was refused")
@@ -395,18 +373,18 @@ class StateWriter:
         was refused (then nothing was stored either, and the batch is tried again whole)."""
         stored: list[Event] = []
         refused: list[StateBatch] = []
-        singles = _singles(batch)
-        for single in singles:
+        items = singles(batch)
+        for single in items:
             try:
                 await self._store.apply(single)
             except (QueryFailed, TypeError, ValueError):
                 refused.append(single)
             else:
                 stored.extend(single.events)
-        if len(singles) > 1 and len(refused) == len(singles):
+        if len(items) > 1 and len(refused) == len(items):
             return None
         for single in refused:
-            log.error("dropped a change the database refuses: %s", _describe(single))
+            log.error("dropped a change the database refuses: %s", describe(single))
         return stored
 
 
@@ -421,39 +399,3 @@ class _Taken:
     count: int
     size: int
     prepared: Any
-
-
-def _singles(batch: StateBatch) -> list[StateBatch]:
-    singles: list[StateBatch] = [StateBatch(new_tasks={key: fields}) for key, fields in batch.new_tasks.items()]
-    singles += [StateBatch(new_workflows={key: fields}) for key, fields in batch.new_workflows.items()]
-    singles += [StateBatch(tasks={key: fields}) for key, fields in batch.tasks.items()]
-    singles += [StateBatch(workflows={key: fields}) for key, fields in batch.workflows.items()]
-    singles += [StateBatch(checkpoints=[c]) for c in batch.checkpoints]
-    singles += [StateBatch(events=[e]) for e in batch.events]
-    return singles
-
-
-def _size(batch: StateBatch) -> int:
-    return (
-        len(batch.new_tasks)
-        + len(batch.new_workflows)
-        + len(batch.tasks)
-        + len(batch.workflows)
-        + len(batch.checkpoints)
-        + len(batch.events)
-    )
-
-
-def _describe(batch: StateBatch) -> str:
-    if batch.new_tasks:
-        return f"new task {next(iter(batch.new_tasks))}"
-    if batch.new_workflows:
-        return f"new workflow {next(iter(batch.new_workflows))}"
-    if batch.tasks:
-        return f"task fields {batch.tasks}"
-    if batch.workflows:
-        return f"workflow fields {batch.workflows}"
-    if batch.checkpoints:
-        return f"checkpoint {batch.checkpoints[0].id}"
-    event = batch.events[0]
-    return f"event {event.workflow}#{event.seq} {event.type}"
