@@ -23,6 +23,7 @@ import pytest
 from db import connect
 from db.models import TaskStatus, WorkflowStatus
 from engine.engine import Engine
+from engine.spec import WorkflowSpec
 from tests.integration.fault_support import (
     FINAL_EVENTS,
     Live,
@@ -75,13 +76,9 @@ async def test_fail_fast_ends_the_run_when_a_task_fails_before_its_siblings_star
 # ---- rollback while tasks run --------------------------------------------------------------------------------------
 
 
-async def test_rollback_of_the_only_running_task_runs_it_again(engine: Engine, tmp_path: Path) -> None:
-    """``b`` is the only task left and it runs; roll back to ``a``'s checkpoint. The rollback resets ``b`` and
-    cancels it, then awaits the database (``apply_rollback``): meanwhile the loop sees nothing running and nothing
-    ready, skips ``b`` as "never became ready" and ends the run failed with no failed task; the rollback's events
-    follow the workflow's end."""
-    live = Live(engine)
-    spec = make_spec([{"id": "a", "agent": "quick"}, {**tail(str(tmp_path)), "id": "b", "depends_on": ["a"]}])
+async def roll_back_to_a_while_b_runs(engine: Engine, live: Live, spec: WorkflowSpec, tmp_path: Path) -> str:
+    """Run ``spec`` until ``a`` and the gated ``b`` have started, roll back to ``a``'s checkpoint, open the gate;
+    the workflow must complete, consistent with what was published. Returns its id."""
     workflow = await engine.submit(spec)
     await live.wait_for(workflow, "task.started", count=2)
     checkpoint = (await live.wait_for(workflow, "checkpoint.created")).data["checkpoint"]
@@ -89,6 +86,17 @@ async def test_rollback_of_the_only_running_task_runs_it_again(engine: Engine, t
     gate(str(tmp_path)).set()
     assert await ended(engine, workflow) is WorkflowStatus.COMPLETED
     await check_consistent(engine, workflow, live, WorkflowStatus.COMPLETED, events_tell_state=False)
+    return workflow
+
+
+async def test_rollback_of_the_only_running_task_runs_it_again(engine: Engine, tmp_path: Path) -> None:
+    """``b`` is the only task left and it runs; roll back to ``a``'s checkpoint. The rollback resets ``b`` and
+    cancels it, then awaits the database (``apply_rollback``): meanwhile the loop sees nothing running and nothing
+    ready, skips ``b`` as "never became ready" and ends the run failed with no failed task; the rollback's events
+    follow the workflow's end."""
+    live = Live(engine)
+    spec = make_spec([{"id": "a", "agent": "quick"}, {**tail(str(tmp_path)), "id": "b", "depends_on": ["a"]}])
+    workflow = await roll_back_to_a_while_b_runs(engine, live, spec, tmp_path)
     assert CALLS[(workflow, "a")] == 1 and CALLS[(workflow, "b")] == 2
 
 
@@ -106,13 +114,7 @@ async def test_rollback_while_a_task_waits_for_a_free_slot(engine: Engine, tmp_p
         ],
         concurrency=1,
     )
-    workflow = await engine.submit(spec)
-    await live.wait_for(workflow, "task.started", count=2)
-    checkpoint = (await live.wait_for(workflow, "checkpoint.created")).data["checkpoint"]
-    await engine.rollback(workflow, checkpoint)
-    gate(str(tmp_path)).set()
-    assert await ended(engine, workflow) is WorkflowStatus.COMPLETED
-    await check_consistent(engine, workflow, live, WorkflowStatus.COMPLETED, events_tell_state=False)
+    workflow = await roll_back_to_a_while_b_runs(engine, live, spec, tmp_path)
     assert CALLS[(workflow, "a")] == 1
 
 
