@@ -283,3 +283,23 @@ async def test_tasks_are_listed_in_the_order_they_were_created(engine: Engine) -
         order = [next(i for i, line in enumerate(lines) if key in line) for key in ("plan", "build", "report")]
         assert order == sorted(order), lines
         assert "✔ plan" in tree_text(app)
+
+
+async def test_a_workflow_selected_before_its_row_arrives_gets_the_cursor_when_it_does(engine: Engine) -> None:
+    # The bus's workflow.created can beat the database's change feed: the dashboard selects the new workflow
+    # while the tree has no row for it yet. The cursor must land on it once the row is shown.
+    app = make_app(engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        tree = tree_of(app)
+        await until(pilot, lambda: tree.is_mounted)
+        older, newer = Workflow(name="older"), Workflow(name="newer")
+        tree.receive(Change("workflow", "update", older.id, older, 1))
+        await until(pilot, lambda: "older" in tree_text(app))
+        tree.select_workflow(newer.id)  # not in the tree yet
+        tree.receive(Change("workflow", "update", newer.id, newer, 2))
+
+        def on_newer() -> bool:
+            ref = tree.cursor_node.data if tree.cursor_node is not None else None
+            return ref is not None and ref.workflow == newer.id
+
+        await until(pilot, on_newer)

@@ -73,6 +73,7 @@ class WorkflowTree(Tree[NodeRef]):
         self._node_index: dict[tuple[str, str | None], TreeNode[NodeRef]] = {}
         self._graph_leaves: dict[str, TreeNode[NodeRef]] = {}
         self._arrived: dict[tuple[str, str], Change] = {}  # (table, id) → latest change, applied next frame
+        self._to_select: str | None = None  # a workflow asked to be selected before its row arrived
 
     def on_mount(self) -> None:
         self.load_and_follow()
@@ -130,6 +131,8 @@ class WorkflowTree(Tree[NodeRef]):
             self._node_index[(workflow.id, None)] = node
             for early in self._early.pop(workflow.id, {}).values():
                 self._apply_task(early)
+            if self._to_select == workflow.id:
+                self.call_after_refresh(self.select_workflow, workflow.id)  # a new row has its line after a refresh
         else:
             node.set_label(self._workflow_label(workflow))
 
@@ -239,6 +242,11 @@ class WorkflowTree(Tree[NodeRef]):
             self.post_message(self.Selected(ref.workflow, ref.task))
 
     def select_workflow(self, workflow: str) -> None:
+        """Put the cursor on a workflow's row; one not shown yet (its change is still on the way from the
+        database) gets the cursor when its row arrives."""
         node = self._node_index.get((workflow, None))
-        if node is not None:
-            self.move_cursor(node)
+        if node is None:
+            self._to_select = workflow
+            return
+        self._to_select = None
+        self.move_cursor(node)
