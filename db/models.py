@@ -126,6 +126,8 @@ class Checkpoint(Record):
     full: bool = True
     task_states: dict[str, Any] = Field(default_factory=dict)
     agent_states: dict[str, Any] = Field(default_factory=dict)
+    #: Set on the checkpoint a rollback makes: the number of the checkpoint whose state it restored.
+    rolled_back_to: int | None = None
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -158,13 +160,27 @@ class Event(Record):
         return out
 
 
+MEMORY_TYPES = ("short_term", "long_term", "checkpoint")
+
+
 class Memory(Record):
+    """Something an agent remembered, with where it came from: the workflow, task, attempt, graph step and the
+    workflow's newest checkpoint when it was written. ``hidden_by`` is the rollback checkpoint that took it back
+    (kept for history, left out of search); a short-term memory is left out of search after ``expires_at``."""
+
     id: str = Field(default_factory=lambda: new_id("mem-"))
     agent: str
     content: str
     embedding: list[float]
     memory_type: str = "long_term"
     workflow: str | None = None
+    task: str | None = None
+    attempt: int | None = None
+    graph_step: int | None = None
+    checkpoint: str | None = None
+    hidden_by: str | None = None
+    expires_at: datetime | None = None
+    embedder: str | None = None
     relevance: float = 1.0
     metadata: dict[str, Any] = Field(default_factory=dict)
     created_at: datetime = Field(default_factory=utcnow)

@@ -20,7 +20,7 @@ from db.stores.interfaces import (
     TaskStore,
     WorkflowStore,
 )
-from db.stores.surreal_agent import SurrealAgentStatusStore, SurrealMemoryStore, SurrealMetricStore
+from db.stores.surreal_agent import SurrealAgentStatusStore, SurrealMetricStore
 from db.stores.surreal_batch import SurrealStateBatchStore
 from db.stores.surreal_core import (
     SurrealCheckpointStore,
@@ -30,6 +30,7 @@ from db.stores.surreal_core import (
     SurrealWorkflowStore,
 )
 from db.stores.surreal_graph import SurrealApprovalStore, SurrealGraphNodeStore
+from db.stores.surreal_memory import SurrealMemoryStore
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,14 @@ Methods raise ``NotImplementedError`` until an implementation provides them.
 
 from __future__ import annotations
 
+import builtins
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+import numpy as np
 
 from db.models import (
     AgentStatus,
@@ -165,6 +168,15 @@ class EventStore(ABC):
         raise NotImplementedError
 
 
+@dataclass
+class MemoryPage:
+    """A page of memories for an index: the memories without their vectors (``embedding`` is empty) and the
+    vectors, float32, in the same order."""
+
+    memories: list[Memory]
+    vectors: list[np.ndarray[Any, np.dtype[np.float32]]]
+
+
 class MemoryStore(ABC):
     @abstractmethod
     async def add_many(self, memories: Sequence[Memory]) -> None:
@@ -176,17 +188,40 @@ class MemoryStore(ABC):
 
     @abstractmethod
     async def search(self, embedding: Sequence[float], k: int = 5, agent: str | None = None) -> list[MemoryHit]:
-        """The ``k`` memories nearest to ``embedding`` (cosine), best first, optionally for one agent."""
+        """The ``k`` memories nearest to ``embedding`` (cosine), best first, optionally for one agent: the database's
+        own HNSW search over every stored memory, hidden and expired ones included. The engine searches through
+        its in-process index (``engine.memory``), which is kept in step with this table and checked against it."""
         raise NotImplementedError
 
     @abstractmethod
-    async def list(self, agent: str | None = None, limit: int = 100) -> list[Memory]:
-        """Newest first."""
+    async def list(self, agent: str | None = None, limit: int = 100, workflow: str | None = None) -> list[Memory]:
+        """Newest first, optionally of one agent and/or one workflow (hidden and expired ones included)."""
         raise NotImplementedError
 
     @abstractmethod
-    async def delete_for_workflow_after(self, workflow_id: str, after: datetime) -> int:
-        """Forget what a workflow remembered after ``after`` (rollback); returns how many were removed."""
+    async def page(self, after: str | None, limit: int) -> MemoryPage:
+        """Up to ``limit`` memories in id order, starting after id ``after`` (``None``: from the first), with their
+        vectors apart: every memory, page by page, for an index to be built from."""
+        raise NotImplementedError
+
+    @abstractmethod
+    async def get_many(self, memory_ids: Sequence[str]) -> builtins.list[Memory]:
+        """The memories of these ids that exist, in no particular order."""
+        raise NotImplementedError
+
+    @abstractmethod
+    async def of_workflow(self, workflow_id: str) -> builtins.list[Memory]:
+        """A workflow's memories with their provenance but without their vectors (``embedding`` is empty)."""
+        raise NotImplementedError
+
+    @abstractmethod
+    async def set_hidden(self, memory_ids: Sequence[str], hidden_by: str | None) -> None:
+        """Hide memories (``hidden_by``: the rollback checkpoint that took them back) or, with ``None``, show them."""
+        raise NotImplementedError
+
+    @abstractmethod
+    async def delete_expired(self, now: datetime) -> builtins.list[str]:
+        """Delete memories whose ``expires_at`` has passed; returns their ids."""
         raise NotImplementedError
 
 
