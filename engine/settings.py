@@ -21,6 +21,7 @@ class EngineSettings(BaseSettings):
     sandbox: Literal["local", "e2b"] = "local"  # AGENTDECK_SANDBOX: for workflows that do not choose one
     model: str | None = None  # AGENTDECK_MODEL: provider:model for llm agents
     prices: str | None = None  # AGENTDECK_PRICES: a YAML/JSON file of model prices laid over engine/llm/pricing.py
+    embedder: str | None = None  # AGENTDECK_EMBEDDER: what turns memories into vectors (engine.embeddings)
 
     @model_validator(mode="wrap")
     @classmethod
