@@ -21,7 +21,7 @@ from typing import Any
 
 from db.connection import Database, embedded_path
 from db.models import Approval, Checkpoint, Task, TaskStatus, Workflow, WorkflowStatus
-from db.settings import default_data_dir
+from db.settings import DbSettings, default_data_dir
 from db.stores import Stores
 from engine.bus import EventBus, make_bus
 from engine.errors import ControlError
@@ -29,6 +29,7 @@ from engine.events import EventRecorder
 from engine.graph import threads
 from engine.graph.approvals import Approvals
 from engine.graph.threads import HistoryEntry, thread_for_rerun
+from engine.memory import MemoryService
 from engine.metrics import MetricsCollector
 from engine.private_paths import hidden_from_sandboxes
 from engine.run import WorkflowRun
@@ -80,6 +81,8 @@ class Engine:
                 self._temp_root = workdir_root = Path(tempfile.mkdtemp(prefix="agentdeck-work-"))
         self.workdir_root = workdir_root
         self.approvals = Approvals(self.stores, self.recorder)
+        # Agent memory: written by tasks with their provenance, searched by agents, the dashboard and the CLI.
+        self.memory = MemoryService(self.stores, self.settings.embedder, DbSettings().embedding_dimension)
         self._saver: Any = None
         self.runs: dict[str, WorkflowRun] = {}
         self._run_tasks: dict[str, asyncio.Task[WorkflowStatus]] = {}
@@ -124,6 +127,7 @@ class Engine:
             await asyncio.gather(*self._run_tasks.values(), return_exceptions=True)
         await self.recorder.close()
         await self.metrics.close()
+        await self.memory.close()
         await self.bus.close()
         if self._temp_root is not None:
             shutil.rmtree(self._temp_root, ignore_errors=True)

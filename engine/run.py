@@ -81,6 +81,7 @@ class WorkflowRun(RunControls):
         self._contexts: dict[str, TaskContext] = {}
         self._wake = asyncio.Event()
         self._checkpoint_number = 0
+        self._checkpoint_id: str | None = None  # the newest checkpoint: what a memory written now follows
         self._unsealed: list[str] = []  # completed since the last checkpoint
         self._unwritten_queued: set[str] = set()  # queued in memory; written only if they do not start at once
         self._progress_written: dict[str, float] = {}
@@ -101,6 +102,7 @@ class WorkflowRun(RunControls):
         if resumed:
             latest = await self.engine.stores.checkpoints.latest(self.id)
             self._checkpoint_number = latest.number if latest else 0
+            self._checkpoint_id = latest.id if latest else None
         self._set_workflow(status=WorkflowStatus.RUNNING, started_at=self.workflow.started_at or _now())
         self._emit("workflow.resumed" if resumed else "workflow.started", tasks=len(self.tasks))
         unhook = self.writer.add_before_batch(self._before_write)
@@ -241,6 +243,8 @@ class WorkflowRun(RunControls):
             graph=self._graph_support(key) if getattr(self.agents[agent], "uses_graph", False) else None,
             output_backlog=lambda: recorder.output_backlog(self.id, key),
             output_backlogged=lambda: recorder.backlogged(self.id, key),
+            remember_memory=lambda *args: self._remember(key, attempt, *args),
+            search_memories=self.engine.memory.search,
         )
 
     def _workdir(self, key: str) -> Path:

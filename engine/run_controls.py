@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from db.models import Checkpoint, Task, TaskStatus, Workflow, WorkflowStatus
+from db.models import Checkpoint, Memory, Task, TaskStatus, Workflow, WorkflowStatus
 from engine import checkpoints
 from engine.coordinator import DagState, may_follow
 from engine.errors import ControlError
@@ -50,6 +51,7 @@ class RunControls:
     finished: asyncio.Event
     _stop_new: bool
     _checkpoint_number: int
+    _checkpoint_id: str | None
     _unsealed: list[str]
     _running: dict[str, asyncio.Task[None]]
     _resetting: set[str]
@@ -123,6 +125,7 @@ class RunControls:
             event_seq=self.recorder.last_seq(self.id),
         )
         self.writer.checkpoint(taken)
+        self._checkpoint_id = taken.id
         self._emit("checkpoint.created", task, checkpoint=taken.id, number=taken.number, reason=reason)
         return taken
 
@@ -146,6 +149,27 @@ class RunControls:
         taken = self._checkpoint(reason, task)
         await self.recorder.flush()
         return taken
+
+    # ---- memory ---------------------------------------------------------------------------------------------
+
+    async def _remember(
+        self,
+        key: str,
+        attempt: int,
+        content: str,
+        memory_type: str,
+        metadata: dict[str, Any],
+        graph_step: int | None,
+        expires_in: timedelta | None,
+    ) -> Memory:
+        """Store what task ``key`` remembers, with where it came from, and say so (``memory.written``)."""
+        memory = await self.engine.memory.remember(
+            self.tasks[key].agent, content, memory_type, metadata, workflow=self.id, task=key, attempt=attempt,
+            graph_step=graph_step, checkpoint=self._checkpoint_id, expires_in=expires_in,
+        )  # fmt: skip
+        preview = memory.content if len(memory.content) <= 200 else memory.content[:199] + "…"
+        self._emit("memory.written", key, memory=memory.id, kind=memory.memory_type, content=preview)
+        return memory
 
     # ---- pause, resume, cancel ----------------------------------------------------------------------------
 
@@ -256,6 +280,7 @@ class RunControls:
             self._stop_new = False
             latest = await self.engine.stores.checkpoints.latest(self.id)
             self._checkpoint_number = latest.number if latest else self._checkpoint_number
+            self._checkpoint_id = latest.id if latest else self._checkpoint_id
             self._rebuild()
         finally:
             self._held_by -= 1
@@ -296,35 +321,30 @@ class RunControls:
 
 
 async def apply_rollback(engine: Engine, workflow_id: str, checkpoint: Checkpoint, tasks: dict[str, Task]) -> None:
-    """Restore task states from ``checkpoint``, forget memories written after it, record it (history is kept).
+    """Restore task states from ``checkpoint``, hide the memories that leave the workflow's history (and show
+    those that come back, on a roll forward), record it (history is kept).
 
     ``tasks`` (the run's, or freshly read when nobody runs the workflow) is updated in place."""
     writer = engine.recorder.writer
-    states, _agent_states = checkpoints.state_at(await engine.stores.checkpoints.list(workflow_id), checkpoint.number)
+    history = await engine.stores.checkpoints.list(workflow_id)
+    states, _agent_states = checkpoints.state_at(history, checkpoint.number)
     rerun = []
+    from_scratch: set[str] = set()  # re-run from their start (no graph thread resumed): they remember again
     for key, task in tasks.items():
         was_running = task.status is not TaskStatus.PENDING
         restored = checkpoints.restored_state(states, key)
         if restored["status"] is TaskStatus.PENDING:
             rerun.append(key)
+            thread = None
             if was_running or task.attempts:  # a graph thread goes back to where it was then
                 thread = await thread_for_rerun(engine, workflow_id, task, before=checkpoint.created_at)
                 if thread is not None:
                     restored["thread"] = thread
+            if thread is not None or not task.thread:  # a fresh thread starts the graph from its beginning
+                from_scratch.add(key)
         for name, value in restored.items():
             setattr(task, name, value)
         writer.task(workflow_id, key, restored)
-    forgotten = await engine.stores.memories.delete_for_workflow_after(workflow_id, checkpoint.created_at)
-    engine.recorder.emit(
-        workflow_id,
-        "workflow.rolled_back",
-        data={
-            "checkpoint": checkpoint.id,
-            "number": checkpoint.number,
-            "rerun": rerun,
-            "memories_forgotten": forgotten,
-        },
-    )
     await engine.recorder.flush()
     latest = await engine.stores.checkpoints.latest(workflow_id)
     number = (latest.number if latest else 0) + 1
@@ -332,6 +352,21 @@ async def apply_rollback(engine: Engine, workflow_id: str, checkpoint: Checkpoin
         workflow_id, number, tasks, reason=f"rolled back to #{checkpoint.number}",
         event_seq=engine.recorder.last_seq(workflow_id),
     )  # fmt: skip
+    taken.rolled_back_to = checkpoint.number
+    hidden, shown = await engine.memory.follow_rollback(workflow_id, taken, history, from_scratch)
+    engine.recorder.emit(
+        workflow_id,
+        "workflow.rolled_back",
+        data={
+            "checkpoint": checkpoint.id,
+            "number": checkpoint.number,
+            "rerun": rerun,
+            "memories_hidden": hidden,
+            "memories_restored": shown,
+        },
+    )
+    await engine.recorder.flush()
+    taken.event_seq = engine.recorder.last_seq(workflow_id)
     writer.checkpoint(taken)
     engine.recorder.emit(
         workflow_id, "checkpoint.created", data={"checkpoint": taken.id, "number": number, "reason": taken.reason}

@@ -13,9 +13,11 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
+from db.models import Memory, MemoryHit
 from engine.errors import EngineError
 from engine.sandbox import Sandbox
 from engine.spec import AgentSpec, TaskSpec
@@ -56,6 +58,9 @@ class TaskContext:
     output_backlog: Callable[[], Awaitable[None] | None] = field(default=lambda: None)
     #: Whether ``output_backlog`` would hold the task now; a plain read, safe from any thread.
     output_backlogged: Callable[[], bool] = field(default=lambda: False)
+    #: The run's memory writer for this attempt (fills in provenance) and the memory search.
+    remember_memory: Callable[..., Awaitable[Memory]] | None = None
+    search_memories: Callable[..., Awaitable[list[MemoryHit]]] | None = None
 
     @property
     def sandbox(self) -> Sandbox:
@@ -91,6 +96,38 @@ class TaskContext:
             self.record_metric(name, value)
         else:
             self.loop.call_soon_threadsafe(self.record_metric, name, value)
+
+    async def remember(
+        self,
+        content: str,
+        memory_type: str = "long_term",
+        metadata: dict[str, Any] | None = None,
+        *,
+        graph_step: int | None = None,
+        expires_in: timedelta | None = None,
+    ) -> Memory:
+        """Remember ``content`` (secrets scrubbed) as this task's agent, with this task, attempt and the workflow's
+        newest checkpoint as its provenance; a ``memory.written`` event tells the dashboard."""
+        if self.remember_memory is None:
+            raise EngineError("this task has no memory to write to")
+        return await self.remember_memory(self.scrub(content), memory_type, metadata or {}, graph_step, expires_in)
+
+    async def search_memory(
+        self, query: str, k: int = 5, *, agent: str | None = None, memory_type: str | None = None, **filters: Any
+    ) -> list[MemoryHit]:
+        """The ``k`` memories nearest in meaning to ``query`` (any agent's unless ``agent`` is given)."""
+        if self.search_memories is None:
+            raise EngineError("this task has no memory to search")
+        return await self.search_memories(query, k, agent=agent, memory_type=memory_type, **filters)
+
+    def remember_sync(self, content: str, memory_type: str = "long_term", **kwargs: Any) -> Memory:
+        """``remember`` from a synchronous agent's thread: blocks until the memory is stored."""
+        future = asyncio.run_coroutine_threadsafe(self.remember(content, memory_type, **kwargs), self.loop)
+        return future.result()
+
+    def search_memory_sync(self, query: str, k: int = 5, **kwargs: Any) -> list[MemoryHit]:
+        """``search_memory`` from a synchronous agent's thread."""
+        return asyncio.run_coroutine_threadsafe(self.search_memory(query, k, **kwargs), self.loop).result()
 
     def scrub(self, text: str) -> str:
         """``text`` with every secret value replaced by ``***``."""

@@ -51,3 +51,10 @@ def echo_upstream(ctx: Any) -> dict[str, Any]:
 
 def dump(ctx: Any) -> str:
     return json.dumps(ctx.upstream, sort_keys=True)
+
+
+def remember_input(ctx: Any) -> dict[str, Any]:
+    """A synchronous agent that remembers ``input.fact`` (from its worker thread) and what it found for it."""
+    memory = ctx.remember_sync(ctx.input["fact"], ctx.input.get("type", "long_term"), metadata={"source": "test"})
+    hits = ctx.search_memory_sync(ctx.input["fact"], 1)
+    return {"memory": memory.id, "found_self": bool(hits) and hits[0].memory.id == memory.id}
