@@ -98,7 +98,7 @@ async def test_rollback_hides_later_memories_and_rolling_forward_shows_them_agai
     release = await ids_found(engine, "When does the release ship?")
     assert first["b"] not in release and first["c"] not in await ids_found(engine, "invoice currency in Norway")
     assert first["a"] in await ids_found(engine, "staging password rotation")
-    rerun = {m.task: m for m in await engine.stores.memories.of_workflow(wf) if m.id not in first.values()}
+    rerun = {m.task or "": m for m in await engine.stores.memories.of_workflow(wf) if m.id not in first.values()}
     assert sorted(rerun) == ["b", "c"]  # the re-run remembered again
     assert rerun["b"].id == release[0]
     assert (await engine.memory.get(first["b"])).hidden_by is not None  # type: ignore[union-attr]  # kept
