@@ -8,7 +8,8 @@ into the pane token by token.
 Options (``agents: {writer: {kind: llm, model: ..., options: {...}}}``):
 
 - ``system``: the system prompt (default: ``DEFAULT_SYSTEM``);
-- ``tools``: which of ``run_command``, ``read_file``, ``write_file`` it may call (default: all; ``[]`` for none);
+- ``tools``: which of ``run_command``, ``read_file``, ``write_file``, ``search_memory``, ``remember`` it may call
+  (default: all; ``[]`` for none);
 - ``model_options``: keyword arguments for the chat model (``temperature``, ``max_tokens``, ``base_url``, ...);
 - ``price``: ``{input: X, output: Y}`` USD per million tokens, over the shipped table (``engine.llm.pricing``);
 - ``command_timeout``: seconds one ``run_command`` may take (default 300).
@@ -34,7 +35,8 @@ from engine.spec import AgentSpec
 
 DEFAULT_SYSTEM = (
     "You are an agent in an agentdeck workflow. You work in your own working directory inside a sandbox: use "
-    "the tools to run commands and to read and write files there, check your work by running it, and keep "
+    "the tools to run commands and to read and write files there, check your work by running it, search "
+    "memory for what earlier tasks learned and remember what later ones should know, and keep "
     "going until the task is done. Then reply with a short, plain summary of the result: that reply is your "
     "task's output, which later tasks read."
 )

@@ -6,8 +6,9 @@
 - ``read_file(path)`` / ``write_file(path, content)`` work under the task's working directory only: an absolute
   path or a ``..`` that leads out is refused with a tool error the model can read and recover from.
 
-The agent's ``options.tools`` picks a subset (default: all). Memory search is not offered yet: it needs the
-embedder ``engine.stores.memories.search`` is waiting for.
+- ``search_memory(query)`` / ``remember(content)`` search and add to agent memory (``engine.llm.memory_tools``).
+
+The agent's ``options.tools`` picks a subset (default: all).
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, Field
 
 from engine.agents.base import TaskContext
+from engine.llm.memory_tools import MEMORY_TOOL_NAMES, make_memory_tools
 
 if TYPE_CHECKING:  # LangChain is imported when the tools are made, so building an agent stays quick
     from langchain_core.tools import BaseTool
 
-TOOL_NAMES = ("run_command", "read_file", "write_file")
+TOOL_NAMES = ("run_command", "read_file", "write_file", *MEMORY_TOOL_NAMES)
 DEFAULT_COMMAND_TIMEOUT_S = 300.0
 HEAD_CHARS = 2_000  # of a command's output the model sees the start ...
 TAIL_CHARS = 6_000  # ... and the end, where errors and results usually are
@@ -174,5 +176,6 @@ def make_tools(
             args_schema=WriteFileArgs,
             handle_tool_error=True,
         ),
+        **make_memory_tools(task),
     }
     return [tools[name] for name in names]

@@ -101,7 +101,7 @@ async def test_the_model_writes_a_file_runs_it_and_answers_with_usage_and_cost_r
     assert results["run_command"] == "exit code 0\nhello from agentdeck"  # the real output, back to the model
     first = next(m for m in model.seen[0] if isinstance(m, HumanMessage))
     assert "Write and run hello.py" in str(first.content) and '"module": "src/hello.py"' in str(first.content)
-    assert model.bound_tools == ["run_command", "read_file", "write_file"]
+    assert model.bound_tools == ["run_command", "read_file", "write_file", "search_memory", "remember"]
 
     price = PRICES["gpt-4o-mini"]
     costs = [
@@ -310,3 +310,32 @@ def test_bad_options_are_refused_when_the_agent_is_built(scripted: Any) -> None:
         build_agent(AgentSpec(name="w", kind="llm", model=MODEL, options={"tools": ["browse"]}))
     with pytest.raises(AgentUnavailable, match=r"options\.price: 'output' is required"):
         build_agent(AgentSpec(name="w", kind="llm", model=MODEL, options={"price": {"input": 1}}))
+
+
+async def test_the_model_remembers_in_one_task_and_a_later_task_finds_it_by_meaning(
+    engine: Engine, scripted: Any
+) -> None:
+    fact = "The payments service must be deployed before the invoicing service."
+    model = scripted(
+        MODEL,
+        [
+            reply(tool=("remember", {"content": fact}), tokens=(100, 10)),
+            reply("noted", tokens=(110, 2)),
+            reply(tool=("search_memory", {"query": "what has to ship first, payments or invoices?"}), tokens=(120, 9)),
+            reply("payments first", tokens=(130, 3)),
+        ],
+    )
+    spec = workflow(
+        [
+            {"id": "learn", "agent": "coder", "input": {"prompt": "Remember the deploy order"}},
+            {"id": "use", "agent": "coder", "depends_on": ["learn"], "input": {"prompt": "What ships first?"}},
+        ]
+    )
+    wf, events = await run(engine, spec)
+
+    found = tool_results(model)["search_memory"]
+    assert found.startswith("1. (") and fact in found.splitlines()[0]  # the paraphrase found it first
+    memory = (await engine.memory.search(fact, k=1))[0].memory
+    assert (memory.workflow, memory.task, memory.agent) == (wf, "learn", "coder")
+    assert memory.graph_step is not None and memory.graph_step >= 1  # the LangGraph step that wrote it
+    assert [e.task for e in events if e.type == "memory.written"] == ["learn"]
