@@ -40,8 +40,10 @@ from db.errors import DatabaseUnavailable
 from db.models import ControlRequest, Workflow, WorkflowStatus
 from db.stores import Stores
 from db.watch import watcher_for
+from engine.embeddings import EmbedderError
 from engine.engine import Engine, lease_expired
 from engine.errors import ControlError
+from engine.memory import MemoryInputError
 from engine.private_paths import control_socket_path, control_token_path
 from engine.sandbox import sandboxed
 
@@ -133,6 +135,26 @@ class ControlService:
     async def op_fork(self, workflow: str, task: str, checkpoint: str, values: dict[str, Any] | None = None) -> str:
         head = await self.engine.fork_graph(workflow, task, checkpoint, values)
         return f"forked {task} of {workflow} at {checkpoint}; running from {head}"
+
+    async def op_memory_add(
+        self, agent: str, content: str, memory_type: str = "long_term", metadata: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        try:
+            memory = await self.engine.memory.remember(agent, content, memory_type, metadata)
+        except (MemoryInputError, EmbedderError) as exc:
+            raise ControlError(str(exc)) from exc
+        return memory.model_dump(mode="json", exclude={"embedding"})
+
+    async def op_memory_search(
+        self, query: str, k: int = 5, agent: str | None = None, memory_type: str | None = None
+    ) -> list[dict[str, Any]]:
+        try:
+            hits = await self.engine.memory.search(query, k, agent=agent, memory_type=memory_type)
+        except (MemoryInputError, EmbedderError) as exc:
+            raise ControlError(str(exc)) from exc
+        return [
+            {"score": round(hit.score, 4), **hit.memory.model_dump(mode="json", exclude={"embedding"})} for hit in hits
+        ]
 
 
 class ControlServer:

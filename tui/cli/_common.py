@@ -130,11 +130,16 @@ def db_url_or_default(flag: str | None) -> str:
 
 def parse_vars(pairs: list[str] | None) -> dict[str, str]:
     """``--var KEY=VALUE`` pairs; raises ``ValueError`` naming a malformed one."""
+    return parse_pairs(pairs, "--var")
+
+
+def parse_pairs(pairs: list[str] | None, option: str) -> dict[str, str]:
+    """``KEY=VALUE`` pairs given to ``option``; raises ``ValueError`` naming a malformed one."""
     out: dict[str, str] = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"--var {pair!r}: expected KEY=VALUE")
+            raise ValueError(f"{option} {pair!r}: expected KEY=VALUE")
         out[key.strip()] = value
     return out
 

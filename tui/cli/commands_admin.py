@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from tui.cli._common import DbOption, not_yet, print_json
+from tui.cli._common import DbOption, fail, parse_pairs, print_json
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 IdArg = Annotated[str, typer.Argument(metavar="ID")]
@@ -191,19 +191,44 @@ def checkpoints_list(workflow_id: IdArg, json: JsonFlag = False, db: DbOption = 
 def memory_add(
     text: Annotated[str, typer.Argument(metavar="TEXT")],
     agent: Annotated[str, typer.Option("--agent", help="Whose memory this is.")],
-    memory_type: Annotated[str, typer.Option("--type", help="Memory type.")] = "long_term",
+    memory_type: Annotated[
+        str, typer.Option("--type", help="short_term (forgotten after a day), long_term or checkpoint.")
+    ] = "long_term",
     meta: Annotated[list[str] | None, typer.Option("--meta", help="KEY=VALUE metadata; repeatable.")] = None,
+    json: JsonFlag = False,
+    db: DbOption = None,
 ) -> None:
-    """Remember a text for an agent."""
-    not_yet("memory add")
+    """Remember a text for an agent; agents and `memory search` find it by meaning."""
+    try:
+        metadata = parse_pairs(meta, "--meta")
+    except ValueError as exc:
+        fail(str(exc))
+    added, _ = control("memory_add", db, agent=agent, content=text, memory_type=memory_type, metadata=metadata)
+    if json:
+        print_json(added)
+        return
+    print(f"remembered {added['id']} ({added['memory_type']}) for {added['agent']}")
 
 
 @memory.command("search")
 def memory_search(
     query: Annotated[str, typer.Argument(metavar="QUERY")],
     agent: Annotated[str | None, typer.Option("--agent", help="Only this agent's memories.")] = None,
-    k: Annotated[int, typer.Option("-k", min=1, help="How many results.")] = 5,
+    k: Annotated[int, typer.Option("-k", min=1, max=100, help="How many results.")] = 5,
+    memory_type: Annotated[str | None, typer.Option("--type", help="Only memories of this type.")] = None,
     json: JsonFlag = False,
+    db: DbOption = None,
 ) -> None:
-    """Search what agents remembered, by meaning."""
-    not_yet("memory search")
+    """Search what agents remembered, by meaning, best first (rolled-back and expired memories are left out)."""
+    found, _ = control("memory_search", db, query=query, k=k, agent=agent, memory_type=memory_type)
+    if json:
+        print_json(found)
+        return
+    if not found:
+        print("no memories found" + ("" if agent is None else f" for agent {agent}"))
+        return
+    for hit in found:
+        where = f"{hit['workflow']}/{hit['task']}#{hit['attempt']}" if hit.get("task") else "-"
+        created = hit["created_at"][:19].replace("T", " ")
+        print(f"{hit['score']:.2f}  {hit['memory_type']:<10} {hit['agent']:<12} {created}  {where}")
+        print(f"      {hit['content'][:300]}")
