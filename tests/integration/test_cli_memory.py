@@ -31,7 +31,7 @@ def test_added_memories_are_found_by_meaning_as_json(tmp_path: Path) -> None:
 
     assert found.returncode == 0, found.stderr
     hits = json.loads(found.stdout)
-    assert [h["content"] for h in hits][0] == FACTS["planner"]
+    assert hits[0]["content"] == FACTS["planner"]
     assert len(hits) == 2 and hits[0]["score"] > hits[1]["score"]
     assert hits[0]["agent"] == "planner" and "embedding" not in hits[0]
     only_billing = json.loads(agentdeck("memory", "search", "release", "--agent", "billing", "--json", env=env).stdout)
@@ -49,7 +49,7 @@ def test_a_bad_memory_type_is_a_clear_error_and_exit_2(tmp_path: Path) -> None:
     assert "unknown memory type 'forever'" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_memory_commands_reach_the_engine_that_holds_the_database(counting: CountingRun) -> None:
+def test_memory_commands_reach_the_engine_that_holds_the_database(counting: CountingRun) -> None:  # noqa: F811
     # The running workflow's engine has the embedded database locked: both commands go through its socket.
     added = agentdeck("memory", "add", FACTS["ops"], "--agent", "ops", "--json", env=counting.env)
     assert added.returncode == 0, added.stderr
