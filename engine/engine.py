@@ -385,14 +385,15 @@ class Engine:
         run = await self._live_run(workflow_id)
         if run is not None and task in run._running:
             raise ControlError(f"task {task} is running; pause does not stop it mid-step: cancel it or wait for it")
-        head = await threads.fork(self, workflow_id, task, checkpoint_id, values)
+        head, step = await threads.fork(self, workflow_id, task, checkpoint_id, values)
+        hidden = await self.memory.follow_fork(workflow_id, task, step, by=head)  # the fork sees memory as of then
         if run is None:
             await self.recorder.resume_sequence(workflow_id)
         self.recorder.emit(
             workflow_id,
             "graph.forked",
             task=task,
-            data={"from": checkpoint_id, "head": head, "edited": sorted(values or {})},
+            data={"from": checkpoint_id, "head": head, "edited": sorted(values or {}), "memories_hidden": hidden},
         )
         await self.retry(workflow_id, task, fresh=False)
         return head

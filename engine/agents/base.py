@@ -110,6 +110,8 @@ class TaskContext:
         newest checkpoint as its provenance; a ``memory.written`` event tells the dashboard."""
         if self.remember_memory is None:
             raise EngineError("this task has no memory to write to")
+        if graph_step is None and self.graph is not None:
+            graph_step = _graph_step()
         return await self.remember_memory(self.scrub(content), memory_type, metadata or {}, graph_step, expires_in)
 
     async def search_memory(
@@ -156,6 +158,17 @@ class TaskContext:
             while self.output_backlogged():
                 if self.cancelled.wait(0.01):
                     raise TaskCancelled(f"task {self.task.id} was cancelled")
+
+
+def _graph_step() -> int | None:
+    """The LangGraph step running now, when called from inside a graph node (else None)."""
+    from langgraph.config import get_config  # a graph task has LangGraph loaded already
+
+    try:
+        step = (get_config().get("metadata") or {}).get("langgraph_step")
+    except RuntimeError:  # not inside a runnable
+        return None
+    return step if isinstance(step, int) else None
 
 
 def _in_loop(loop: asyncio.AbstractEventLoop) -> bool:

@@ -119,14 +119,18 @@ async def history(engine: Engine, workflow_id: str, key: str) -> list[HistoryEnt
     return out
 
 
-async def fork(engine: Engine, workflow_id: str, key: str, checkpoint_id: str, values: dict[str, Any] | None) -> str:
-    """Make ``checkpoint_id`` (with ``values`` applied through the state's reducers) the thread's head."""
+async def fork(
+    engine: Engine, workflow_id: str, key: str, checkpoint_id: str, values: dict[str, Any] | None
+) -> tuple[str, int]:
+    """Make ``checkpoint_id`` (with ``values`` applied through the state's reducers) the thread's head; returns the
+    new head's id and the graph step forked from."""
     graph, config, _task_row = await graph_for(engine, workflow_id, key)
     config = {"configurable": {**config["configurable"], "checkpoint_id": checkpoint_id}}
-    if await graph.checkpointer.aget_tuple(config) is None:
+    found = await graph.checkpointer.aget_tuple(config)
+    if found is None:
         raise ControlError(f"task {key} has no graph checkpoint {checkpoint_id!r}")
     forked = await graph.aupdate_state(config, values)
-    return str(forked["configurable"]["checkpoint_id"])
+    return str(forked["configurable"]["checkpoint_id"]), int((found.metadata or {}).get("step", -1))
 
 
 async def thread_for_rerun(engine: Engine, workflow_id: str, task: Task, *, before: datetime | None) -> str | None:

@@ -113,3 +113,23 @@ async def test_rollback_hides_later_memories_and_rolling_forward_shows_them_agai
     await engine.recorder.flush()
     rolled = [e.data for e in await engine.stores.events.list(wf) if e.type == "workflow.rolled_back"]
     assert [(d["memories_hidden"], d["memories_restored"]) for d in rolled] == [(2, 0), (2, 2)]
+
+
+async def test_a_forked_graph_task_no_longer_finds_what_its_later_steps_remembered(engine: Engine) -> None:
+    agents = {"g": {"kind": "graph", "graph": "tests.integration.workflows.graphs:remembering"}}
+    tasks = [{"id": "build", "agent": "g", "input": {"topic": "parser"}}]
+    wf = await engine.submit(WorkflowSpec.model_validate({"name": "fork-memory", "agents": agents, "tasks": tasks}))
+    assert await engine.wait(wf) is WorkflowStatus.COMPLETED
+    first = {m.content.split()[1]: m for m in await engine.stores.memories.of_workflow(wf)}
+    assert {name: m.graph_step for name, m in first.items()} == {"plan": 1, "write": 2, "check": 3, "report": 4}
+
+    step2 = next(h for h in await engine.graph_history(wf, "build") if h.step == 2)
+    await engine.fork_graph(wf, "build", step2.checkpoint)
+    assert await engine.wait(wf) is WorkflowStatus.COMPLETED
+
+    shown = {m.id for m in await engine.stores.memories.of_workflow(wf) if m.hidden_by is None}
+    assert first["plan"].id in shown and first["write"].id in shown
+    assert first["check"].id not in shown and first["report"].id not in shown  # taken back by the fork
+    found = await engine.memory.search("the check step of parser is done", k=10)
+    checks = [h.memory for h in found if h.memory.content.startswith("the check step")]
+    assert len(checks) == 1 and checks[0].id != first["check"].id  # only the fork's own run of it

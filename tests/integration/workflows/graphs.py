@@ -125,3 +125,23 @@ def _leaky() -> Any:
 
 
 leaky = _leaky()
+
+
+def remembering(ctx: Any) -> Any:
+    """plan → write → check → report, each node remembering that it ran (the graph step is recorded for it)."""
+    graph = StateGraph(State)
+    names = ["plan", "write", "check", "report"]
+
+    def node(name: str) -> Any:
+        async def run(state: State) -> dict[str, Any]:
+            RUNS[name] += 1
+            await ctx.remember(f"the {name} step of {state.get('topic', '?')} is done")
+            return {"log": [name]}
+
+        return run
+
+    for name in names:
+        graph.add_node(name, node(name))
+    for first, then in zip([START, *names], [*names, END], strict=True):
+        graph.add_edge(first, then)
+    return graph.compile()
