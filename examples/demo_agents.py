@@ -67,6 +67,10 @@ def plan(ctx: Any) -> dict[str, Any]:
     functions = [f for f in ctx.input.get("functions", list(CODE)) if f in CODE]
     _steps(ctx, functions, "planning")
     ctx.log(f"plan: package {package} with {len(functions)} functions")
+    ctx.remember_sync(
+        f"Plan for the {package} package: {', '.join(functions)}, each a pure function of a text, tested with "
+        "unittest and linted with ruff."
+    )
     return {"package": package, "functions": functions}
 
 
@@ -99,6 +103,10 @@ def write_tests(ctx: Any) -> dict[str, Any]:
     header = f"import unittest\n\nimport {package} as textstats\n\n\nclass TestTextStats(unittest.TestCase):"
     (tests / f"test_{package}.py").write_text(header + body)
     ctx.log(f"wrote {len(functions)} tests")
+    ctx.remember_sync(
+        f"Tests for {package} import the package as textstats and check each function on a short literal text.",
+        "short_term",
+    )
     return {"dir": str(ctx.workdir), "tests": len(functions)}
 
 
@@ -108,4 +116,6 @@ def report(ctx: Any) -> dict[str, Any]:
     summary = {name: ("ok" if out is not None else "missing") for name, out in ctx.upstream.items()}
     for name, verdict in summary.items():
         ctx.log(f"{name}: {verdict}")
+    verdicts = ", ".join(f"{name} {verdict}" for name, verdict in summary.items())
+    ctx.remember_sync(f"Release report for the textstats package: {verdicts}.", "checkpoint")
     return summary

@@ -32,3 +32,9 @@ async def test_the_demo_completes_unattended_with_its_graph_agent(tmp_path: Path
         assert unit_tests is not None and unit_tests.status.value == "completed"
         written = tmp_path / wf / "write_code" / "src" / "textstats" / "stats.py"
         assert "def sentence_count" in written.read_text()
+        # Its agents remember what they learned, and a question in other words finds it.
+        remembered = {m.task for m in await engine.stores.memories.of_workflow(wf)}
+        assert {"plan", "write_tests", "report"} <= remembered
+        lessons = await engine.memory.search("why did the linter complain about the generated code?", k=1)
+        if "lint" in remembered:  # ruff is on the PATH: the first lint attempt failed and said why
+            assert lessons[0].memory.task == "lint" and "unused" in lessons[0].memory.content
