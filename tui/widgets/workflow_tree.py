@@ -250,3 +250,13 @@ class WorkflowTree(Tree[NodeRef]):
             return
         self._to_select = None
         self.move_cursor(node)
+
+    def select_task(self, workflow: str, task: str) -> None:
+        """Put the cursor on a task's row; while the task is not shown (its workflow is older than the tree
+        lists, or its row is on the way), on its workflow's row."""
+        node = self._node_index.get((workflow, task))
+        if node is None:
+            self.select_workflow(workflow)
+            return
+        self._to_select = None
+        self.move_cursor(node)
