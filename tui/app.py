@@ -93,6 +93,8 @@ class AgentDeckApp(App[int]):
             yield SystemCommand("Approvals", "Answer the approvals graphs wait for (shift+a)", screen.action_approvals)
             yield SystemCommand("Maximise agent pane", "One pane fills the grid (m)", screen.action_maximise)
             yield SystemCommand("Filter events", "Filter the event log (/)", screen.action_filter)
+            yield SystemCommand("Memory explorer", "Search what agents remembered, by meaning (shift+m)",
+                                screen.action_memory)  # fmt: skip
             yield SystemCommand("Help", "Every control explained (?)", screen.action_help)
 
 

@@ -25,6 +25,8 @@ edited state — only the steps after it run again |
 | `m` | maximise the focused agent pane (again to restore) |
 | `1` `2` `3` | tabs: agents · events · metrics |
 | `/` | filter the event log |
+| `M` | **memory explorer**: search what agents remembered by meaning, as you type; filter by agent, type, the \
+selected workflow; `Enter` opens a memory with where it came from, `g` goes to the task that wrote it |
 | `ctrl+p` | command palette: every action by name |
 | `?` | this help |
 | `q` | quit (running workflows are stopped and stay resumable) |

@@ -23,6 +23,7 @@ from tui.pending_approvals import PendingApprovals
 from tui.screens.approval import ApprovalScreen
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.help import HelpScreen
+from tui.screens.memory_explorer import JumpTarget, MemoryExplorer
 from tui.screens.time_travel import TimeTravelScreen
 from tui.screens.timeline import CheckpointTimeline
 from tui.widgets.agent_grid import AgentGrid
@@ -43,6 +44,7 @@ class MainScreen(Screen[None]):
         Binding("A", "approvals", "Approvals", key_display="A"),
         Binding("m", "maximise", "Max"),
         Binding("slash", "filter", "Filter", key_display="/"),
+        Binding("M", "memory", "Memory", key_display="M", show=False),
         Binding("1", "tab('tab-agents')", "Agents", show=False),
         Binding("2", "tab('tab-events')", "Events", show=False),
         Binding("3", "tab('tab-metrics')", "Metrics", show=False),
@@ -363,6 +365,26 @@ class MainScreen(Screen[None]):
 
     def action_tab(self, tab: str) -> None:
         self.query_one("#tabs", TabbedContent).active = tab
+
+    def action_memory(self) -> None:
+        """The memory explorer; a memory's "go to task" comes back here and selects that task."""
+        names = {w.id: w.name for w in self.query_one(WorkflowTree).workflows.values()}
+
+        def closed(target: JumpTarget | None) -> None:
+            if target is not None:
+                self.show_task(*target)
+
+        self.app.push_screen(MemoryExplorer(self.engine, self.selected_workflow, names), closed)
+
+    def show_task(self, workflow: str, task: str | None = None) -> None:
+        """Select a workflow (and one of its tasks) as if picked in the tree, with the tree's cursor on it."""
+        self._select(workflow, task)
+        tree = self.query_one(WorkflowTree)
+        if task is None:
+            tree.select_workflow(workflow)
+        else:
+            tree.select_task(workflow, task)
+        tree.focus()
 
     def action_focus_tree(self) -> None:
         self.query_one(WorkflowTree).focus()
