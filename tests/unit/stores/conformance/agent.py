@@ -214,7 +214,6 @@ class MemoryStoreConformance:
         assert sorted(m.id for m in found) == sorted([memories[0].id, memories[2].id])
 
 
-
 class MetricStoreConformance:
     async def test_record_and_query_round_trip_every_field(self, stores: Stores) -> None:
         full = Metric(
