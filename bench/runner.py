@@ -14,6 +14,7 @@ from bench import (
     dashboard_bench,
     engine_bench,
     load_bench,
+    memory_bench,
     recovery_bench,
     redis_bench,
     sandbox_bench,
@@ -45,6 +46,7 @@ SECTIONS = {
     "sandbox": sandbox_bench,
     "watch": watch_bench,
     "recovery": recovery_bench,
+    "memory": memory_bench,
 }
 
 
