@@ -57,9 +57,9 @@ from bench._stats import percentile
 if TYPE_CHECKING:
     from engine.memory.index import Filters
 
-# usearch is imported only once the embedder has loaded onnxruntime: usearch's extension carries its own static
-# copy of libstdc++, and onnxruntime segfaults on import when it is the first to load the system libstdc++ after
-# that (`python -c "import usearch.compiled; import onnxruntime"`). The embedding figures are taken first.
+# The embedding figures are taken first and usearch is imported after them: the cold load is then a process's real
+# first load of onnxruntime, and this order also held with usearch 2.26.2-2.26.6, which crash the interpreter when
+# imported before onnxruntime (`python -c "import usearch.compiled; import onnxruntime"`; pinned to 2.26.1).
 
 DIM = 384
 SUBTOPICS = 20  # sub-topics per topic
