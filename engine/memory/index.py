@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 from usearch.index import Index
 
 Vector = np.ndarray[Any, np.dtype[np.float32]]
@@ -27,11 +28,13 @@ Vector = np.ndarray[Any, np.dtype[np.float32]]
 #: At or below this many memories passing a filter, search is exact over them (a gather and one matrix-vector
 #: product: ~1 ms for 4,096 x 384 here), which beats widening the graph search for a narrow filter.
 EXACT_BELOW = 4_096
-#: The graph's breadth when adding (usearch's ``expansion_add``, hnswlib's ``ef_construction``): 64 builds about
-#: 1.4x faster than usearch's default 128 here, and the bench shows the recall it keeps.
-EXPANSION_ADD = 64
-#: The graph search's breadth: usearch's ``expansion_search``. 64 held recall@10 >= 0.99 at 100k in the bench.
-EXPANSION_SEARCH = 64
+#: The graph's breadth when adding (usearch's ``expansion_add``, hnswlib's ``ef_construction``). Measured at 100k
+#: (bench/memory_bench.py): 64 built 1.7x faster but left recall@10 at 0.948-0.971 across filters; 128 gave
+#: 0.989-0.998 at the same search cost.
+EXPANSION_ADD = 128
+#: The graph search's breadth (usearch's ``expansion_search``): with a graph built at 128, 96 gave recall@10 0.996
+#: unfiltered at p50 0.5-0.7 ms; wider searches barely help a graph built narrower.
+EXPANSION_SEARCH = 96
 
 
 @dataclass(frozen=True)
@@ -46,10 +49,22 @@ class Filters:
     now: float | None = None  # unix seconds: memories expired by then are left out; None keeps them
 
 
+_ONE_BLAS_THREAD: list[object] = []
+
+
+def _one_blas_thread() -> None:
+    """Limit numpy's BLAS to one thread, once per process. A search's score product is a few thousand rows: split
+    over threads on a busy machine it waited for them (p99 12-21 ms with OpenBLAS's default, 0.3-2 ms on one
+    thread), and nothing else in the engine uses BLAS (the embedder runs on onnxruntime's own threads)."""
+    if not _ONE_BLAS_THREAD:
+        _ONE_BLAS_THREAD.append(threadpool_limits(limits=1, user_api="blas"))
+
+
 class MemoryIndex:
     """Memories by slot: id, vector (float32, unit length) and the filter columns; an HNSW graph over the vectors."""
 
     def __init__(self, dimension: int, *, capacity: int = 1_024) -> None:
+        _one_blas_thread()
         self.dimension = dimension
         self._graph = Index(
             ndim=dimension,

@@ -157,7 +157,7 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--only",
                 help="Run only this section (engine, load, checkpointer, redis, codec, dashboard, spec, sandbox, "
-                "watch, recovery); repeatable.",
+                "watch, recovery, memory); repeatable.",
             ),
         ] = None,
     ) -> None:
