@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 from db.connection import Database
 from db.stores.interfaces import (
-    AgentStatusStore,
     ApprovalStore,
     CheckpointStore,
     ControlRequestStore,
@@ -20,7 +19,7 @@ from db.stores.interfaces import (
     TaskStore,
     WorkflowStore,
 )
-from db.stores.surreal_agent import SurrealAgentStatusStore, SurrealMetricStore
+from db.stores.surreal_agent import SurrealMetricStore
 from db.stores.surreal_batch import SurrealStateBatchStore
 from db.stores.surreal_core import (
     SurrealCheckpointStore,
@@ -43,7 +42,6 @@ class Stores:
     events: EventStore
     memories: MemoryStore
     metrics: MetricStore
-    agent_status: AgentStatusStore
     control_requests: ControlRequestStore
     graph_nodes: GraphNodeStore
     approvals: ApprovalStore
@@ -59,7 +57,6 @@ class Stores:
             events=SurrealEventStore(db),
             memories=SurrealMemoryStore(db),
             metrics=SurrealMetricStore(db),
-            agent_status=SurrealAgentStatusStore(db),
             control_requests=SurrealControlRequestStore(db),
             graph_nodes=SurrealGraphNodeStore(db),
             approvals=SurrealApprovalStore(db),
@@ -68,7 +65,6 @@ class Stores:
 
 
 __all__ = [
-    "AgentStatusStore",
     "ApprovalStore",
     "CheckpointStore",
     "ControlRequestStore",

@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 
 from db.models import (
-    AgentStatus,
     Approval,
     ApprovalStatus,
     Checkpoint,
@@ -240,16 +239,6 @@ class MetricStore(ABC):
         limit: int = 1000,
     ) -> list[Metric]:
         """Samples of one metric, oldest first."""
-        raise NotImplementedError
-
-
-class AgentStatusStore(ABC):
-    @abstractmethod
-    async def put(self, status: AgentStatus) -> None:
-        raise NotImplementedError
-
-    @abstractmethod
-    async def list(self, workflow_id: str) -> list[AgentStatus]:
         raise NotImplementedError
 
 

@@ -1,4 +1,4 @@
-"""SurrealDB implementations of the agent-side stores: metrics and agent status (memories: ``surreal_memory``)."""
+"""SurrealDB implementation of the agent-side metric store (memories: ``surreal_memory``)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from datetime import datetime
 from typing import Any
 
 from db.connection import Database
-from db.models import AgentStatus, Metric, new_id
+from db.models import Metric, new_id
 from db.stores._codec import from_rows, to_row
-from db.stores.interfaces import AgentStatusStore, MetricStore
+from db.stores.interfaces import MetricStore
 
 
 class SurrealMetricStore(MetricStore):
@@ -40,18 +40,3 @@ class SurrealMetricStore(MetricStore):
             f"SELECT * FROM agent_metric WHERE {' AND '.join(clauses)} ORDER BY ts LIMIT $limit", params
         )
         return from_rows(Metric, rows, keep_id=False)
-
-
-class SurrealAgentStatusStore(AgentStatusStore):
-    def __init__(self, db: Database) -> None:
-        self._db = db
-
-    async def put(self, status: AgentStatus) -> None:
-        row = to_row(status, "agent_status", status.id)
-        await self._db.query("UPSERT $row.id CONTENT $row", {"row": row})
-
-    async def list(self, workflow_id: str) -> list[AgentStatus]:
-        rows = await self._db.query_one(
-            "SELECT * FROM agent_status WHERE workflow = $workflow ORDER BY agent", {"workflow": workflow_id}
-        )
-        return from_rows(AgentStatus, rows, keep_id=False)

@@ -10,7 +10,6 @@ import pytest
 
 from db import Database, connect
 from db.models import (
-    AgentStatus,
     Checkpoint,
     Event,
     Memory,
@@ -22,7 +21,6 @@ from db.models import (
 )
 from db.stores import Stores
 from tests.unit.stores.conformance import (
-    AgentStatusStoreConformance,
     ApprovalStoreConformance,
     CheckpointStoreConformance,
     ControlRequestStoreConformance,
@@ -70,10 +68,6 @@ class TestSurrealControlRequestStore(ControlRequestStoreConformance):
     pass
 
 
-class TestSurrealAgentStatusStore(AgentStatusStoreConformance):
-    pass
-
-
 @pytest.mark.parametrize("db_url", ["surrealkv"], indirect=True)
 async def test_surrealkv_data_survives_closing_and_reopening(db_url: str) -> None:
     """What one process wrote is there for the next: every store, and the vector index behind search."""
@@ -86,7 +80,6 @@ async def test_surrealkv_data_survives_closing_and_reopening(db_url: str) -> Non
         for i in range(20)
     ]
     metric = Metric(ts=at(0), name="tokens", value=12.0, workflow="wf-kept")
-    status = AgentStatus(agent="writer", workflow="wf-kept", state="paused", task="t")
 
     async with connect(db_url) as db:
         stores = Stores.over(db)
@@ -96,7 +89,6 @@ async def test_surrealkv_data_survives_closing_and_reopening(db_url: str) -> Non
         await stores.events.append_many(events)
         await stores.memories.add_many(memories)
         await stores.metrics.record_many([metric])
-        await stores.agent_status.put(status)
 
     async with connect(db_url) as db:
         stores = Stores.over(db)
@@ -108,7 +100,6 @@ async def test_surrealkv_data_survives_closing_and_reopening(db_url: str) -> Non
         kept_memory = await stores.memories.get("mem-7")
         hits = await stores.memories.search(random_vector(7), k=1)
         kept_metrics = await stores.metrics.query("tokens")
-        kept_status = await stores.agent_status.list("wf-kept")
 
     assert kept_workflow is not None
     assert kept_workflow.model_dump(exclude={"updated_at"}) == workflow.model_dump(exclude={"updated_at"})
@@ -122,7 +113,6 @@ async def test_surrealkv_data_survives_closing_and_reopening(db_url: str) -> Non
     assert kept_memory.embedding == pytest.approx(memories[7].embedding, rel=1e-6, abs=1e-7)  # stored as float32
     assert [h.memory.id for h in hits] == ["mem-7"]
     assert [m.model_dump() for m in kept_metrics] == [metric.model_dump()]
-    assert [s.model_dump(exclude={"updated_at"}) for s in kept_status] == [status.model_dump(exclude={"updated_at"})]
 
 
 class TestSurrealGraphNodeStore(GraphNodeStoreConformance):

@@ -7,7 +7,6 @@ fresh, empty ``Stores`` per test, and by subclassing each class in a ``test_*.py
 """
 
 from tests.unit.stores.conformance.agent import (
-    AgentStatusStoreConformance,
     MemoryStoreConformance,
     MetricStoreConformance,
 )
@@ -21,7 +20,6 @@ from tests.unit.stores.conformance.core import (
 from tests.unit.stores.conformance.graph import ApprovalStoreConformance, GraphNodeStoreConformance
 
 __all__ = [
-    "AgentStatusStoreConformance",
     "ApprovalStoreConformance",
     "CheckpointStoreConformance",
     "ControlRequestStoreConformance",

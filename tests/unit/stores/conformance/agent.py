@@ -1,4 +1,4 @@
-"""Conformance checks for the agent-side stores: memories (vector search), metrics and agent status."""
+"""Conformance checks for the agent-side stores: memories (vector search) and metrics."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from db.models import AgentStatus, Memory, Metric, utcnow
+from db.models import Memory, Metric
 from db.stores import Stores
 from tests.unit.stores.conformance._data import PLUS_TWO, at, cosine, nudged, opposite, random_vector
 
@@ -282,52 +282,3 @@ class MetricStoreConformance:
         assert await queried(limit=4) == cost_values()[:4]
         assert [m.value for m in await stores.metrics.query("tokens")] == [float(i) for i in range(0, 40, 5)]
         assert await stores.metrics.query("unknown") == []
-
-
-class AgentStatusStoreConformance:
-    async def test_put_and_list_round_trip_every_field(self, stores: Stores) -> None:
-        status = AgentStatus(
-            agent="writer",
-            workflow="wf-1",
-            state="busy",
-            task="summarise",
-            running=2,
-            detail={"queue": ["t1", "t2"], "model": {"name": "small", "temperature": 0.2}},
-        )
-
-        await stores.agent_status.put(status)
-
-        listed = await stores.agent_status.list("wf-1")
-        assert [s.model_dump(exclude={"updated_at"}) for s in listed] == [status.model_dump(exclude={"updated_at"})]
-
-    async def test_put_replaces_the_agents_status_and_none_clears(self, stores: Stores) -> None:
-        await stores.agent_status.put(AgentStatus(agent="writer", workflow="wf-1", state="busy", task="t1", running=1))
-
-        idle = AgentStatus(agent="writer", workflow="wf-1", state="idle", task=None, running=0)
-        await stores.agent_status.put(idle)
-
-        listed = await stores.agent_status.list("wf-1")
-        assert [s.model_dump(exclude={"updated_at"}) for s in listed] == [idle.model_dump(exclude={"updated_at"})]
-        assert listed[0].task is None
-
-    async def test_put_stamps_updated_at(self, stores: Stores) -> None:
-        before_put = utcnow()
-
-        await stores.agent_status.put(AgentStatus(agent="a", workflow="wf-1", state="idle", updated_at=at(-1000)))
-
-        [status] = await stores.agent_status.list("wf-1")
-        assert status.updated_at >= before_put
-
-    async def test_workflows_are_isolated(self, stores: Stores) -> None:
-        for workflow in ("wf-1", "wf-2"):
-            for agent in ("scout", "writer", "reviewer"):
-                await stores.agent_status.put(AgentStatus(agent=agent, workflow=workflow, state=f"{workflow}"))
-        await stores.agent_status.put(AgentStatus(agent="extra", workflow="wf-2", state="wf-2"))
-
-        first = await stores.agent_status.list("wf-1")
-        second = await stores.agent_status.list("wf-2")
-
-        assert sorted(s.agent for s in first) == ["reviewer", "scout", "writer"]
-        assert {s.state for s in first} == {"wf-1"}
-        assert sorted(s.agent for s in second) == ["extra", "reviewer", "scout", "writer"]
-        assert await stores.agent_status.list("wf-empty") == []
