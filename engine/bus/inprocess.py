@@ -92,10 +92,6 @@ class InProcessBus(EventBus):
             if not subs:
                 del self._by_workflow[sub.workflow]
 
-    @property
-    def subscriber_count(self) -> int:
-        return len(self._everything) + sum(len(subs) for subs in self._by_workflow.values())
-
     async def close(self) -> None:
         if self._closed:
             return

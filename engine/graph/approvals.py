@@ -13,7 +13,6 @@ An agent's ``options.approval_deadline_s`` / ``options.approval_default`` apply 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -184,10 +183,3 @@ class Approvals:
                 **({"default_applied": True} if by == "deadline" else {}),
             },
         )
-
-    def cancel_waits(self) -> None:
-        for future in self._waiters.values():
-            if not future.done():
-                with contextlib.suppress(Exception):
-                    future.cancel()
-        self._waiters.clear()

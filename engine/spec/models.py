@@ -284,10 +284,6 @@ class WorkflowSpec(BaseModel):
             raise KeyError(f"no task {task_id!r} in workflow {self.name!r}")
         return found
 
-    def agent_for(self, task_id: str) -> AgentSpec:
-        """The agent that runs this task (after `validate_graph`, it exists)."""
-        return self.agents[self.task(task_id).agent]
-
     def upstream(self, task_id: str) -> list[str]:
         """The tasks this task depends on directly, in the order it lists them."""
         return list(self.task(task_id).depends_on)

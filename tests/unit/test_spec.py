@@ -516,7 +516,7 @@ def test_good_file_loads_as_written(good: WorkflowSpec) -> None:
     assert good.source == "wf.yaml"
     assert good.agents["builder"] == AgentSpec(name="builder", kind="shell", concurrency=4)
     assert good.agents["writer"].options == {"temperature": 0}
-    assert good.agent_for("plan").graph == "mypkg.graphs:planner"
+    assert good.agents[good.task("plan").agent].graph == "mypkg.graphs:planner"
     test = good.task("test")
     assert test.env == {"PORT": "8080", "DEBUG": "true"}
     assert (test.secrets, test.network, test.sandbox) == (["API_TOKEN"], True, "e2b")
