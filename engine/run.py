@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
 from db.models import Task, TaskStatus, Workflow, WorkflowStatus
 from engine.agents import Agent, TaskContext, check_agents
@@ -210,9 +210,7 @@ class WorkflowRun(RunControls):
 
     def _sandbox(self, key: str) -> Sandbox:
         if key not in self._sandboxes:
-            tspec = self._task_specs[key]
-            chosen = "sandbox" in self.spec.defaults.model_fields_set
-            kind = tspec.sandbox or (self.spec.defaults.sandbox if chosen else self.engine.settings.sandbox)
+            kind = self._task_specs[key].effective_sandbox(self.spec.defaults, fallback=self.engine.settings.sandbox)
             self._sandboxes[key] = make_sandbox(kind, self._workdir(key), hidden=self.engine.sandbox_hidden)
         return self._sandboxes[key]
 
@@ -311,9 +309,8 @@ class WorkflowRun(RunControls):
             else:
                 async for attempt in AsyncRetrying(
                     stop=stop_after_attempt(attempts),
-                    wait=wait_exponential(
-                        multiplier=self.spec.defaults.retry_backoff, min=self.spec.defaults.retry_backoff, max=30
-                    ),
+                    # state.attempt_number is the attempt that just failed: wait what the spec gives the next one
+                    wait=lambda state: self.spec.defaults.backoff_before(state.attempt_number + 1),
                     retry=retry_if_exception_type(_Attempt),
                     before_sleep=before_sleep,
                     reraise=True,

@@ -107,11 +107,13 @@ class Defaults(BaseModel):
     retries: Count = Field(default=0, ge=0)
     """Extra attempts after a failure."""
     sandbox: Sandbox = "local"
+    """Where tasks run, if the workflow says; left out, ``AGENTDECK_SANDBOX`` decides (`TaskSpec.effective_sandbox`)."""
     retry_backoff: Annotated[float, BeforeValidator(_duration)] = 1.0
     """Seconds before the first retry; doubles each attempt, never above `MAX_RETRY_BACKOFF`."""
 
     def backoff_before(self, attempt: int) -> float:
-        """Seconds to wait before ``attempt`` (2 = the first retry); 0 before the first attempt."""
+        """Seconds to wait before ``attempt`` (2 = the first retry); 0 before the first attempt. The engine's retry
+        waits exactly this."""
         if attempt <= 1:
             return 0.0
         return min(self.retry_backoff * 2.0 ** (attempt - 2), MAX_RETRY_BACKOFF)
@@ -210,8 +212,13 @@ class TaskSpec(BaseModel):
     def effective_retries(self, defaults: Defaults) -> int:
         return self.retries if self.retries is not None else defaults.retries
 
-    def effective_sandbox(self, defaults: Defaults) -> Sandbox:
-        return self.sandbox if self.sandbox is not None else defaults.sandbox
+    def effective_sandbox(self, defaults: Defaults, fallback: Sandbox) -> Sandbox:
+        """Where this task runs: its own ``sandbox``, else the workflow's ``defaults.sandbox`` if the workflow set
+        it, else ``fallback`` (the engine passes ``AGENTDECK_SANDBOX``), so a file that names a sandbox gets it on
+        every machine and one that does not follows the machine's setting."""
+        if self.sandbox is not None:
+            return self.sandbox
+        return defaults.sandbox if "sandbox" in defaults.model_fields_set else fallback
 
     def max_attempts(self, defaults: Defaults) -> int:
         return 1 + self.effective_retries(defaults)

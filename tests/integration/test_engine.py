@@ -112,6 +112,33 @@ async def test_a_task_that_fails_once_succeeds_on_retry_in_the_same_workdir(engi
     assert types.count("task.started") == 2 and "task.retrying" in types
 
 
+async def test_retries_wait_what_the_spec_says(engine: Engine) -> None:
+    workflow = spec([{"id": "bad", "agent": "sh", "run": "exit 1", "retries": 3}], defaults={"retry_backoff": 0.05})
+    wf = await engine.submit(workflow)
+    assert await engine.wait(wf) is WorkflowStatus.FAILED
+    delays = [e.data["delay_s"] for e in await events_of(engine, wf) if e.type == "task.retrying"]
+    assert delays == [workflow.defaults.backoff_before(attempt) for attempt in (2, 3, 4)] == [0.05, 0.1, 0.2]
+
+
+async def test_agentdeck_sandbox_applies_unless_the_workflow_or_task_names_one(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("AGENTDECK_SANDBOX", "e2b")  # not implemented: a task sent there fails saying so
+    tasks = [
+        {"id": "follows", "agent": "sh", "run": "true"},
+        {"id": "local", "agent": "sh", "run": "true", "sandbox": "local"},
+    ]
+    async with connect("mem://") as db, Engine(db, workdir_root=tmp_path / "work") as engine:
+        follows = await engine.submit(spec(tasks, failure_policy="continue"))
+        chosen = await engine.submit(spec(tasks, defaults={"sandbox": "local"}))
+        assert await engine.wait(follows) is WorkflowStatus.FAILED
+        assert await engine.wait(chosen) is WorkflowStatus.COMPLETED
+        states = {t.key: (t.status, t.error) for t in await engine.stores.tasks.list(follows)}
+    assert states["local"] == (TaskStatus.COMPLETED, None)
+    status, error = states["follows"]
+    assert status is TaskStatus.FAILED and error is not None and "E2B sandbox backend is not implemented" in error
+
+
 async def test_fail_fast_skips_downstream_and_continue_keeps_independent_branches(engine: Engine) -> None:
     tasks = [
         {"id": "bad", "agent": "sh", "run": "exit 3"},

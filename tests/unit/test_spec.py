@@ -540,7 +540,14 @@ def test_durations_and_defaults_apply(good: WorkflowSpec) -> None:
         1,
         2,
     )
-    assert write.effective_sandbox(defaults) == "local"
+    assert write.effective_sandbox(defaults, fallback="e2b") == "local"  # the file's defaults name a sandbox
+    assert test.effective_sandbox(defaults, fallback="local") == "e2b"
+
+
+def test_agentdeck_sandbox_decides_where_the_workflow_names_no_sandbox() -> None:
+    unset = parse("name: w\nagents: {s: {kind: shell}}\ntasks: [{id: a, agent: s, run: x}]\n")
+    assert unset.tasks[0].effective_sandbox(unset.defaults, fallback="e2b") == "e2b"
+    assert unset.tasks[0].effective_sandbox(unset.defaults, fallback="local") == "local"
 
 
 def test_omitted_sections_get_their_defaults() -> None:
