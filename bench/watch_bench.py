@@ -14,6 +14,9 @@ to 50 ms when idle). Both read the feed the same way, so the difference is only 
   few seconds: feed reads per second, and process CPU (ms per wall second, SurrealDB's threads included) next to
   the same wait with no watcher at all.
 
+- **Tree feed** (``bench/tree_feed_bench.py``): the dashboard tree's merged, commit-ordered stream next to the
+  three independent streams it replaced.
+
 On ``mem://`` and a temporary ``surrealkv://`` store. Nothing here is asserted by the tests (they check the harness).
 """
 
@@ -30,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._stats import percentile
+from bench.tree_feed_bench import tree_feed
 from db import Database, connect
 from db.models import Event
 from db.stores._codec import to_row
@@ -172,9 +176,12 @@ async def idle(url: str, quick: bool, repeats: int) -> dict[str, Any]:
 
 async def run(quick: bool, repeats: int = 3) -> dict[str, dict[str, Any]]:
     results: dict[str, dict[str, Any]] = {"watch_latency_mem": await latencies("mem://", quick, repeats)}
+    results["watch_tree_feed_mem"] = await tree_feed("mem://", quick, repeats)
     with tempfile.TemporaryDirectory(prefix="agentdeck-watch-bench-") as tmp:
         url = f"surrealkv://{Path(tmp) / 'state.db'}"
         results["watch_latency_surrealkv"] = await latencies(url, quick, repeats)
         results["watch_idle_surrealkv"] = await idle(url, quick, repeats)
+    with tempfile.TemporaryDirectory(prefix="agentdeck-watch-bench-") as tmp:
+        results["watch_tree_feed_surrealkv"] = await tree_feed(f"surrealkv://{Path(tmp) / 'state.db'}", quick, repeats)
     results["watch_idle_mem"] = await idle("mem://", quick, repeats)
     return results

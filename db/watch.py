@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -103,6 +103,27 @@ class ChangeWatcher(ABC):
     @abstractmethod
     def watch(self, table: str, since: int | None = None) -> AsyncGenerator[Change, None]:
         """Changes to ``table`` committed at or after ``since`` (default: from now), in commit order."""
+
+    @abstractmethod
+    def watch_many(self, tables: Sequence[str], since: int | None = None) -> AsyncGenerator[Change, None]:
+        """Changes to several tables as one stream in commit order: by versionstamp, and within one transaction
+        in the order ``tables`` are given (list parents first: ``workflow``, ``task``, ``graph_node``). A change
+        is held back until no commit before it can still appear in any of the tables (a few milliseconds while
+        writes are in flight), so a consumer never sees a child before the parent committed ahead of it."""
+
+    async def _merged_round(
+        self, tables: Sequence[str], feeds: dict[str, _Feed], held: list[Change]
+    ) -> tuple[list[Change], list[Change]]:
+        """Read every table's feed once; returns (changes safe to yield now in commit order, changes held back)."""
+        bound = position_at_ms(self._db.commits.settled_ms())  # before the reads: nothing below it can still appear
+        for table in tables:
+            async with contextlib.aclosing(self._read_on(table, feeds[table])) as changes:
+                async for change in changes:
+                    held.append(change)
+        rank = {table: index for index, table in enumerate(tables)}
+        held.sort(key=lambda change: (change.position, rank[change.table]))  # stable: a feed's own order stays
+        cut = next((index for index, change in enumerate(held) if change.position >= bound), len(held))
+        return held[:cut], held[cut:]
 
     async def _read_on(self, table: str, feed: _Feed) -> AsyncGenerator[Change, None]:
         """Read the feed from ``feed.settled`` to its current end, yielding each transaction not yielded before.
@@ -184,6 +205,30 @@ class ChangefeedWatcher(ChangeWatcher):
                 delay = self._fastest if found else min(delay * 1.5, self._slowest)
                 await asyncio.sleep(delay)
 
+    async def watch_many(self, tables: Sequence[str], since: int | None = None) -> AsyncGenerator[Change, None]:
+        for table in tables:
+            _check_table(table)
+        commits = self._db.commits
+        loop = asyncio.get_running_loop()
+        start = await self.position() if since is None else since
+        feeds = {table: _Feed(start) for table in tables}
+        held: list[Change] = []
+        delay = self._fastest
+        while True:
+            finished = commits.count
+            read_at = loop.time()
+            ready, held = await self._merged_round(tables, feeds, held)
+            for change in ready:
+                yield change
+            if held:  # a commit before them may still land: look again in a moment, not at the next commit
+                await asyncio.sleep(self._fastest)
+            elif self.wake_on_commit:
+                await commits.wait(finished, self._idle_poll)
+                await asyncio.sleep(max(0.0, read_at + self._min_gap - loop.time()))
+            else:
+                delay = self._fastest if ready else min(delay * 1.5, self._slowest)
+                await asyncio.sleep(delay)
+
 
 class LiveWatcher(ChangeWatcher):
     """LIVE SELECT notifications wake a CHANGEFEED read (servers)."""
@@ -228,6 +273,46 @@ class LiveWatcher(ChangeWatcher):
                 await pump_task
             with contextlib.suppress(Exception):
                 await sdk.kill(live_id)
+
+    async def watch_many(self, tables: Sequence[str], since: int | None = None) -> AsyncGenerator[Change, None]:
+        for table in tables:
+            _check_table(table)
+        sdk = self._db.sdk
+        wake = asyncio.Event()
+        live_ids = [await sdk.live(table) for table in tables]
+
+        async def pump(live_id: Any) -> None:
+            async for _ in await sdk.subscribe_live(live_id):
+                wake.set()
+
+        pumps = [
+            asyncio.create_task(pump(i), name=f"agentdeck-live-{t}") for i, t in zip(live_ids, tables, strict=True)
+        ]
+        try:
+            start = await self.position() if since is None else since
+            feeds = {table: _Feed(start) for table in tables}
+            held: list[Change] = []
+            delay = self.FASTEST_S
+            while True:
+                ready, held = await self._merged_round(tables, feeds, held)
+                for change in ready:
+                    yield change
+                delay = self.FASTEST_S if ready or held else min(delay * 2, self.SAFETY_BEAT_S)
+                if await wait_event(wake, delay):
+                    wake.clear()
+                    delay = self.FASTEST_S
+                failed = [p for p in pumps if p.done() and not p.cancelled() and p.exception() is not None]
+                if failed:
+                    raise DatabaseUnavailable(f"live query failed: {failed[0].exception()}")
+        finally:
+            for task in pumps:
+                task.cancel()
+            for task in pumps:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            for live_id in live_ids:
+                with contextlib.suppress(Exception):
+                    await sdk.kill(live_id)
 
 
 def watcher_for(db: Database) -> ChangeWatcher:

@@ -273,6 +273,7 @@ async def test_tasks_are_listed_in_the_order_they_were_created(engine: Engine) -
         await until(pilot, lambda: tree.is_mounted)
         workflow = Workflow(name="ordered")
         tasks = {key: Task(workflow=workflow.id, key=key, agent="sh") for key in ("plan", "build", "report")}
+        tree.receive(Change("workflow", "update", workflow.id, workflow, 1))  # commit order: the workflow first
         for task in tasks.values():
             tree.receive(Change("task", "update", task.id, task, 1))
         done = tasks["plan"].model_copy(update={"status": TaskStatus.COMPLETED})
@@ -303,3 +304,40 @@ async def test_a_workflow_selected_before_its_row_arrives_gets_the_cursor_when_i
             return ref is not None and ref.workflow == newer.id
 
         await until(pilot, on_newer)
+
+
+async def test_rows_written_children_first_in_one_transaction_show_nested_in_the_tree(engine: Engine) -> None:
+    # The tree follows workflow, task and graph_node as one stream in commit order: a transaction that writes a
+    # graph node before its task and workflow still shows all three, nested, and a later thread's node only after
+    # the task moved to that thread.
+    from db.models import GraphNode, task_record_key
+    from db.stores._codec import rid, to_row
+
+    app = make_app(engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        tree = tree_of(app)
+        await until(pilot, lambda: tree.is_mounted and tree._loaded)
+        workflow = Workflow(name="children-first", status=WorkflowStatus.RUNNING)
+        task = Task(workflow=workflow.id, key="build", agent="g", thread="t1", status=TaskStatus.RUNNING)
+        node = GraphNode(id=f"{workflow.id}/build/n1", workflow=workflow.id, task="build", thread="t1", node="sketch")
+        await engine.db.query(
+            "BEGIN; INSERT INTO graph_node $n RETURN NONE; INSERT INTO task $t RETURN NONE; "
+            "INSERT INTO workflow $w RETURN NONE; COMMIT;",
+            {
+                "n": to_row(node, "graph_node", node.id),
+                "t": to_row(task, "task", task_record_key(workflow.id, "build"), drop=()),
+                "w": to_row(workflow, "workflow", workflow.id),
+            },
+        )
+        await until(pilot, lambda: "sketch" in tree_text(app))
+        lines = tree_text(app).splitlines()
+        order = [
+            next(i for i, line in enumerate(lines) if name in line) for name in ("children-first", "build", "sketch")
+        ]
+        assert order == sorted(order), lines
+
+        later = GraphNode(id=f"{workflow.id}/build/n2", workflow=workflow.id, task="build", thread="t2", node="polish")
+        task_id = rid("task", task_record_key(workflow.id, "build"))
+        await engine.db.query("UPDATE $id SET thread = 't2'", {"id": task_id})
+        await engine.db.query("INSERT INTO graph_node $n RETURN NONE", {"n": to_row(later, "graph_node", later.id)})
+        await until(pilot, lambda: "polish" in tree_text(app) and "sketch" not in tree_text(app))

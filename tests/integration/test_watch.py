@@ -237,3 +237,46 @@ async def test_concurrent_writers_in_bursts_lose_nothing_and_repeat_nothing(watc
     expected = {(f"writer-{w}", seq) for w in range(20) for seq in range(1, 151)} | {("sentinel", 1)}
     assert len(seen) == len(set(seen)), "a change was delivered twice"
     assert not expected - set(seen), f"lost {len(expected - set(seen))} changes"
+
+
+async def test_several_tables_are_one_stream_in_commit_order_parents_first(watched_db: Database) -> None:
+    """One transaction writes a graph node, its task and their workflow, children first; quick commits follow. A
+    watch over the three tables yields them by commit, and within the transaction in the order the tables are
+    named (workflow, task, graph_node), whatever order the statements wrote them in."""
+    from db.models import GraphNode, Task, task_record_key
+    from db.stores._codec import rid
+
+    watcher = watcher_for(watched_db)
+    start = await watcher.position()
+    workflow = Workflow(name="ordered")
+    task = Task(workflow=workflow.id, key="build", agent="g", thread="t1")
+    node = GraphNode(id=f"{workflow.id}/build/n1", workflow=workflow.id, task="build", thread="t1", node="plan")
+    await watched_db.query(
+        "BEGIN; INSERT INTO graph_node $n RETURN NONE; INSERT INTO task $t RETURN NONE; "
+        "INSERT INTO workflow $w RETURN NONE; COMMIT;",
+        {
+            "n": to_row(node, "graph_node", node.id),
+            "t": to_row(task, "task", task_record_key(workflow.id, "build"), drop=()),
+            "w": to_row(workflow, "workflow", workflow.id),
+        },
+    )
+    later = GraphNode(id=f"{workflow.id}/build/n2", workflow=workflow.id, task="build", thread="t2", node="plan")
+    await watched_db.query("UPDATE $id SET thread = 't2'", {"id": rid("task", task_record_key(workflow.id, "build"))})
+    await watched_db.query("INSERT INTO graph_node $n RETURN NONE", {"n": to_row(later, "graph_node", later.id)})
+    await watched_db.query("UPDATE $id SET status = 'completed'", {"id": rid("workflow", workflow.id)})
+
+    seen: list[Change] = []
+
+    async def read() -> None:
+        async for change in watcher.watch_many(("workflow", "task", "graph_node"), since=start):
+            seen.append(change)
+            if len(seen) >= 6:
+                return
+
+    await asyncio.wait_for(read(), 60)
+    assert [(c.table, c.id.split("/")[-1] if c.table == "graph_node" else "") for c in seen] == [
+        ("workflow", ""), ("task", ""), ("graph_node", "n1"),  # one transaction, parents first
+        ("task", ""), ("graph_node", "n2"), ("workflow", ""),  # then one commit after another
+    ]  # fmt: skip
+    positions = [c.position for c in seen]
+    assert positions == sorted(positions) and len(set(positions[:3])) == 1

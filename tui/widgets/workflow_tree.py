@@ -6,8 +6,14 @@ database. It loads a snapshot first, from a position taken before the snapshot, 
 Under a graph task its node executions (``graph_node`` rows: ``✔ plan · step 1 0s``) appear as they start, in the
 order they started; a task waiting for a person (an open approval) shows ``✋``.
 
+The three tables are followed as one stream in commit order (``ChangeWatcher.watch_many``): a workflow is
+always seen before its tasks and a task before its graph nodes (and a retried task's new thread before that
+thread's nodes), so nothing has to wait for its parent here. A workflow older than the snapshot's 50 that
+comes back to life (resumed, retried) is listed with its tasks read from the database.
+
 Changes are applied once a frame, not as each arrives: a record changed several times since the last frame is
-applied once, at its latest (rows are whole records, so the latest says everything).
+applied once, at its latest (rows are whole records, so the latest says everything), in the order records first
+arrived.
 """
 
 from __future__ import annotations
@@ -66,14 +72,12 @@ class WorkflowTree(Tree[NodeRef]):
         self.guide_depth = 2
         self.workflows: dict[str, Workflow] = {}
         self.tasks: dict[str, dict[str, Task]] = {}
-        self._early: dict[str, dict[str, Task]] = {}
-        self._early_nodes: dict[tuple[str, str], dict[str, GraphNode]] = {}
         self.graph_nodes: dict[str, GraphNode] = {}
-        self._other_threads: dict[tuple[str, str], dict[str, GraphNode]] = {}
         self._node_index: dict[tuple[str, str | None], TreeNode[NodeRef]] = {}
         self._graph_leaves: dict[str, TreeNode[NodeRef]] = {}
         self._arrived: dict[tuple[str, str], Change] = {}  # (table, id) → latest change, applied next frame
         self._to_select: str | None = None  # a workflow asked to be selected before its row arrived
+        self._loaded = False  # the first snapshot is shown: workflows arriving from now on come from the feed
 
     def on_mount(self) -> None:
         self.load_and_follow()
@@ -90,13 +94,24 @@ class WorkflowTree(Tree[NodeRef]):
                 self._apply_task(task)
             for graph_node in await self.stores.graph_nodes.list(workflow.id):
                 self._apply_graph_node(graph_node)
+        self._loaded = True
         self.post_message(self.Loaded())
-        for table in ("workflow", "task", "graph_node"):
-            self.run_worker(self._follow(table, position), group="workflow-tree-watch", exit_on_error=False)
+        self.run_worker(self._follow(position), group="workflow-tree-watch", exit_on_error=False)
 
-    async def _follow(self, table: str, position: int) -> None:
-        async for change in watcher_for(self.db).watch(table, since=position):
+    async def _follow(self, position: int) -> None:
+        async for change in watcher_for(self.db).watch_many(("workflow", "task", "graph_node"), since=position):
             self.receive(change)
+
+    @work(group="workflow-tree-backfill", exit_on_error=False, description="Listing a revived workflow's tasks.")
+    async def _backfill(self, workflow: str) -> None:
+        """A workflow that was not listed and came back to life: its tasks and graph nodes from the database
+        (those the feed has not brought already, which are as new or newer)."""
+        for task in await self.stores.tasks.list(workflow):
+            if task.key not in self.tasks.get(workflow, {}):
+                self._apply_task(task)
+        for graph_node in await self.stores.graph_nodes.list(workflow):
+            if graph_node.id not in self.graph_nodes:
+                self._apply_graph_node(graph_node)
 
     def receive(self, change: Change) -> None:
         """Take a committed change, to be applied next frame. A record keeps its place of first arrival (with
@@ -129,17 +144,15 @@ class WorkflowTree(Tree[NodeRef]):
         if node is None:
             node = self.root.add(self._workflow_label(workflow), data=NodeRef(workflow.id), expand=True, before=0)
             self._node_index[(workflow.id, None)] = node
-            for early in self._early.pop(workflow.id, {}).values():
-                self._apply_task(early)
+            if self._loaded:
+                self._backfill(workflow.id)
             if self._to_select == workflow.id:
                 self.call_after_refresh(self.select_workflow, workflow.id)  # a new row has its line after a refresh
         else:
             node.set_label(self._workflow_label(workflow))
 
     def _apply_task(self, task: Task) -> None:
-        if task.workflow not in self.workflows:
-            # The task feed and the workflow feed are read independently: keep it until its workflow shows up.
-            self._early.setdefault(task.workflow, {})[task.key] = task
+        if task.workflow not in self.workflows:  # a workflow older than the listed ones: shown if it changes
             return
         before = self.tasks[task.workflow].get(task.key)
         self.tasks[task.workflow][task.key] = task
@@ -148,8 +161,6 @@ class WorkflowTree(Tree[NodeRef]):
             parent = self._node_index[(task.workflow, None)]
             node = parent.add_leaf(self._task_label(task), data=NodeRef(task.workflow, task.key))
             self._node_index[(task.workflow, task.key)] = node
-            for early in self._early_nodes.pop((task.workflow, task.key), {}).values():
-                self._apply_graph_node(early)
         else:
             node.set_label(self._task_label(task))
             workflow = self.workflows[task.workflow]
@@ -163,33 +174,23 @@ class WorkflowTree(Tree[NodeRef]):
         return None if task is None else (task.thread or default_thread(workflow, key))
 
     def _drop_other_threads(self, task: Task) -> None:
-        """A retried graph task runs on a fresh thread: the nodes of its earlier run leave the tree."""
+        """A retried or rolled-back graph task runs on another thread: the nodes of its earlier run leave the tree
+        (the new thread's nodes come after this change, in commit order)."""
         current = task.thread or default_thread(task.workflow, task.key)
         stale = [
             n.id for n in self.graph_nodes.values()
             if n.workflow == task.workflow and n.task == task.key and n.thread != current
         ]  # fmt: skip
-        kept = self._other_threads.setdefault((task.workflow, task.key), {})
         for node_id in stale:
-            kept[node_id] = self.graph_nodes.pop(node_id)
+            del self.graph_nodes[node_id]
             leaf = self._graph_leaves.pop(node_id, None)
             if leaf is not None:
                 leaf.remove()
-        for node_id, waiting in list(kept.items()):
-            if waiting.thread == current:
-                del kept[node_id]
-                self._apply_graph_node(waiting)
 
     def _apply_graph_node(self, graph_node: GraphNode) -> None:
         parent = self._node_index.get((graph_node.workflow, graph_node.task))
-        if parent is None:  # read from its own feed: keep it until its task shows up
-            self._early_nodes.setdefault((graph_node.workflow, graph_node.task), {})[graph_node.id] = graph_node
-            return
-        if graph_node.thread != self._thread_of(graph_node.workflow, graph_node.task):
-            # Another run of a retried task (each has its own thread): an earlier one, or — the feeds being read
-            # independently — a newer one whose task row has not arrived yet. Kept until the task says which.
-            self._other_threads.setdefault((graph_node.workflow, graph_node.task), {})[graph_node.id] = graph_node
-            return
+        if parent is None or graph_node.thread != self._thread_of(graph_node.workflow, graph_node.task):
+            return  # a task not listed, or an earlier run of a retried task
         self.graph_nodes[graph_node.id] = graph_node
         node = self._graph_leaves.get(graph_node.id)
         if node is None:
