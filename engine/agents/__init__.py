@@ -1,6 +1,9 @@
 """Agents by kind: ``shell``, ``python``, ``graph`` (a LangGraph graph) and ``llm`` (a ready-made tool-calling
 LangGraph agent). The LangGraph kinds are imported on first use, so workflows without them never load LangChain.
-Other kinds plug in through ``register_agent_kind``."""
+
+Other kinds plug in through ``register_agent_kind(kind, factory)``: from then on, workflows in this process may
+name the kind (the spec validates it, see ``engine.spec.kinds``) and the engine builds its agents with
+``factory``. Register before loading or building the workflow that uses it."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from engine.agents.python import PythonAgent, import_callable
 from engine.agents.shell import ShellAgent
 from engine.errors import AgentUnavailable
 from engine.spec import AgentSpec, WorkflowSpec
+from engine.spec.kinds import allow_agent_kind
 
 AgentFactory = Callable[[AgentSpec], Agent]
 
@@ -33,7 +37,15 @@ _KINDS: dict[str, AgentFactory] = {"shell": ShellAgent, "python": PythonAgent, "
 
 
 def register_agent_kind(kind: str, factory: AgentFactory) -> None:
-    """Make ``kind`` available to workflow files (``agents: {x: {kind: KIND}}``)."""
+    """Make ``kind`` available to workflows (``agents: {x: {kind: KIND, options: {...}}}``), built by ``factory``.
+
+    ``factory`` gets the agent's `AgentSpec` (its ``options`` hold the kind's own settings) and returns an
+    `Agent`; it may raise ``AgentUnavailable`` to say why it cannot. Registering a kind again replaces its factory.
+
+    Raises:
+        ValueError: ``kind`` is not a plain name.
+    """
+    allow_agent_kind(kind)
     _KINDS[kind] = factory
 
 

@@ -18,9 +18,9 @@ from engine.spec._gc import collector_paused
 from engine.spec.durations import DURATION_HINT, parse_duration
 from engine.spec.errors import SpecError, raise_if_any, show_value
 from engine.spec.graph import describe_cycle, find_cycles, graph_errors
+from engine.spec.kinds import agent_kinds, one_of
 
 Sandbox = Literal["local", "e2b"]
-AgentKind = Literal["shell", "python", "graph", "llm"]
 FailurePolicy = Literal["fail_fast", "continue"]
 
 #: Longest wait between two attempts of a task, whatever the initial backoff.
@@ -85,6 +85,15 @@ def _env_values(value: Any) -> Any:
     return converted
 
 
+def _known_kind(value: Any) -> Any:
+    # Checked against the registry when each spec is validated, not frozen into a Literal at import, so a kind
+    # registered with engine.agents.register_agent_kind is accepted.
+    kinds = agent_kinds()
+    if value not in kinds:
+        raise _spec_error(f"must be {one_of(kinds)}, got {{got}}", value)
+    return value
+
+
 def _check_env_name(name: str) -> str:
     if not _ENV_NAME.fullmatch(name):
         raise _spec_error("must be an environment variable name (letters, digits, '_'), got {got}", name)
@@ -95,6 +104,8 @@ Count = Annotated[int, BeforeValidator(_count)]
 Duration = Annotated[float, BeforeValidator(_positive_duration)]
 OptionalDuration = Annotated[float | None, BeforeValidator(_positive_duration)]
 EnvName = Annotated[str, BeforeValidator(lambda v: _check_env_name(v) if isinstance(v, str) else v)]
+#: An agent's kind: a built-in one (``engine.spec.kinds.BUILTIN_AGENT_KINDS``) or one registered since.
+AgentKind = Annotated[str, BeforeValidator(_known_kind)]
 
 
 class Defaults(BaseModel):

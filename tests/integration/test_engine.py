@@ -22,6 +22,7 @@ from engine.engine import Engine
 from engine.events import output_lines
 from engine.spec import WorkflowSpec
 from tests.integration.workflows import steps
+from tests.support.agent_kinds import registered_echo_kind
 
 STEPS = "tests.integration.workflows.steps"
 
@@ -110,6 +111,18 @@ async def test_a_task_that_fails_once_succeeds_on_retry_in_the_same_workdir(engi
     assert task is not None and task.attempts == 2
     types = [e.type for e in await events_of(engine, wf) if e.task == "flaky"]
     assert types.count("task.started") == 2 and "task.retrying" in types
+
+
+async def test_a_registered_agent_kind_runs_like_a_built_in_one(engine: Engine) -> None:
+    with registered_echo_kind():
+        agents = {"greeter": {"kind": "echo", "options": {"prefix": "hello "}}}
+        greet = {"id": "greet", "agent": "greeter", "input": {"text": "world"}, "depends_on": ["first"]}
+        tasks = [{"id": "first", "agent": "noop"}, greet]
+        wf = await engine.submit(spec(tasks, agents=agents))
+        assert await engine.wait(wf) is WorkflowStatus.COMPLETED
+    task = await engine.stores.tasks.get(wf, "greet")
+    assert task is not None and task.output == {"said": "hello world", "upstream": ["first"]}
+    assert await _output_lines(engine, wf, "greet") == ["hello world"]
 
 
 async def test_retries_wait_what_the_spec_says(engine: Engine) -> None:
