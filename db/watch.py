@@ -320,11 +320,6 @@ def watcher_for(db: Database) -> ChangeWatcher:
     return LiveWatcher(db) if db.supports_live_queries else ChangefeedWatcher(db)
 
 
-def watch(db: Database, table: str, since: int | None = None) -> AsyncGenerator[Change, None]:
-    """Shorthand for ``watcher_for(db).watch(table, since)``."""
-    return watcher_for(db).watch(table, since)
-
-
 def _check_table(table: str) -> None:
     if table not in WATCHED_TABLES:
         raise ValueError(f"table {table!r} has no change feed; watchable: {', '.join(WATCHED_TABLES)}")

@@ -25,7 +25,7 @@ from db._memtable_flush import FlushingEngine, default_flush_bytes, surrealkv_me
 from db.errors import DatabaseUnavailable
 from db.models import Event, Workflow
 from db.stores.surreal_core import SurrealEventStore, SurrealWorkflowStore
-from db.watch import watch
+from db.watch import watcher_for
 
 BATCH = 50
 # A write that has not completed in this long is stalled (a healthy one takes milliseconds).
@@ -105,7 +105,7 @@ async def test_concurrent_writers_and_a_changefeed_reader_carry_on_across_reopen
         seen: set[str] = set()
 
         async def read_feed() -> None:
-            async for change in watch(db, "workflow"):
+            async for change in watcher_for(db).watch("workflow"):
                 seen.add(change.record.id)
                 if seen >= set(created):
                     return
