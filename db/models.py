@@ -206,20 +206,6 @@ class Metric(Record):
     max: float | None = None
 
 
-class AgentStatus(Record):
-    agent: str
-    workflow: str
-    state: str
-    task: str | None = None
-    running: int = 0
-    detail: dict[str, Any] = Field(default_factory=dict)
-    updated_at: datetime = Field(default_factory=utcnow)
-
-    @property
-    def id(self) -> str:
-        return f"{self.workflow}/{self.agent}"
-
-
 class ControlRequest(Record):
     """A control asked of the engine that owns a workflow, through the database (server databases)."""
 

@@ -35,7 +35,7 @@ from pydantic import BaseModel
 from db._aio import wait_event
 from db.connection import Database
 from db.errors import DatabaseUnavailable
-from db.models import AgentStatus, Approval, Checkpoint, ControlRequest, Event, GraphNode, Task, Workflow
+from db.models import Approval, Checkpoint, ControlRequest, Event, GraphNode, Task, Workflow
 from db.stores._codec import from_row
 
 WATCHED_TABLES: dict[str, tuple[type[BaseModel], bool]] = {
@@ -43,7 +43,6 @@ WATCHED_TABLES: dict[str, tuple[type[BaseModel], bool]] = {
     "workflow": (Workflow, True),
     "task": (Task, False),
     "event": (Event, True),
-    "agent_status": (AgentStatus, False),
     "checkpoint": (Checkpoint, True),
     "control_request": (ControlRequest, True),
     "graph_node": (GraphNode, True),

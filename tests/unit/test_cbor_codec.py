@@ -129,9 +129,6 @@ def model_samples() -> dict[type[BaseModel], tuple[str, str, BaseModel]]:
         metadata={"source": None, "tags": ["a", "b"]},
     )
     metric = models.Metric(name="task.seconds", value=1.25, agent="builder", workflow=wf.id, labels={"le": None})
-    status = models.AgentStatus(
-        agent="builder", workflow=wf.id, state="running", task="compile", running=2, detail={"pid": 4242, "rss": None}
-    )
     control = models.ControlRequest(workflow=wf.id, op="pause", args={"task": None, "reason": "because"})
     node = models.GraphNode(id=f"{wf.id}/plan/t1", workflow=wf.id, task="plan", thread="th-1", node="agent", step=3)
     approval = models.Approval(
@@ -150,7 +147,6 @@ def model_samples() -> dict[type[BaseModel], tuple[str, str, BaseModel]]:
         models.Event: ("event", event.id, event),
         models.Memory: ("agent_memory", memory.id, memory),
         models.Metric: ("agent_metric", models.new_id(), metric),
-        models.AgentStatus: ("agent_status", status.id, status),
         models.ControlRequest: ("control_request", control.id, control),
         models.GraphNode: ("graph_node", node.id, node),
         models.Approval: ("approval", approval.id, approval),
