@@ -67,6 +67,14 @@ class CommitSignal:
                 if not waiter.done():
                     waiter.set_result(None)
 
+    def quiet_mark(self) -> int | None:
+        """While no write is in flight, a mark (the writes begun so far) for ``still_quiet``; else None."""
+        return None if self._in_flight else self._next_ticket
+
+    def still_quiet(self, mark: int | None) -> bool:
+        """No write was in flight at ``mark`` and none has begun since: every commit so far is visible."""
+        return mark is not None and not self._in_flight and self._next_ticket == mark
+
     @property
     def waiting(self) -> int:
         """How many are parked in ``wait`` right now (an idle watcher is one)."""
