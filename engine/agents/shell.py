@@ -18,7 +18,6 @@ from typing import Any, ClassVar
 
 from engine.agents.base import Agent, TaskContext
 from engine.errors import TaskFailed
-from engine.memory import MemoryInputError, check_type
 
 TAIL_LINES = 20
 MAX_MEMORIES = 1_000  # per attempt: each costs an embedding (~2 ms), and a task's output is not to be trusted
@@ -99,6 +98,10 @@ def _remember(line: str, ctx: TaskContext, remembering: list[asyncio.Task[Any]])
     if name != "remember" or not sep or not text.strip():
         return False
     options = dict(part.partition("=")[::2] for part in params.split())
+    # Here, not at the top: engine.memory loads numpy and the vector index, which `agentdeck validate` (it builds
+    # every agent) has no use for.
+    from engine.memory import MemoryInputError, check_type
+
     try:
         memory_type = check_type(options.get("type", "long_term"))
     except MemoryInputError as exc:
