@@ -131,8 +131,83 @@ class Checkpoint(Record):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+class EventType(StrEnum):
+    """Every event type the engine emits: the vocabulary of ``Event.type``.
+
+    A ``StrEnum``, so a member *is* its string: it equals, hashes and formats as ``"task.output"``, and an event
+    built with one stores, publishes and prints the plain string. Producers use the members; readers may compare
+    ``event.type`` with a member or with a string alike.
+    """
+
+    WORKFLOW_CREATED = "workflow.created"
+    WORKFLOW_STARTED = "workflow.started"
+    WORKFLOW_PAUSED = "workflow.paused"
+    WORKFLOW_RESUMED = "workflow.resumed"
+    WORKFLOW_COMPLETED = "workflow.completed"
+    WORKFLOW_FAILED = "workflow.failed"
+    WORKFLOW_CANCELLED = "workflow.cancelled"
+    WORKFLOW_ROLLED_BACK = "workflow.rolled_back"
+
+    TASK_QUEUED = "task.queued"
+    TASK_STARTED = "task.started"
+    TASK_OUTPUT = "task.output"
+    TASK_PROGRESS = "task.progress"
+    TASK_PAUSED = "task.paused"
+    TASK_RESUMED = "task.resumed"
+    TASK_WAITING = "task.waiting"  # for a person: an approval prompt is open
+    TASK_RETRYING = "task.retrying"
+    TASK_COMPLETED = "task.completed"
+    TASK_FAILED = "task.failed"
+    TASK_CANCELLED = "task.cancelled"
+    TASK_SKIPPED = "task.skipped"
+
+    CHECKPOINT_CREATED = "checkpoint.created"
+    MEMORY_WRITTEN = "memory.written"
+
+    APPROVAL_REQUESTED = "approval.requested"
+    APPROVAL_GRANTED = "approval.granted"
+    APPROVAL_DENIED = "approval.denied"
+    APPROVAL_ANSWERED = "approval.answered"  # with a value that is neither yes nor no
+
+    GRAPH_FORKED = "graph.forked"  # time travel: a graph task's thread forked at a checkpoint
+
+    NODE_STARTED = "node.started"
+    NODE_COMPLETED = "node.completed"
+    NODE_FAILED = "node.failed"
+    NODE_INTERRUPTED = "node.interrupted"
+    NODE_CANCELLED = "node.cancelled"
+
+    LLM_USAGE = "llm.usage"  # one model call's tokens and cost
+
+    #: In the design's event contract; the engine stores metric samples as ``agent_metric`` rows and emits none.
+    METRIC = "metric"
+
+
+#: The event announcing a workflow's final status.
+WORKFLOW_END_EVENTS: dict[WorkflowStatus, EventType] = {
+    WorkflowStatus.COMPLETED: EventType.WORKFLOW_COMPLETED,
+    WorkflowStatus.FAILED: EventType.WORKFLOW_FAILED,
+    WorkflowStatus.CANCELLED: EventType.WORKFLOW_CANCELLED,
+}
+
+#: The event announcing that a graph node's execution ended, by the ``GraphNode.status`` it ended with.
+NODE_END_EVENTS: dict[str, EventType] = {
+    "completed": EventType.NODE_COMPLETED,
+    "failed": EventType.NODE_FAILED,
+    "interrupted": EventType.NODE_INTERRUPTED,
+    "cancelled": EventType.NODE_CANCELLED,
+}
+
+
 class Event(Record):
-    """One event: the same shape on the bus, in the database, in ``--json`` output and in the UI."""
+    """One event: the same shape on the bus, in the database, in ``--json`` output and in the UI.
+
+    ``type`` is a plain ``str``, not an ``EventType``: agents emit types of their own (``TaskContext.event``) and a
+    database may hold types this version no longer knows, and both must still load. The engine emits members of
+    ``EventType``, which are strings, so what is stored and sent is the same either way.
+
+    The properties below read what the common types carry in ``data``, with the producers' defaults.
+    """
 
     id: str = Field(default_factory=new_event_id)
     ts: datetime = Field(default_factory=utcnow)
@@ -158,6 +233,46 @@ class Event(Record):
             out["agent"] = self.agent
         out["data"] = self.data
         return out
+
+    @property
+    def output_lines(self) -> list[str]:
+        """The lines a ``task.output`` event carries.
+
+        Output is stored in chunks: ``data = {"stream": "stdout", "lines": [...]}`` holds consecutive lines of one
+        stream. Events written before chunking carry one ``line``; both shapes are read here.
+        """
+        lines = self.data.get("lines")
+        if isinstance(lines, list):
+            return [str(line) for line in lines]
+        line = self.data.get("line")
+        return [] if line is None else [str(line)]
+
+    @property
+    def stream(self) -> str:
+        """The stream a ``task.output`` chunk was printed on: ``stdout``, ``stderr``, ``graph``, ``llm``..."""
+        return str(self.data.get("stream", "stdout"))
+
+    @property
+    def attempt(self) -> int:
+        """Which attempt a ``task.started`` or ``task.retrying`` event is about (1 for the first)."""
+        return int(self.data.get("attempt", 1))
+
+    @property
+    def progress(self) -> float:
+        """A ``task.progress`` event's fraction done, in [0, 1]."""
+        return float(self.data.get("progress", 0.0))
+
+    @property
+    def error(self) -> str | None:
+        """What went wrong (``task.failed``, ``task.retrying``, ``node.failed``), or None."""
+        error = self.data.get("error")
+        return None if error is None else str(error)
+
+    @property
+    def approval_id(self) -> str | None:
+        """The approval an ``approval.*`` event is about (``<workflow>/<task>/<interrupt>``), or None."""
+        approval = self.data.get("approval")
+        return approval if isinstance(approval, str) else None
 
 
 MEMORY_TYPES = ("short_term", "long_term", "checkpoint")
@@ -240,6 +355,14 @@ class ApprovalStatus(StrEnum):
     GRANTED = "granted"
     DENIED = "denied"
     ANSWERED = "answered"
+
+
+#: The event announcing an approval's answer, by the status the answer gave it.
+APPROVAL_ANSWER_EVENTS: dict[ApprovalStatus, EventType] = {
+    ApprovalStatus.GRANTED: EventType.APPROVAL_GRANTED,
+    ApprovalStatus.DENIED: EventType.APPROVAL_DENIED,
+    ApprovalStatus.ANSWERED: EventType.APPROVAL_ANSWERED,
+}
 
 
 class Approval(Record):

@@ -20,7 +20,7 @@ from types import TracebackType
 from typing import Any
 
 from db.connection import Database, embedded_path
-from db.models import Approval, Checkpoint, Task, TaskStatus, Workflow, WorkflowStatus
+from db.models import Approval, Checkpoint, EventType, Task, TaskStatus, Workflow, WorkflowStatus
 from db.settings import DbSettings, default_data_dir
 from db.stores import Stores
 from engine.bus import EventBus, make_bus
@@ -192,7 +192,7 @@ class Engine:
             self.writer.new_task(task)
         self.writer.new_workflow(workflow)
         self.recorder.emit(
-            workflow.id, "workflow.created", data={"name": spec.name, "tasks": [t.id for t in spec.tasks]}
+            workflow.id, EventType.WORKFLOW_CREATED, data={"name": spec.name, "tasks": [t.id for t in spec.tasks]}
         )
         created = self.writer.mark()
         self._launch(WorkflowRun(self, workflow, spec, {t.key: t.model_copy() for t in tasks}), resumed=False)
@@ -313,7 +313,7 @@ class Engine:
                 self.writer.task(workflow_id, task.key, {"status": TaskStatus.SKIPPED, "error": "cancelled"})
         self.writer.workflow(workflow_id, {"status": WorkflowStatus.CANCELLED, "finished_at": _now()})
         await self.recorder.resume_sequence(workflow_id)
-        self.recorder.emit(workflow_id, "workflow.cancelled", data={"while": "stopped"})
+        self.recorder.emit(workflow_id, EventType.WORKFLOW_CANCELLED, data={"while": "stopped"})
         await self.recorder.flush()
 
     async def retry(self, workflow_id: str, task: str, *, fresh: bool = True) -> None:
@@ -391,7 +391,7 @@ class Engine:
             await self.recorder.resume_sequence(workflow_id)
         self.recorder.emit(
             workflow_id,
-            "graph.forked",
+            EventType.GRAPH_FORKED,
             task=task,
             data={"from": checkpoint_id, "head": head, "edited": sorted(values or {}), "memories_hidden": hidden},
         )

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from db.models import Event, new_event_id, utcnow
+from db.models import Event, EventType, new_event_id, utcnow
 from db.stores import EventStore
 from engine.bus import EventBus
 from engine.writer import OP_BYTES, StateWriter
@@ -53,16 +53,8 @@ class OutputLimits:
 
 
 def output_lines(event: Event) -> list[str]:
-    """The lines a ``task.output`` event carries.
-
-    Output is stored in chunks: ``data = {"stream": "stdout", "lines": [...]}`` holds consecutive lines of one
-    stream. Events written before chunking carry one ``line``; both shapes are read here.
-    """
-    lines = event.data.get("lines")
-    if isinstance(lines, list):
-        return [str(line) for line in lines]
-    line = event.data.get("line")
-    return [] if line is None else [str(line)]
+    """The lines a ``task.output`` event carries (``Event.output_lines``, as a function to map over events)."""
+    return event.output_lines
 
 
 def _lines_size(lines: Sequence[str]) -> int:
@@ -203,7 +195,7 @@ class EventRecorder:
     def _seal(self, key: tuple[str, str]) -> None:
         chunk = self._open.pop(key)
         data = {"stream": chunk.stream, "lines": chunk.lines}
-        self._record(key[0], "task.output", key[1], chunk.agent, data, chunk.size)
+        self._record(key[0], EventType.TASK_OUTPUT, key[1], chunk.agent, data, chunk.size)
 
     def seal_all(self) -> None:
         """Turn every open output chunk into an event (the writer calls this before taking a batch)."""
@@ -262,8 +254,9 @@ class EventRecorder:
     def _committed(self, events: list[Event]) -> None:
         """The writer stored ``events``: account their output, publish them, tell the listeners."""
         remote: list[Event] = []
+        output = EventType.TASK_OUTPUT  # read once: reading an enum member costs ~0.2 µs on Python 3.11
         for event in events:
-            if event.type == "task.output" and event.task is not None:
+            if event.type == output and event.task is not None:
                 lines = event.data.get("lines")
                 if isinstance(lines, list):
                     key = (event.workflow, event.task)

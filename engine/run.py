@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
-from db.models import Task, TaskStatus, Workflow, WorkflowStatus
+from db.models import WORKFLOW_END_EVENTS, EventType, Task, TaskStatus, Workflow, WorkflowStatus
 from engine.agents import Agent, TaskContext, check_agents
 from engine.coordinator import BLOCKING, DagState, Limits
 from engine.errors import TaskFailed
@@ -104,7 +104,7 @@ class WorkflowRun(RunControls):
             self._checkpoint_number = latest.number if latest else 0
             self._checkpoint_id = latest.id if latest else None
         self._set_workflow(status=WorkflowStatus.RUNNING, started_at=self.workflow.started_at or _now())
-        self._emit("workflow.resumed" if resumed else "workflow.started", tasks=len(self.tasks))
+        self._emit(EventType.WORKFLOW_RESUMED if resumed else EventType.WORKFLOW_STARTED, tasks=len(self.tasks))
         unhook = self.writer.add_before_batch(self._before_write)
         try:
             await self._schedule()
@@ -130,7 +130,7 @@ class WorkflowRun(RunControls):
         final = self._final_status()
         self._set_workflow(status=final, finished_at=_now(), lease_until=None, owner=None)
         failed = [k for k, t in self.tasks.items() if t.status is TaskStatus.FAILED]
-        self._emit(f"workflow.{final.value}", failed=failed)
+        self._emit(WORKFLOW_END_EVENTS[final], failed=failed)
         await self.recorder.flush()
         self.finished.set()
         self.engine.forget(self)
@@ -189,7 +189,7 @@ class WorkflowRun(RunControls):
             if self._transition(key, TaskStatus.QUEUED, write=False):
                 self._queued_at[key] = now
                 self._unwritten_queued.add(key)
-                self._emit("task.queued", key)
+                self._emit(EventType.TASK_QUEUED, key)
 
     def _write_held(self) -> None:
         for key in self._unwritten_queued:
@@ -199,7 +199,7 @@ class WorkflowRun(RunControls):
 
     def _skip(self, key: str, reason: str, force: bool = False) -> None:
         if self._transition(key, TaskStatus.SKIPPED, force=force, error=reason, finished_at=_now()):
-            self._emit("task.skipped", key, reason=reason)
+            self._emit(EventType.TASK_SKIPPED, key, reason=reason)
 
     def _block_downstream(self, key: str) -> None:
         """``key`` will not complete: skip every task waiting on it, directly or through others."""
@@ -265,7 +265,7 @@ class WorkflowRun(RunControls):
         """Every report is an event; the task row's ``progress`` is written at most once a ``PROGRESS_WRITE_S``
         per task (a row write costs a hundred events: a thousand agents reporting ten times a second would
         otherwise keep the database busy with nothing else). The latest value is written by ``_before_write``."""
-        self._emit("task.progress", key, progress=value, message=message)
+        self._emit(EventType.TASK_PROGRESS, key, progress=value, message=message)
         self.tasks[key].progress = value
         now = time.monotonic()
         if now - self._progress_written.get(key, 0.0) >= PROGRESS_WRITE_S:
@@ -300,7 +300,7 @@ class WorkflowRun(RunControls):
             error = state.outcome.exception() if state.outcome else None
             delay = state.next_action.sleep if state.next_action else 0.0
             if self._transition(key, TaskStatus.RETRYING, error=str(error)):
-                self._emit("task.retrying", key, attempt=state.attempt_number, error=str(error), delay_s=delay)
+                self._emit(EventType.TASK_RETRYING, key, attempt=state.attempt_number, error=str(error), delay_s=delay)
 
         try:
             if attempts == 1:  # tenacity's machinery costs more than a no-op task: skip it when there is no retry
@@ -322,7 +322,7 @@ class WorkflowRun(RunControls):
             self._fail(key, str(exc))
         except asyncio.CancelledError:
             if key not in self._resetting and self._transition(key, TaskStatus.CANCELLED, finished_at=_now()):
-                self._emit("task.cancelled", key)
+                self._emit(EventType.TASK_CANCELLED, key)
                 if not self.cancelled:
                     self._block_downstream(key)
         except Exception as exc:  # an agent bug: fail the task with the message, keep the engine alive
@@ -344,7 +344,7 @@ class WorkflowRun(RunControls):
     async def _attempt(self, key: str, agent: Agent, limit_s: float | None) -> Any:
         number = self.tasks[key].attempts + 1
         self._transition(key, TaskStatus.RUNNING, attempts=number, started_at=_now(), error=None)
-        self._emit("task.started", key, attempt=number)
+        self._emit(EventType.TASK_STARTED, key, attempt=number)
         self.engine.metrics.count("tasks_started", agent=self.tasks[key].agent, workflow=self.id)
         ctx = self._context(key, number)
         self._contexts[key] = ctx
@@ -366,7 +366,7 @@ class WorkflowRun(RunControls):
         if not self._transition(key, TaskStatus.COMPLETED, output=output, finished_at=_now(), progress=1.0):
             return  # a rollback sent it back to pending while it finished: its result is not wanted
         agent = self.tasks[key].agent
-        self._emit("task.completed", key, duration_s=round(duration, 4), attempts=self.tasks[key].attempts)
+        self._emit(EventType.TASK_COMPLETED, key, duration_s=round(duration, 4), attempts=self.tasks[key].attempts)
         self.engine.metrics.count("tasks_completed", agent=agent, workflow=self.id)
         self.engine.metrics.observe("task_duration_s", duration, agent=agent, workflow=self.id)
         self._unsealed.append(key)  # checkpointed with the other completions of this write (_seal_checkpoint)
@@ -375,7 +375,7 @@ class WorkflowRun(RunControls):
     def _fail(self, key: str, error: str, cancel_others: bool = True) -> None:
         if not self._transition(key, TaskStatus.FAILED, error=error, finished_at=_now()):
             return
-        self._emit("task.failed", key, error=error, attempts=self.tasks[key].attempts)
+        self._emit(EventType.TASK_FAILED, key, error=error, attempts=self.tasks[key].attempts)
         self.engine.metrics.count("tasks_failed", agent=self.tasks[key].agent, workflow=self.id)
         self._block_downstream(key)
         if self.spec.failure_policy == "fail_fast":

@@ -18,7 +18,7 @@ import time
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from db.models import Checkpoint, Memory, Task, TaskStatus, Workflow, WorkflowStatus
+from db.models import Checkpoint, EventType, Memory, Task, TaskStatus, Workflow, WorkflowStatus
 from engine import checkpoints
 from engine.coordinator import DagState, may_follow
 from engine.errors import ControlError
@@ -126,7 +126,7 @@ class RunControls:
         )
         self.writer.checkpoint(taken)
         self._checkpoint_id = taken.id
-        self._emit("checkpoint.created", task, checkpoint=taken.id, number=taken.number, reason=reason)
+        self._emit(EventType.CHECKPOINT_CREATED, task, checkpoint=taken.id, number=taken.number, reason=reason)
         return taken
 
     def _seal_checkpoint(self) -> None:
@@ -168,7 +168,7 @@ class RunControls:
             graph_step=graph_step, checkpoint=self._checkpoint_id, expires_in=expires_in,
         )  # fmt: skip
         preview = memory.content if len(memory.content) <= 200 else memory.content[:199] + "…"
-        self._emit("memory.written", key, memory=memory.id, kind=memory.memory_type, content=preview)
+        self._emit(EventType.MEMORY_WRITTEN, key, memory=memory.id, kind=memory.memory_type, content=preview)
         return memory
 
     # ---- pause, resume, cancel ----------------------------------------------------------------------------
@@ -187,9 +187,9 @@ class RunControls:
                     listener()  # a graph drains: it stops at its next step boundary
             # Only a running task: one waiting for a person or a retry stays so, a finished one stays finished.
             if self.tasks[key].status is TaskStatus.RUNNING and self._transition(key, TaskStatus.PAUSED):
-                self._emit("task.paused", key)
+                self._emit(EventType.TASK_PAUSED, key)
         self._set_workflow(status=WorkflowStatus.PAUSED)
-        self._emit("workflow.paused")
+        self._emit(EventType.WORKFLOW_PAUSED)
         # Frozen after the states are recorded: a task finishing meanwhile goes from paused to completed.
         await asyncio.gather(*(self._sandboxes[key].pause() for key in running if key in self._sandboxes))
         await self.recorder.flush()
@@ -204,10 +204,10 @@ class RunControls:
         await asyncio.gather(*(self._sandboxes[key].resume() for key in running if key in self._sandboxes))
         for key in running:
             if self.tasks[key].status is TaskStatus.PAUSED and self._transition(key, TaskStatus.RUNNING):
-                self._emit("task.resumed", key)
+                self._emit(EventType.TASK_RESUMED, key)
         self.gate.set()
         self._set_workflow(status=WorkflowStatus.RUNNING)
-        self._emit("workflow.resumed")
+        self._emit(EventType.WORKFLOW_RESUMED)
         self._wake.set()
         await self.recorder.flush()
 
@@ -241,7 +241,7 @@ class RunControls:
                 self._update(key, thread=thread)
             self._reset([key, *sorted(self.spec.downstream(key))], only_unfinished_downstream=key)
             self._stop_new = False
-            self._emit("task.queued", key, retry=True)
+            self._emit(EventType.TASK_QUEUED, key, retry=True)
             self._rebuild()
         finally:
             self._held_by -= 1
@@ -309,7 +309,7 @@ class RunControls:
             self._waiting_since[key] = time.monotonic()
             self._freeze(key)
             if self._transition(key, TaskStatus.WAITING):
-                self._emit("task.waiting", key)
+                self._emit(EventType.TASK_WAITING, key)
             await self.recorder.flush()
             return
         self._waiting_since.pop(key, None)
@@ -317,7 +317,7 @@ class RunControls:
             self._thaw(key)
         status = TaskStatus.PAUSED if self.paused else TaskStatus.RUNNING
         if self._transition(key, status):
-            self._emit("task.paused" if self.paused else "task.resumed", key)
+            self._emit(EventType.TASK_PAUSED if self.paused else EventType.TASK_RESUMED, key)
 
 
 async def apply_rollback(engine: Engine, workflow_id: str, checkpoint: Checkpoint, tasks: dict[str, Task]) -> None:
@@ -356,7 +356,7 @@ async def apply_rollback(engine: Engine, workflow_id: str, checkpoint: Checkpoin
     hidden, shown = await engine.memory.follow_rollback(workflow_id, taken, history, from_scratch)
     engine.recorder.emit(
         workflow_id,
-        "workflow.rolled_back",
+        EventType.WORKFLOW_ROLLED_BACK,
         data={
             "checkpoint": checkpoint.id,
             "number": checkpoint.number,
@@ -369,6 +369,8 @@ async def apply_rollback(engine: Engine, workflow_id: str, checkpoint: Checkpoin
     taken.event_seq = engine.recorder.last_seq(workflow_id)
     writer.checkpoint(taken)
     engine.recorder.emit(
-        workflow_id, "checkpoint.created", data={"checkpoint": taken.id, "number": number, "reason": taken.reason}
+        workflow_id,
+        EventType.CHECKPOINT_CREATED,
+        data={"checkpoint": taken.id, "number": number, "reason": taken.reason},
     )
     await engine.recorder.flush()

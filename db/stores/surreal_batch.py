@@ -15,7 +15,7 @@ from typing import Any
 from surrealdb import RecordID
 
 from db.connection import Database, Prepared
-from db.models import Event, Task, Workflow, task_record_key
+from db.models import Event, EventType, Task, Workflow, task_record_key
 from db.stores._codec import plain, rid, to_row, unnull
 from db.stores.interfaces import StateBatch, StateBatchStore
 
@@ -25,15 +25,15 @@ def _stored_data(event: Event) -> dict[str, Any]:
     per value, and one string costs a fifth of a thousand (lines never hold a newline, so splitting restores
     them exactly)."""
     data = event.data
-    lines = data.get("lines") if event.type == "task.output" else None
+    lines = data.get("lines") if event.type == EventType.TASK_OUTPUT else None
     if isinstance(lines, list) and lines:
         with contextlib.suppress(TypeError):  # not all strings: stored as they are
-            return {"stream": str(data.get("stream", "stdout")), "text": "\n".join(lines)}
+            return {"stream": event.stream, "text": "\n".join(lines)}
     return plain(data)  # type: ignore[no-any-return]
 
 
 def _loaded_data(type: str, data: dict[str, Any]) -> dict[str, Any]:
-    if type == "task.output" and "text" in data and "lines" not in data:
+    if type == EventType.TASK_OUTPUT and "text" in data and "lines" not in data:
         return {"stream": data.get("stream", "stdout"), "lines": str(data["text"]).split("\n")}
     return data
 

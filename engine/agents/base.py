@@ -84,7 +84,8 @@ class TaskContext:
             self.loop.call_soon_threadsafe(self.emit_progress, value, message)
 
     def event(self, type: str, **data: Any) -> None:
-        """Emit an event of ``type`` for this task (``llm.usage``, ``node.started``, ...). Safe from any thread."""
+        """Emit an event of ``type`` for this task (an ``EventType`` such as ``EventType.LLM_USAGE``, or a type of
+        the agent's own, which is stored and shown as it is). Safe from any thread."""
         if _in_loop(self.loop):
             self.emit_event(type, data)
         else:

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from db._aio import wait_future
-from db.models import Approval, ApprovalStatus
+from db.models import APPROVAL_ANSWER_EVENTS, Approval, ApprovalStatus, EventType
 from db.stores import Stores
 from engine.errors import ControlError
 from engine.events import EventRecorder
@@ -86,7 +86,7 @@ class Approvals:
         if new:
             self.recorder.emit(
                 workflow,
-                "approval.requested",
+                EventType.APPROVAL_REQUESTED,
                 task=task,
                 agent=agent,
                 data={
@@ -174,7 +174,7 @@ class Approvals:
     def _announce(self, approval: Approval, value: Any, by: str) -> None:
         self.recorder.emit(
             approval.workflow,
-            f"approval.{approval.status.value}",
+            APPROVAL_ANSWER_EVENTS[approval.status],
             task=approval.task,
             data={
                 "approval": approval.id,

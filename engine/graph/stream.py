@@ -9,7 +9,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from db.models import GraphNode
+from db.models import NODE_END_EVENTS, EventType, GraphNode
 from engine.agents.base import TaskContext
 from engine.graph.support import GraphSupport
 
@@ -93,7 +93,7 @@ class StreamPrinter:
             )
             self.open[run] = node
             await self.support.nodes.put(node)
-            self.ctx.event("node.started", node=name, step=node.step, thread=self.support.thread)
+            self.ctx.event(EventType.NODE_STARTED, node=name, step=node.step, thread=self.support.thread)
             self.ctx.log(f"▶ {name} (step {node.step})", "graph")
             return
         if run not in self.open:
@@ -112,7 +112,7 @@ class StreamPrinter:
     async def _close(self, node: GraphNode, status: str, error: str | None = None) -> None:
         done = node.model_copy(update={"status": status, "error": error, "finished_at": datetime.now(UTC)})
         await self.support.nodes.put(done)
-        self.ctx.event(f"node.{status}", node=node.node, step=node.step, thread=node.thread, error=error)
+        self.ctx.event(NODE_END_EVENTS[status], node=node.node, step=node.step, thread=node.thread, error=error)
         if status not in ("completed", "interrupted"):  # an interrupt is followed by its approval line
             self.ctx.log(f"{'✗' if status == 'failed' else '·'} {node.node} {status}{f': {error}' if error else ''}")
 

@@ -17,6 +17,7 @@ from langchain_core.callbacks import AsyncCallbackHandler
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, LLMResult
 
+from db.models import EventType
 from engine.agents.base import TaskContext
 from engine.llm.pricing import Price
 
@@ -133,7 +134,7 @@ class UsageRecorder(AsyncCallbackHandler):
         cost = call.cost(self.price)
         self.summary.add(call, cost)
         self.ctx.event(
-            "llm.usage",
+            EventType.LLM_USAGE,
             model=self.model,
             input_tokens=call.input_tokens,
             output_tokens=call.output_tokens,
