@@ -15,58 +15,38 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TextIO
 
 from db import connect
-from db.models import Event, WorkflowStatus
+from db.models import APPROVAL_ANSWER_EVENTS, Event, EventType, WorkflowStatus
 from engine.control import ControlChannels
 from engine.engine import Engine
-from engine.events import output_lines
 from tui.cli._common import EXIT_INTERRUPTED, EXIT_OK, EXIT_WORKFLOW_FAILED, db_url_or_default
+from tui.describe import describe, routine
 
-_ICONS = {
-    "workflow.created": "◆",
-    "workflow.started": "▶",
-    "workflow.resumed": "▶",
-    "workflow.paused": "⏸",
-    "workflow.completed": "✔",
-    "workflow.failed": "✘",
-    "workflow.cancelled": "■",
-    "workflow.rolled_back": "↺",
-    "task.started": "▶",
-    "task.completed": "✔",
-    "task.failed": "✘",
-    "task.retrying": "↻",
-    "task.cancelled": "■",
-    "task.skipped": "·",
-    "task.paused": "⏸",
-    "task.resumed": "▶",
-    "task.waiting": "✋",
-}
+_ANSWERS = frozenset(APPROVAL_ANSWER_EVENTS.values())
 
 
 def human_line(event: Event) -> str | None:
     """Readable text for an event (a line; an output chunk gives one line per output line), or None for the
-    events a person does not need to see scroll by."""
+    events a person does not need to see scroll by. Icons and details come from ``tui.describe``, as in the
+    dashboard's event log."""
     stamp = event.ts.strftime("%H:%M:%S")
-    if event.type == "task.output":
-        return "\n".join(f"{stamp}   {event.task} │ {line}" for line in output_lines(event)) or None
-    if event.type in ("task.queued", "task.progress", "checkpoint.created", "metric", "llm.usage"):
+    look = describe(event)
+    if event.type == EventType.TASK_OUTPUT:
+        return "\n".join(f"{stamp} {look.icon} {event.task} │ {line}" for line in event.output_lines) or None
+    if routine(event.type):
         return None
-    if event.type.startswith("node."):  # the pane lines of a graph task already say which node runs
-        return None
-    if event.type == "approval.requested":
+    if event.type == EventType.APPROVAL_REQUESTED:
         deadline = event.data.get("deadline")
         when = f" (default {json.dumps(event.data.get('default'))} at {str(deadline)[11:19]} UTC)" if deadline else ""
         return (
-            f"{stamp} ✋ {event.task} asks: {event.data.get('question')}{when}\n"
+            f"{stamp} {look.icon} {event.task} asks: {event.data.get('question')}{when}\n"
             f"         answer: agentdeck workflows approve {event.workflow} --task {event.task} [--value V | --deny]"
         )
-    if event.type.startswith("approval."):
+    if event.type in _ANSWERS:
         by = event.data.get("by")
-        return f"{stamp} ✋ {event.task} {event.type.split('.', 1)[1]}: {json.dumps(event.data.get('value'))} by {by}"
-    icon = _ICONS.get(event.type, "•")
+        answer = event.type.split(".", 1)[1]
+        return f"{stamp} {look.icon} {event.task} {answer}: {json.dumps(event.data.get('value'))} by {by}"
     subject = f"{event.task} " if event.task else ""
-    detail = {k: v for k, v in event.data.items() if k in ("attempt", "error", "reason", "delay_s", "failed", "number")}
-    extra = " ".join(f"{k}={v}" for k, v in detail.items() if v not in (None, [], ""))
-    return f"{stamp} {icon} {subject}{event.type.split('.', 1)[1]}" + (f"  {extra}" if extra else "")
+    return f"{stamp} {look.icon} {subject}{event.type.split('.', 1)[1]}" + (f"  {look.text}" if look.text else "")
 
 
 def make_printer(as_json: bool, out: TextIO = sys.stdout) -> Callable[[Event], None]:

@@ -15,23 +15,21 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Input
 
-from db.models import Event
-from engine.events import output_lines
+from db.models import Event, EventType
+from tui.describe import describe
 from tui.widgets.event_rows import EventRows
 
 KEEP = 5_000
 
-_COLOURS = {"completed": "green3", "failed": "red", "cancelled": "magenta", "paused": "yellow", "retrying": "orange1"}
-
 
 def event_line(event: Event) -> Text:
-    kind = event.type.split(".", 1)[-1]
-    colour = _COLOURS.get(kind, "cyan" if event.type.startswith("workflow") else "")
+    """``HH:MM:SS type task details``: the type in the event's style (``tui.describe``), stderr output in red."""
+    look = describe(event)
     text = Text(f"{event.ts:%H:%M:%S} ", style="dim")
-    text.append(f"{event.type:<20}", style=colour)
+    text.append(f"{event.type:<20}", style=look.style)
     text.append(f" {event.task or '':<16}", style="bold")
-    detail, more = _detail(event)
-    text.append(detail, style="red" if event.data.get("stream") == "stderr" else None)
+    detail, more = _detail(event, look.text)
+    text.append(detail, style="red" if event.stream == "stderr" else None)
     text.append(more, style="dim")
     text.expand_tabs()
     return text
@@ -39,29 +37,25 @@ def event_line(event: Event) -> Text:
 
 def event_width(event: Event) -> int:
     """The cells ``event_line`` takes, without drawing it."""
-    detail, more = _detail(event)
+    detail, more = _detail(event, None)
     return 9 + max(20, len(event.type)) + 1 + max(16, len(event.task or "")) + cell_len(detail) + len(more)
 
 
-def _detail(event: Event) -> tuple[str, str]:
-    """What a row says after the task: (the first output line or the event's details, ``(+N lines)``)."""
-    if event.type == "task.output":
-        lines = output_lines(event)
+def _detail(event: Event, described: str | None) -> tuple[str, str]:
+    """What a row says after the task: (the first output line or the event's details, ``(+N lines)``);
+    ``described`` is ``describe(event).text`` when the caller has it."""
+    if event.type == EventType.TASK_OUTPUT:
+        lines = event.output_lines
         first = f" {lines[0]}" if lines else ""
         return first, f"  (+{len(lines) - 1} lines)" if len(lines) > 1 else ""
-    brief = _brief(event)
-    return (f" {brief}" if brief else ""), ""
-
-
-def _brief(event: Event) -> str:
-    keep = ("attempt", "error", "reason", "progress", "number", "failed", "delay_s")
-    return " ".join(f"{k}={v}" for k, v in event.data.items() if k in keep and v not in (None, "", []))
+    text = describe(event).text if described is None else described
+    return (f" {text}" if text else ""), ""
 
 
 def matches(event: Event, needle: str) -> bool:
     if not needle:
         return True
-    lines = output_lines(event) if event.type == "task.output" else []
+    lines = event.output_lines if event.type == EventType.TASK_OUTPUT else []
     haystack = " ".join(str(part) for part in (event.type, event.task, event.agent, event.workflow, *lines))
     return needle.lower() in haystack.lower()
 
