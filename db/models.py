@@ -190,6 +190,9 @@ WORKFLOW_END_EVENTS: dict[WorkflowStatus, EventType] = {
     WorkflowStatus.CANCELLED: EventType.WORKFLOW_CANCELLED,
 }
 
+#: The events that end a task's run (a skipped task never ran).
+TASK_RUN_END_EVENTS = frozenset((EventType.TASK_COMPLETED, EventType.TASK_FAILED, EventType.TASK_CANCELLED))
+
 #: The event announcing that a graph node's execution ended, by the ``GraphNode.status`` it ended with.
 NODE_END_EVENTS: dict[str, EventType] = {
     "completed": EventType.NODE_COMPLETED,

@@ -12,16 +12,16 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from db.models import Approval, Event
+from db.models import APPROVAL_ANSWER_EVENTS, Approval, Event, EventType
 
-ANSWERED = ("approval.granted", "approval.denied", "approval.answered")
+ANSWERED = frozenset(APPROVAL_ANSWER_EVENTS.values())
 
 
 def approval_from_event(event: Event) -> Approval | None:
     """The approval an ``approval.requested`` event announces (its data carries every field the prompt shows)."""
     data = event.data
-    approval_id = data.get("approval")
-    if event.task is None or not isinstance(approval_id, str):
+    approval_id = event.approval_id
+    if event.task is None or approval_id is None:
         return None
     prefix = f"{event.workflow}/{event.task}/"
     deadline = data.get("deadline")
@@ -57,12 +57,12 @@ class PendingApprovals:
         """Take what the events say; returns (approval id, event data) of each answer among them."""
         answers = []
         for event in events:
-            if event.type == "approval.requested":
+            if event.type == EventType.APPROVAL_REQUESTED:
                 approval = approval_from_event(event)
                 if approval is not None:
                     self.add([approval])
             elif event.type in ANSWERED:
-                approval_id = str(event.data.get("approval"))
+                approval_id = str(event.approval_id)
                 self.answered(approval_id)
                 answers.append((approval_id, {**event.data, "status": event.type.removeprefix("approval.")}))
         return answers

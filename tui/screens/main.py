@@ -14,7 +14,7 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Label, Sparkline, Static, TabbedContent, TabPane
 
-from db.models import Event, TaskStatus, WorkflowStatus
+from db.models import Event, EventType, TaskStatus, WorkflowStatus
 from engine.engine import Engine, lease_expired
 from engine.errors import ControlError
 from tui.collector import CollectorPolicy
@@ -155,7 +155,7 @@ class MainScreen(Screen[None]):
     def _follow_new_workflows(self, events: list[Event]) -> None:
         """A workflow started while nothing is selected becomes the selection."""
         for event in events:
-            if event.type == "workflow.created" and (
+            if event.type == EventType.WORKFLOW_CREATED and (
                 self.selected_workflow is None or not self.engine.is_running(self.selected_workflow)
             ):
                 self._select(event.workflow, None)

@@ -11,12 +11,21 @@ import time
 
 from textual.containers import Grid
 
-from db.models import Event
-from engine.events import output_lines
+from db.models import TASK_RUN_END_EVENTS, Event, EventType
 from tui.widgets.agent_pane import AgentPane
 
 LINGER_S = 3.0  # a finished pane stays this long, so its last lines can be read
 PANES_PER_FRAME = 4  # at most this many logs are written in one frame (the rest the next)
+
+#: The state a task's pane shows after each of these events.
+_PANE_STATES: dict[str, str] = {
+    EventType.TASK_PAUSED: "paused",
+    EventType.TASK_RESUMED: "running",
+    EventType.TASK_RETRYING: "retrying",
+    EventType.TASK_COMPLETED: "completed",
+    EventType.TASK_FAILED: "failed",
+    EventType.TASK_CANCELLED: "cancelled",
+}
 
 
 class AgentGrid(Grid):
@@ -45,28 +54,27 @@ class AgentGrid(Grid):
                 continue
             key = (event.workflow, event.task)
             pane = self.panes.get(key)
-            if event.type == "task.started":
+            if event.type == EventType.TASK_STARTED:
                 if pane is None:
                     pane = AgentPane(event.workflow, event.task, event.agent or "?")
                     self.panes[key] = pane
                     pane.display = event.workflow == self.workflow
                     self.mount(pane)
                     self._columns_stale = True
-                pane.set_state("running", attempt=int(event.data.get("attempt", 1)))
+                pane.set_state("running", attempt=event.attempt)
                 self._ended.pop(key, None)
             elif pane is None:
                 continue
-            elif event.type == "task.output":
-                pane.add_lines(output_lines(event), str(event.data.get("stream", "stdout")))
-            elif event.type == "task.progress":
-                pane.set_progress(float(event.data.get("progress", 0.0)))
-            elif event.type in ("task.paused", "task.resumed", "task.retrying"):
-                pane.set_state({"task.paused": "paused", "task.resumed": "running"}.get(event.type, "retrying"))
-                if event.type == "task.retrying":
-                    pane.add_line(f"— attempt failed: {event.data.get('error')}; retrying", "stderr")
-            elif event.type in ("task.completed", "task.failed", "task.cancelled"):
-                pane.set_state(event.type.split(".", 1)[1])
-                self._ended[key] = time.monotonic()
+            elif event.type == EventType.TASK_OUTPUT:
+                pane.add_lines(event.output_lines, event.stream)
+            elif event.type == EventType.TASK_PROGRESS:
+                pane.set_progress(event.progress)
+            elif event.type in _PANE_STATES:
+                pane.set_state(_PANE_STATES[event.type])
+                if event.type == EventType.TASK_RETRYING:
+                    pane.add_line(f"— attempt failed: {event.error}; retrying", "stderr")
+                elif event.type in TASK_RUN_END_EVENTS:
+                    self._ended[key] = time.monotonic()
 
     def render_frame(self) -> None:
         """Remove panes that lingered long enough; show what arrived in the visible ones."""

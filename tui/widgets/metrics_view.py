@@ -20,7 +20,7 @@ from textual.containers import Grid, Vertical
 from textual.widgets import DataTable, TabbedContent, TabPane
 from textual_plotext import PlotextPlot
 
-from db.models import Event
+from db.models import TASK_RUN_END_EVENTS, Event, EventType
 from db.stores import Stores
 from tui.widgets.status import UsageLedger, UsageTotals, cost_text, tokens
 
@@ -105,16 +105,16 @@ class MetricsView(Vertical):
             if event.task is None:
                 continue
             key = (event.workflow, event.task)
-            if event.type == "task.started":
+            if event.type == EventType.TASK_STARTED:
                 self.running.add(key)
-            elif event.type in ("task.completed", "task.failed", "task.cancelled"):
+            elif event.type in TASK_RUN_END_EVENTS:
                 self.running.discard(key)
-                if event.type == "task.completed":
+                if event.type == EventType.TASK_COMPLETED:
                     self.completed.append(now)
                     self.durations[event.agent or "?"].append(float(event.data.get("duration_s", 0.0)))
-                elif event.type == "task.failed":
+                elif event.type == EventType.TASK_FAILED:
                     self.failed.append(now)
-            elif event.type == "task.retrying":
+            elif event.type == EventType.TASK_RETRYING:
                 self.retried.append(now)
 
     def record_latency(self, latency_s: float) -> None:

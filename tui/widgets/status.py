@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from db.models import Event
+from db.models import Event, EventType
 
 ICONS = {
     "pending": ("○", "grey50"),
@@ -77,7 +77,7 @@ class UsageLedger:
 
     def consume(self, events: Iterable[Event]) -> None:
         for event in events:
-            if event.type != "llm.usage":
+            if event.type != EventType.LLM_USAGE:
                 continue
             self.workflows.setdefault(event.workflow, UsageTotals()).add(event.data)
             self.agents.setdefault(event.agent or "?", UsageTotals()).add(event.data)
