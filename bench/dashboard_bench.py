@@ -214,7 +214,8 @@ async def dashboard_run(shape: str, seconds: float, rate: float = RATE, tab: str
                 setattr(app, "_display", display)  # noqa: B010 - the bench times each screen update
                 share = cpu_share()
                 counter = Counter()
-                app.feed.add_consumer(counter)
+                screen: Any = app.screen  # the main screen publishes each frame's events to its followers
+                screen.events.subscribe(screen, counter, immediate=True)
                 probe = Probe()
                 prober = asyncio.create_task(probe.run())
                 assert app.started_workflow is not None

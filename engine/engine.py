@@ -263,6 +263,11 @@ class Engine:
     def is_running(self, workflow_id: str) -> bool:
         return workflow_id in self.runs
 
+    def is_paused(self, workflow_id: str) -> bool | None:
+        """Whether this engine's run of the workflow is paused now; None when this engine does not run it."""
+        run = self.runs.get(workflow_id)
+        return None if run is None else run.paused
+
     # ---- controls ---------------------------------------------------------------------------------------
 
     async def _workflow(self, workflow_id: str) -> Workflow:

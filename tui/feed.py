@@ -1,8 +1,9 @@
 """The event feed: one bus subscription for the whole dashboard, drained by widgets at a bounded frame rate.
 
 The engine publishes into the bus without waiting (bounded queues), so a flood of output never slows it; here the
-events are appended to a bounded buffer and widgets take what is new on their own timer (about 20 frames a
-second). Nothing in the engine ever awaits rendering.
+events are appended to a bounded buffer, and the main screen drains it once a frame (about 20 a second) and
+publishes the batch to the widgets through a Textual ``Signal``, which drops a widget once it is removed.
+Nothing in the engine ever awaits rendering.
 """
 
 from __future__ import annotations
@@ -11,12 +12,9 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Callable
 
 from db.models import Event
 from engine.bus import EventBus, GapNotice, Subscription
-
-Consumer = Callable[[list[Event]], None]
 
 BUFFER = 50_000
 
@@ -25,14 +23,10 @@ class EventFeed:
     def __init__(self, bus: EventBus) -> None:
         self._bus = bus
         self._pending: deque[Event] = deque(maxlen=BUFFER)
-        self._consumers: list[Consumer] = []
         self._task: asyncio.Task[None] | None = None
         self.notices: deque[str] = deque(maxlen=20)
         self.latencies: deque[float] = deque(maxlen=2_000)  # event timestamp → handed to the screen, seconds
         self.received = 0
-
-    def add_consumer(self, consumer: Consumer) -> None:
-        self._consumers.append(consumer)
 
     async def start(self) -> None:
         if self._task is None:
@@ -55,16 +49,13 @@ class EventFeed:
                 self._pending.append(event)
                 self.received += 1
 
-    def drain(self) -> int:
-        """Hand every event received since the last frame to the consumers (called by the UI's frame timer); how
-        many there were."""
+    def drain(self) -> list[Event]:
+        """Every event received since the last frame, oldest first (called by the UI's frame timer)."""
         if not self._pending:
-            return 0
+            return []
         batch = list(self._pending)
         self._pending.clear()
         now = time.time()
         for event in batch[-200:]:
             self.latencies.append(max(0.0, now - event.ts.timestamp()))
-        for consumer in self._consumers:
-            consumer(batch)
-        return len(batch)
+        return batch

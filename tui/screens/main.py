@@ -7,11 +7,15 @@ bar counts them); ``t`` opens the selected graph task's time travel.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
+from textual.signal import Signal
 from textual.widgets import Footer, Label, Sparkline, Static, TabbedContent, TabPane
 
 from db.models import Event, EventType, TaskStatus, WorkflowStatus
@@ -26,10 +30,10 @@ from tui.screens.help import HelpScreen
 from tui.screens.memory_explorer import JumpTarget, MemoryExplorer
 from tui.screens.time_travel import TimeTravelScreen
 from tui.screens.timeline import CheckpointTimeline
+from tui.status import UsageLedger, icon, usage_text
 from tui.widgets.agent_grid import AgentGrid
 from tui.widgets.event_log import EventLog
 from tui.widgets.metrics_view import MetricsView
-from tui.widgets.status import icon, usage_text
 from tui.widgets.workflow_tree import WorkflowTree
 
 
@@ -64,6 +68,8 @@ class MainScreen(Screen[None]):
         self._approval_screen: ApprovalScreen | None = None
         self._waiting_shown = -1
         self._collector = CollectorPolicy()
+        self.usage = UsageLedger()  # LLM tokens and cost from llm.usage events: panes, the top bar and metrics read it
+        self._controls = asyncio.Lock()
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="topbar"):
@@ -84,22 +90,22 @@ class MainScreen(Screen[None]):
                         "look back with the Events tab (2), or press ? for every control.",
                         id="agents-empty",
                     )
-                    yield AgentGrid(id="agents")
+                    yield AgentGrid(self.usage, id="agents")
                 with TabPane("Events [2]", id="tab-events"):
                     yield EventLog(id="events")
                 with TabPane("Metrics [3]", id="tab-metrics"):
-                    yield MetricsView(self.engine.stores, id="metrics")
+                    yield MetricsView(self.engine.stores, self.usage, id="metrics")
         yield Footer()
 
     def on_mount(self) -> None:
-        grid = self.query_one(AgentGrid)
-        log = self.query_one(EventLog)
-        metrics = self.query_one(MetricsView)
-        self.feed.add_consumer(grid.consume)
-        self.feed.add_consumer(log.consume)
-        self.feed.add_consumer(metrics.consume)
-        self.feed.add_consumer(self._follow_new_workflows)
-        self.feed.add_consumer(self._follow_approvals)
+        # One batch of events per frame, to every widget that follows them; a widget removed is dropped.
+        self.events: Signal[list[Event]] = Signal(self, "events")
+        self.events.subscribe(self, self.usage.consume, immediate=True)  # first: panes and metrics read the sums
+        self.events.subscribe(self.query_one(AgentGrid), self.query_one(AgentGrid).consume, immediate=True)
+        self.events.subscribe(self.query_one(EventLog), self.query_one(EventLog).consume, immediate=True)
+        self.events.subscribe(self.query_one(MetricsView), self.query_one(MetricsView).consume, immediate=True)
+        self.events.subscribe(self, self._follow_new_workflows, immediate=True)
+        self.events.subscribe(self, self._follow_approvals, immediate=True)
         self.set_interval(0.05, self._frame)
         self._sparklines()
         self.set_interval(1.0, self._sparklines)
@@ -117,8 +123,10 @@ class MainScreen(Screen[None]):
 
     def _frame(self) -> None:
         """One frame: hand what arrived to the widgets, then let the panes show it (one write each at most)."""
-        if self.feed.drain():
+        batch = self.feed.drain()
+        if batch:
             self._collector.busy()
+            self.events.publish(batch)
         grid = self.query_one(AgentGrid)
         grid.render_frame()
         empty = self.query_one("#agents-empty")
@@ -142,7 +150,7 @@ class MainScreen(Screen[None]):
         name = found.name if found else workflow
         state = icon(found.status.value) + " " + found.status.value if found else ""
         detail = f" › {task}" if task else ""
-        usage = self.query_one(MetricsView).usage.workflow(workflow)
+        usage = self.usage.workflow(workflow)
         spend = f" [dim]·[/] {usage_text(usage)}" if usage else ""  # the workflow's LLM tokens and cost
         self.query_one("#selection", Label).update(f"{name} [dim]{workflow}[/] {state}{detail}{spend}")
 
@@ -254,20 +262,29 @@ class MainScreen(Screen[None]):
         found = self.query_one(WorkflowTree).workflows.get(self.selected_workflow)
         return found.status if found else None
 
-    @work(exclusive=True, group="control", exit_on_error=False)
-    async def _control(self, action: str, *args: str) -> None:
-        try:
-            await getattr(self.engine, action)(*args)
-        except ControlError as exc:
-            self.notify(str(exc), title=f"cannot {action.replace('_workflow', '')}", severity="error")
+    @work(group="control", exit_on_error=False)
+    async def _control(self, action: str, call: Callable[[], Awaitable[object]]) -> None:
+        """Run one control; controls run one after another, in the order they were asked for."""
+        async with self._controls:
+            try:
+                await call()
+            except ControlError as exc:
+                self.notify(str(exc), title=f"cannot {action}", severity="error")
 
     def action_pause_resume(self) -> None:
-        if self._need_workflow() is None:
+        workflow = self._need_workflow()
+        if workflow is None:
             return
-        if self._selected_status() is WorkflowStatus.PAUSED:
-            self._control("resume", self.selected_workflow)
-        else:
-            self._control("pause", self.selected_workflow)
+
+        async def pause_or_resume() -> None:
+            # Decided when it runs, from the engine's own state (after any control asked before it): the tree's
+            # copy lags a frame or more, and a quick double p must pause then resume.
+            paused = self.engine.is_paused(workflow)
+            if paused is None:
+                paused = self._selected_status() is WorkflowStatus.PAUSED
+            await (self.engine.resume(workflow) if paused else self.engine.pause(workflow))
+
+        self._control("pause", pause_or_resume)
 
     def _need_workflow(self) -> str | None:
         if self.selected_workflow is None:
@@ -281,7 +298,7 @@ class MainScreen(Screen[None]):
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self._control("cancel", workflow)
+                self._control("cancel", lambda: self.engine.cancel(workflow))
 
         self.app.push_screen(
             ConfirmScreen(f"Cancel {workflow}?", "Running processes are killed; tasks not done are skipped."), answered
@@ -295,12 +312,13 @@ class MainScreen(Screen[None]):
         if task is not None and task.status in (TaskStatus.RUNNING, TaskStatus.PAUSED):
             self.notify(f"{self.selected_task} is running", severity="warning")
             return
-        self._control("retry", self.selected_workflow, self.selected_task)
+        workflow, key = self.selected_workflow, self.selected_task
+        self._control("retry", lambda: self.engine.retry(workflow, key))
 
     def action_resume_stopped(self) -> None:
         workflow = self._need_workflow()
         if workflow is not None:
-            self._control("resume_workflow", workflow)
+            self._control("resume", lambda: self.engine.resume_workflow(workflow))
 
     @work(exclusive=True, group="timeline", exit_on_error=False)
     async def action_rollback(self) -> None:
@@ -320,7 +338,7 @@ class MainScreen(Screen[None]):
             ConfirmScreen(f"Roll {workflow} back to checkpoint #{number}?", "What came after it runs again.")
         )
         if confirmed:
-            self._control("rollback", workflow, chosen)
+            self._control("roll back", lambda: self.engine.rollback(workflow, chosen))
 
     def action_time_travel(self) -> None:
         workflow, task = self.selected_workflow, self.selected_task

@@ -13,7 +13,7 @@ from textual.widgets import DataTable, Label, Static
 
 from db.models import Checkpoint, Task
 from engine.checkpoints import state_at
-from tui.widgets.status import icon
+from tui.status import icon
 
 
 class CheckpointTimeline(ModalScreen[str | None]):

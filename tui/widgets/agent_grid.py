@@ -12,6 +12,7 @@ import time
 from textual.containers import Grid
 
 from db.models import TASK_RUN_END_EVENTS, Event, EventType
+from tui.status import UsageLedger
 from tui.widgets.agent_pane import AgentPane
 
 LINGER_S = 3.0  # a finished pane stays this long, so its last lines can be read
@@ -31,8 +32,9 @@ _PANE_STATES: dict[str, str] = {
 class AgentGrid(Grid):
     """A grid of ``AgentPane``; one pane per running task of the selected workflow."""
 
-    def __init__(self, **kwargs: object) -> None:
+    def __init__(self, usage: UsageLedger | None = None, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.usage = usage  # the screen's LLM usage sums, which each pane's header shows
         self.workflow: str | None = None
         self.panes: dict[tuple[str, str], AgentPane] = {}
         self._ended: dict[tuple[str, str], float] = {}
@@ -56,7 +58,7 @@ class AgentGrid(Grid):
             pane = self.panes.get(key)
             if event.type == EventType.TASK_STARTED:
                 if pane is None:
-                    pane = AgentPane(event.workflow, event.task, event.agent or "?")
+                    pane = AgentPane(event.workflow, event.task, event.agent or "?", usage=self.usage)
                     self.panes[key] = pane
                     pane.display = event.workflow == self.workflow
                     self.mount(pane)

@@ -16,10 +16,9 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 
-from tui.widgets.metrics_view import MetricsView
+from tui.status import UsageLedger, UsageTotals, elapsed, icon, usage_text
 from tui.widgets.pane_header import PaneHeader
 from tui.widgets.pane_log import NOTE, STDERR, STDOUT, PaneLog
-from tui.widgets.status import UsageLedger, UsageTotals, elapsed, icon, usage_text
 
 MAX_LINES = 2_000
 _numbers = itertools.count(1)
@@ -31,7 +30,7 @@ class AgentPane(Vertical):
 
     DEFAULT_CLASSES = "agent-pane"
 
-    def __init__(self, workflow: str, task: str, agent: str) -> None:
+    def __init__(self, workflow: str, task: str, agent: str, usage: UsageLedger | None = None) -> None:
         # Numbered: a task started again while its old pane is still being removed gets a pane of its own (the
         # same id twice is an error in Textual).
         super().__init__(id=f"pane-{_safe(workflow)}-{_safe(task)}-{next(_numbers)}")
@@ -50,7 +49,7 @@ class AgentPane(Vertical):
         self.writes = 0  # log writes so far: at most one a frame
         self.written_frame = 0  # the grid's frame number of the last write (panes take turns when many are busy)
         self.usage: UsageTotals | None = None
-        self._ledger: UsageLedger | None = None
+        self._ledger = usage  # the screen's LLM usage sums (tokens and cost in the header)
         self.header = PaneHeader(classes="pane-header")
         self.log_view = PaneLog(max_lines=MAX_LINES)
 
@@ -71,13 +70,6 @@ class AgentPane(Vertical):
     def header_text(self) -> str:
         """The header as plain text: title, tokens and cost, progress."""
         return self.header.text()
-
-    def _usage_ledger(self) -> UsageLedger | None:
-        """The screen's ``llm.usage`` sums: the metrics view keeps them, as it sees every event."""
-        if self._ledger is None:
-            views = self.screen.query(MetricsView)
-            self._ledger = views.first().usage if views else None
-        return self._ledger
 
     def add_lines(self, lines: list[str], stream: str = "stdout") -> None:
         """Lines of one stream (a ``task.output`` chunk); they reach the screen with the next frame."""
@@ -121,7 +113,7 @@ class AgentPane(Vertical):
         """Title, tokens and cost, progress as they are now (repainted only if they changed)."""
         if not self.is_mounted:
             return
-        ledger = self._usage_ledger()
+        ledger = self._ledger
         if ledger is not None:
             self.usage = ledger.task(self.workflow, self.task_key)
         usage = usage_text(self.usage) if self.usage is not None else ""

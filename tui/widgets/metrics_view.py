@@ -4,9 +4,9 @@ Counts come from the event feed (tasks completed per second, running agents, eve
 CPU and RSS of sandbox processes come from the ``agent_metric`` table, read by a one-shot timer re-armed after each
 read (a slow read never overlaps the next). Charts redraw on new data and on resize only.
 
-LLM tokens and cost come from the feed's ``llm.usage`` events, summed in ``usage`` (a ``UsageLedger``) per task,
-workflow and agent: the "LLM usage" tab tables them per agent and per workflow, and agent panes read their
-task's sums from it for their headers.
+LLM tokens and cost come from the feed's ``llm.usage`` events, summed by the main screen's ``UsageLedger`` per task,
+workflow and agent (the screen owns it and hands it to this view and to the agent panes): the "LLM usage" tab
+tables them per agent and per workflow.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from textual_plotext import PlotextPlot
 
 from db.models import TASK_RUN_END_EVENTS, Event, EventType
 from db.stores import Stores
-from tui.widgets.status import UsageLedger, UsageTotals, cost_text, tokens
+from tui.status import UsageLedger, UsageTotals, cost_text, tokens
 
 WINDOW_S = 60
 
@@ -60,7 +60,7 @@ class MetricsView(Vertical):
     MetricsView .usage-tables DataTable { height: 1fr; }
     """
 
-    def __init__(self, stores: Stores, **kwargs: object) -> None:
+    def __init__(self, stores: Stores, usage: UsageLedger | None = None, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.stores = stores
         self.completed: deque[float] = deque(maxlen=10_000)
@@ -71,7 +71,7 @@ class MetricsView(Vertical):
         self.running_history: deque[tuple[float, int]] = deque(maxlen=600)
         self.latency_history: deque[tuple[float, float]] = deque(maxlen=600)
         self.resources: dict[str, list[tuple[float, float]]] = {}
-        self.usage = UsageLedger()
+        self.usage = usage if usage is not None else UsageLedger()  # the screen's; it consumes the events
         self._usage_shown = -1
         self._start = time.monotonic()
 
@@ -99,7 +99,6 @@ class MetricsView(Vertical):
         self.set_timer(2.0, self._read_resources)
 
     def consume(self, events: list[Event]) -> None:
-        self.usage.consume(events)
         now = time.monotonic()
         for event in events:
             if event.task is None:

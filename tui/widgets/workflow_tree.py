@@ -31,7 +31,7 @@ from db.models import GraphNode, Task, Workflow
 from db.stores import Stores
 from db.watch import Change, watcher_for
 from engine.graph.support import default_thread
-from tui.widgets.status import elapsed, icon
+from tui.status import elapsed, icon
 
 # A person is needed: a task waiting on an approval, a graph node stopped at its interrupt().
 WAITING_ICON = "[orange1]✋[/]"
