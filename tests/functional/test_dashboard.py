@@ -101,6 +101,26 @@ async def test_p_pauses_the_running_process_and_p_again_resumes(engine: Engine) 
         await until(pilot, lambda: pane.lines_seen > seen)
 
 
+async def test_a_quick_double_p_pauses_then_resumes(engine: Engine) -> None:
+    # The second p comes before the tree shows the pause: it must resume (decided from the engine's state when the
+    # control runs, after the first), not pause again.
+    app = make_app(engine, start=spec([{"id": "count", "agent": "sh", "run": COUNTER}]))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.started_workflow is not None and engine.is_running(app.started_workflow))
+        wf = app.started_workflow
+        assert wf is not None
+        await pilot.press("p", "p")
+
+        async def paused_then_resumed() -> bool:
+            await engine.recorder.flush()
+            kinds = [e.type for e in await engine.stores.events.list(wf)]
+            return "workflow.resumed" in kinds and kinds.index("workflow.paused") < kinds.index("workflow.resumed")
+
+        await until(pilot, paused_then_resumed)
+        assert engine.is_paused(wf) is False
+        await engine.cancel(wf)
+
+
 async def test_c_asks_then_cancels_for_real(engine: Engine) -> None:
     app = make_app(engine, start=spec([{"id": "count", "agent": "sh", "run": COUNTER}]))
     async with app.run_test(size=(120, 40)) as pilot:
