@@ -28,7 +28,7 @@ from surrealdb.data.cbor import encode as sdk_encode
 
 from bench._stats import percentile
 from db import Database, _cbor, connect
-from db.models import Checkpoint, Event, Task, TaskStatus, utcnow
+from db.models import Checkpoint, Event, EventType, Task, TaskStatus, utcnow
 from db.stores._codec import to_row
 
 BATCH = 50
@@ -44,7 +44,7 @@ def output_events(start: int) -> list[dict[str, Any]]:
     events = [
         Event(
             seq=start + i,
-            type="task.output",
+            type=EventType.TASK_OUTPUT,
             workflow=WORKFLOW,
             task=f"task-{i % 8}",
             agent="shell",

@@ -51,7 +51,7 @@ from typing import Any
 
 from bench._stats import percentile
 from db import connect
-from db.models import Event
+from db.models import Event, EventType
 from engine.engine import Engine
 from engine.spec import WorkflowSpec
 
@@ -81,7 +81,7 @@ def workflow() -> WorkflowSpec:
     )
 
 
-_STATES = ("task.paused", "task.resumed", "task.retrying", "task.started")
+_STATES = (EventType.TASK_PAUSED, EventType.TASK_RESUMED, EventType.TASK_RETRYING, EventType.TASK_STARTED)
 
 
 class Mix:
@@ -98,23 +98,27 @@ class Mix:
         if n % 100 == 50:  # 20 a second: a state change, which retitles a pane
             kind = _STATES[self._state[task] % len(_STATES)]
             self._state[task] += 1
-            if kind == "task.retrying":
+            if kind == EventType.TASK_RETRYING:
                 return kind, task, {"error": "exit code 1", "delay_s": 0.5}
-            if kind == "task.started":
+            if kind == EventType.TASK_STARTED:
                 self._attempt[task] += 1
                 return kind, task, {"attempt": self._attempt[task]}
             return kind, task, {}
         if n % 400 == 7:  # 5 a second: tokens and cost in a pane header
-            return "llm.usage", task, {"model": "bench", "input_tokens": 900, "output_tokens": 120, "cost_usd": 0.001}
+            return (
+                EventType.LLM_USAGE,
+                task,
+                {"model": "bench", "input_tokens": 900, "output_tokens": 120, "cost_usd": 0.001},
+            )
         if n % 20 == 3:  # 100 a second: a progress bar moves
-            return "task.progress", task, {"progress": (n % 1000) / 1000}
+            return EventType.TASK_PROGRESS, task, {"progress": (n % 1000) / 1000}
         stream = "stderr" if n % 10 == 9 else "stdout"
         count = 1 if self.shape == "line" else 1 + n % 6
         text = [f"{task} {n}.{i} " + "output " * (2 + (n + i) % 14) for i in range(count)]
         self.lines += count
         if self.shape == "line":
-            return "task.output", task, {"stream": stream, "line": text[0]}
-        return "task.output", task, {"stream": stream, "lines": text}
+            return EventType.TASK_OUTPUT, task, {"stream": stream, "line": text[0]}
+        return EventType.TASK_OUTPUT, task, {"stream": stream, "lines": text}
 
 
 @dataclass

@@ -33,7 +33,7 @@ from typing import Any
 from bench._stats import summary_ms
 from bench.peers import CONCURRENCY, bare_asyncio, dag_edges, langgraph_dag, langgraph_sqlite, noop
 from db import connect
-from db.models import WorkflowStatus
+from db.models import EventType, WorkflowStatus
 from db.stores import Stores
 from engine.engine import Engine
 from engine.spec import WorkflowSpec
@@ -203,7 +203,7 @@ async def steady_latency(count: int, rate_per_s: float) -> list[float]:
             if delay > 0:
                 await asyncio.sleep(delay)
             sent[seq] = time.perf_counter()
-            recorder.emit("bench-wf", "task.progress", task="t", agent="a", data={"message": f"line {seq}"})
+            recorder.emit("bench-wf", EventType.TASK_PROGRESS, task="t", agent="a", data={"message": f"line {seq}"})
         await asyncio.wait_for(received.wait(), 60)
         await listener
         await subscription.close()

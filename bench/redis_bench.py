@@ -30,7 +30,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from bench._stats import summary_ms
 from db.connection import redact_url
-from db.models import Event
+from db.models import Event, EventType
 from engine.bus import RedisBus
 
 REDIS_URL = os.environ.get("AGENTDECK_BENCH_REDIS", "redis://127.0.0.1:6379/0")
@@ -45,7 +45,9 @@ Publish = Callable[[Sequence[Event]], Awaitable[None]]
 
 def _events(first: int, last: int) -> list[Event]:
     return [
-        Event(seq=seq, type="task.output", workflow=WORKFLOW, task="t", agent="a", data={"lines": [f"line {seq}"]})
+        Event(
+            seq=seq, type=EventType.TASK_OUTPUT, workflow=WORKFLOW, task="t", agent="a", data={"lines": [f"line {seq}"]}
+        )
         for seq in range(first, last + 1)
     ]
 

@@ -30,7 +30,7 @@ from surrealdb_embedded import SyncEmbeddedDB
 
 from db._memtable_flush import FlushingEngine
 from db.connection import connect, embedded_path
-from db.models import Event
+from db.models import Event, EventType
 from db.stores.surreal_core import SurrealEventStore
 
 
@@ -95,7 +95,7 @@ def output_events(workflow: str, count: int, rng: random.Random) -> Iterator[Eve
         ]
         yield Event(
             seq=seq,
-            type="task.output",
+            type=EventType.TASK_OUTPUT,
             workflow=workflow,
             task=f"task-{seq % 200}",
             agent="builder",
