@@ -34,9 +34,9 @@ from db.models import Event
 from engine.events import output_lines
 from engine.private_paths import hidden_from_sandboxes, runtime_dir
 from engine.sandbox import Limits, LocalSandbox, cgroup_support
-from tests.integration.sandbox_conformance import PATIENCE_S, Transcript, eventually
+from tests.conformance.sandbox.suite import PATIENCE_S, Transcript, eventually
+from tests.conformance.sandbox.test_local_sandbox import LOCAL_MODES, local_factory, require_bwrap
 from tests.integration.test_cli_engine import AGENTDECK, clean_env, json_lines
-from tests.integration.test_sandbox import LOCAL_MODES, local_factory, require_bwrap
 
 #: The variable every test process carries, so the test can find (and clean up) all of them.
 TRIAL_ENV = "AGENTDECK_TEST_TRIAL"

@@ -20,9 +20,9 @@ import pytest
 
 from engine.sandbox import LocalSandbox
 from engine.sandbox._leftovers import RunRecord, records_of
-from tests.integration.sandbox_conformance import PATIENCE_S, WAIT_FOR_GO, Transcript
+from tests.conformance.sandbox.suite import PATIENCE_S, WAIT_FOR_GO, Transcript
+from tests.conformance.sandbox.test_local_sandbox import LOCAL_MODES, require_bwrap
 from tests.integration.test_hardening import TRIAL_ENV, carrying, kill_all
-from tests.integration.test_sandbox import LOCAL_MODES, require_bwrap
 
 
 @pytest.fixture

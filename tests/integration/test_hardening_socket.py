@@ -21,8 +21,8 @@ from engine.control import ControlServer, ControlService, call_owner
 from engine.engine import Engine
 from engine.private_paths import control_socket_path, control_token_path
 from engine.sandbox import LocalSandbox
+from tests.conformance.sandbox.suite import PATIENCE_S, Transcript
 from tests.integration import test_cli_engine
-from tests.integration.sandbox_conformance import PATIENCE_S, Transcript
 from tests.integration.test_cli_engine import CountingRun, agentdeck
 from tests.integration.test_hardening import TRIAL_ENV, kill_all, require_cgroup
 

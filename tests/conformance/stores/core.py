@@ -14,7 +14,7 @@ import pytest
 
 from db.models import Checkpoint, Event, Task, TaskStatus, Workflow, WorkflowStatus, utcnow
 from db.stores import RecordNotFound, Stores
-from tests.unit.stores.conformance._data import PLUS_TWO, at
+from tests.conformance.stores._data import PLUS_TWO, at
 
 # JSON-like values a task may return; each must come back equal and of the same type.
 TASK_OUTPUTS: list[Any] = [

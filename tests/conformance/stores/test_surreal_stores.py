@@ -20,7 +20,7 @@ from db.models import (
     WorkflowStatus,
 )
 from db.stores import Stores
-from tests.unit.stores.conformance import (
+from tests.conformance.stores import (
     ApprovalStoreConformance,
     CheckpointStoreConformance,
     ControlRequestStoreConformance,
@@ -31,7 +31,7 @@ from tests.unit.stores.conformance import (
     TaskStoreConformance,
     WorkflowStoreConformance,
 )
-from tests.unit.stores.conformance._data import at, random_vector
+from tests.conformance.stores._data import at, random_vector
 
 
 @pytest.fixture

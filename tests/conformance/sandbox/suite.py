@@ -1,6 +1,6 @@
 """The sandbox conformance suite: behaviour every ``engine.sandbox.Sandbox`` backend must show, with real processes.
 
-Like the store suite (``tests/unit/stores/conformance``), the checks are written once against the interface, in
+Like the store suite (``tests/conformance/stores``), the checks are written once against the interface, in
 a class pytest does not collect. A backend joins with a ``test_*.py`` module that subclasses
 :class:`SandboxConformance` and provides two fixtures:
 

@@ -10,7 +10,7 @@ import pytest
 
 from db.models import Memory, Metric
 from db.stores import Stores
-from tests.unit.stores.conformance._data import PLUS_TWO, at, cosine, nudged, opposite, random_vector
+from tests.conformance.stores._data import PLUS_TWO, at, cosine, nudged, opposite, random_vector
 
 # Scores are cosine similarities; the index may store vectors as f32, so compare with f32-sized slack.
 SCORE_TOLERANCE = 1e-5

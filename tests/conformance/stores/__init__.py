@@ -3,21 +3,21 @@
 Like LangGraph's checkpointer conformance tests, the checks are written once, against the interfaces only, as
 classes that pytest does not collect. An implementation joins by providing a ``stores`` fixture that yields a
 fresh, empty ``Stores`` per test, and by subclassing each class in a ``test_*.py`` module (see
-``tests/unit/stores/test_surreal_stores.py``).
+``tests/conformance/stores/test_surreal_stores.py``).
 """
 
-from tests.unit.stores.conformance.agent import (
+from tests.conformance.stores.agent import (
     MemoryStoreConformance,
     MetricStoreConformance,
 )
-from tests.unit.stores.conformance.control import ControlRequestStoreConformance
-from tests.unit.stores.conformance.core import (
+from tests.conformance.stores.control import ControlRequestStoreConformance
+from tests.conformance.stores.core import (
     CheckpointStoreConformance,
     EventStoreConformance,
     TaskStoreConformance,
     WorkflowStoreConformance,
 )
-from tests.unit.stores.conformance.graph import ApprovalStoreConformance, GraphNodeStoreConformance
+from tests.conformance.stores.graph import ApprovalStoreConformance, GraphNodeStoreConformance
 
 __all__ = [
     "ApprovalStoreConformance",

@@ -27,7 +27,7 @@ from engine.sandbox import (
     bwrap_unavailable_reason,
     make_sandbox,
 )
-from tests.integration.sandbox_conformance import (
+from tests.conformance.sandbox.suite import (
     COUNTER,
     PATIENCE_S,
     TREE,

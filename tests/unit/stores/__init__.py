@@ -1,1 +1,0 @@
-"""The store conformance suite and the implementations it runs against."""
