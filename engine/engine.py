@@ -28,7 +28,7 @@ from engine.errors import ControlError
 from engine.events import EventRecorder
 from engine.graph import threads
 from engine.graph.approvals import Approvals
-from engine.graph.threads import HistoryEntry, thread_for_rerun
+from engine.graph.threads import HistoryEntry, LiveRun, thread_for_rerun
 from engine.memory import MemoryService
 from engine.metrics import MetricsCollector
 from engine.private_paths import hidden_from_sandboxes
@@ -245,7 +245,7 @@ class Engine:
         self._run_tasks[run.id] = handle
         handle.add_done_callback(lambda _: self.forget(run))
 
-    def forget(self, run: WorkflowRun) -> None:
+    def forget(self, run: LiveRun) -> None:
         """A run finished: it is no longer live here. Called by the run itself as it returns (so a resume
         right after ``wait`` sees it gone) and again when its asyncio task is done; only ever removes this run,
         not a newer run of the same workflow launched meanwhile."""

@@ -36,7 +36,7 @@ from engine.sandbox import Sandbox, make_sandbox
 from engine.spec import WorkflowSpec
 
 if TYPE_CHECKING:
-    from engine.engine import Engine
+    from engine.services import RunServices
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class _Attempt(Exception):
 
 
 class WorkflowRun(RunControls):
-    def __init__(self, engine: Engine, workflow: Workflow, spec: WorkflowSpec, tasks: dict[str, Task]) -> None:
+    def __init__(self, engine: RunServices, workflow: Workflow, spec: WorkflowSpec, tasks: dict[str, Task]) -> None:
         self.engine = engine
         self.recorder = engine.recorder
         self.writer = engine.recorder.writer

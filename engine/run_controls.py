@@ -26,9 +26,9 @@ from engine.graph.threads import thread_for_rerun
 
 if TYPE_CHECKING:
     from engine.agents import TaskContext
-    from engine.engine import Engine
     from engine.events import EventRecorder
     from engine.sandbox import Sandbox
+    from engine.services import RunServices
     from engine.spec import WorkflowSpec
     from engine.writer import StateWriter
 
@@ -37,7 +37,7 @@ class RunControls:
     """Controls of ``WorkflowRun``, and the state writes they share with the coordinator loop. The attributes
     below are the run's own (set in ``WorkflowRun.__init__``)."""
 
-    engine: Engine
+    engine: RunServices
     recorder: EventRecorder
     writer: StateWriter
     id: str
@@ -320,7 +320,7 @@ class RunControls:
             self._emit(EventType.TASK_PAUSED if self.paused else EventType.TASK_RESUMED, key)
 
 
-async def apply_rollback(engine: Engine, workflow_id: str, checkpoint: Checkpoint, tasks: dict[str, Task]) -> None:
+async def apply_rollback(engine: RunServices, workflow_id: str, checkpoint: Checkpoint, tasks: dict[str, Task]) -> None:
     """Restore task states from ``checkpoint``, hide the memories that leave the workflow's history (and show
     those that come back, on a roll forward), record it (history is kept).
 

@@ -1,5 +1,7 @@
 """Agents by kind: ``shell``, ``python``, ``graph`` (a LangGraph graph) and ``llm`` (a ready-made tool-calling
-LangGraph agent). The LangGraph kinds are imported on first use, so workflows without them never load LangChain.
+LangGraph agent). The LangGraph kinds are named by import path (``module:Class``, as a python agent names its
+callable) and imported on first use: workflows without them never load LangChain, and this package does not
+depend on ``engine.graph`` or ``engine.llm``, which build on it.
 
 Other kinds plug in through ``register_agent_kind(kind, factory)``: from then on, workflows in this process may
 name the kind (the spec validates it, see ``engine.spec.kinds``) and the engine builds its agents with
@@ -12,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from engine.agents.base import Agent, TaskCancelled, TaskContext
-from engine.agents.python import PythonAgent, import_callable
+from engine.agents.python import PythonAgent, import_callable, import_object
 from engine.agents.shell import ShellAgent
 from engine.errors import AgentUnavailable
 from engine.spec import AgentSpec, WorkflowSpec
@@ -21,19 +23,22 @@ from engine.spec.kinds import allow_agent_kind
 AgentFactory = Callable[[AgentSpec], Agent]
 
 
-def _graph_agent(spec: AgentSpec) -> Agent:
-    from engine.graph.agent import GraphAgent
+def _imported(path: str) -> AgentFactory:
+    """A factory for the agent class at ``path`` (``module:Class``), imported when the first agent is built."""
 
-    return GraphAgent(spec)
+    def build(spec: AgentSpec) -> Agent:
+        agent_class: AgentFactory = import_object(path)
+        return agent_class(spec)
 
-
-def _llm_agent(spec: AgentSpec) -> Agent:
-    from engine.llm.agent import LlmAgent
-
-    return LlmAgent(spec)
+    return build
 
 
-_KINDS: dict[str, AgentFactory] = {"shell": ShellAgent, "python": PythonAgent, "graph": _graph_agent, "llm": _llm_agent}
+_KINDS: dict[str, AgentFactory] = {
+    "shell": ShellAgent,
+    "python": PythonAgent,
+    "graph": _imported("engine.graph.agent:GraphAgent"),
+    "llm": _imported("engine.llm.agent:LlmAgent"),
+}
 
 
 def register_agent_kind(kind: str, factory: AgentFactory) -> None:

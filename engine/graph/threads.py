@@ -12,9 +12,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from db.models import Task
 from engine.agents import build_agent, import_folder_of
@@ -24,7 +25,32 @@ from engine.graph.support import default_thread, next_thread
 from engine.spec import WorkflowSpec
 
 if TYPE_CHECKING:
-    from engine.engine import Engine
+    from db.stores import Stores
+
+
+class LiveRun(Protocol):
+    """What is read of a workflow run in this process (``engine.run.WorkflowRun``)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def spec(self) -> WorkflowSpec: ...
+    @property
+    def tasks(self) -> dict[str, Task]: ...
+    @property
+    def agents(self) -> Mapping[str, Any]: ...
+
+
+class ThreadSource(Protocol):
+    """What a graph task's thread is found through: the stores, the LangGraph checkpointer and the runs live here
+    (``engine.Engine`` is one; this module takes no more of it)."""
+
+    @property
+    def stores(self) -> Stores: ...
+    @property
+    def saver(self) -> Any: ...
+    @property
+    def runs(self) -> Mapping[str, LiveRun]: ...
 
 
 @dataclass(frozen=True)
@@ -51,7 +77,7 @@ class HistoryEntry:
         }
 
 
-async def _spec_of(engine: Engine, workflow_id: str) -> WorkflowSpec:
+async def _spec_of(engine: ThreadSource, workflow_id: str) -> WorkflowSpec:
     run = engine.runs.get(workflow_id)
     if run is not None:
         return run.spec
@@ -61,7 +87,7 @@ async def _spec_of(engine: Engine, workflow_id: str) -> WorkflowSpec:
     return WorkflowSpec.model_validate(workflow.spec)
 
 
-async def _task(engine: Engine, workflow_id: str, key: str) -> Task:
+async def _task(engine: ThreadSource, workflow_id: str, key: str) -> Task:
     run = engine.runs.get(workflow_id)
     if run is not None and key in run.tasks:
         return run.tasks[key]
@@ -71,12 +97,12 @@ async def _task(engine: Engine, workflow_id: str, key: str) -> Task:
     return task
 
 
-async def graph_for(engine: Engine, workflow_id: str, key: str) -> tuple[Any, dict[str, Any], Task]:
+async def graph_for(engine: ThreadSource, workflow_id: str, key: str) -> tuple[Any, dict[str, Any], Task]:
     """(the task's compiled graph with our checkpointer, the config of its thread, the task)."""
     spec = await _spec_of(engine, workflow_id)
     task = await _task(engine, workflow_id, key)
     run = engine.runs.get(workflow_id)
-    agent = run.agents.get(task.agent) if run is not None else None
+    agent: Any = run.agents.get(task.agent) if run is not None else None  # a graph agent: it has compiled()
     if agent is None:
         import_folder_of(spec)
         try:
@@ -85,12 +111,12 @@ async def graph_for(engine: Engine, workflow_id: str, key: str) -> tuple[Any, di
             raise ControlError(f"task {key}: {exc}") from exc
     if not getattr(agent, "uses_graph", False):
         raise ControlError(f"task {key} is not a graph task (agent {task.agent} is kind {agent.kind})")
-    graph = await agent.compiled(None, engine.saver)  # type: ignore[attr-defined]
+    graph = await agent.compiled(None, engine.saver)
     thread = task.thread or default_thread(workflow_id, key)
     return graph, {"configurable": {"thread_id": thread}}, task
 
 
-async def history(engine: Engine, workflow_id: str, key: str) -> list[HistoryEntry]:
+async def history(engine: ThreadSource, workflow_id: str, key: str) -> list[HistoryEntry]:
     """The task's thread, newest checkpoint first."""
     graph, config, _task_row = await graph_for(engine, workflow_id, key)
     snapshots = [snapshot async for snapshot in graph.aget_state_history(config)]
@@ -120,7 +146,7 @@ async def history(engine: Engine, workflow_id: str, key: str) -> list[HistoryEnt
 
 
 async def fork(
-    engine: Engine, workflow_id: str, key: str, checkpoint_id: str, values: dict[str, Any] | None
+    engine: ThreadSource, workflow_id: str, key: str, checkpoint_id: str, values: dict[str, Any] | None
 ) -> tuple[str, int]:
     """Make ``checkpoint_id`` (with ``values`` applied through the state's reducers) the thread's head; returns the
     new head's id and the graph step forked from."""
@@ -133,7 +159,9 @@ async def fork(
     return str(forked["configurable"]["checkpoint_id"]), int((found.metadata or {}).get("step", -1))
 
 
-async def thread_for_rerun(engine: Engine, workflow_id: str, task: Task, *, before: datetime | None) -> str | None:
+async def thread_for_rerun(
+    engine: ThreadSource, workflow_id: str, task: Task, *, before: datetime | None
+) -> str | None:
     """The thread a graph task re-runs on, after a retry (``before`` None) or a rollback to ``before``.
 
     Returns the new thread to record, or None to keep the current one (it was forked in place).

@@ -13,12 +13,9 @@ from __future__ import annotations
 import difflib
 from collections import deque
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from engine.spec.errors import SpecError, clip
-
-if TYPE_CHECKING:
-    from engine.spec.models import AgentSpec, TaskSpec
 
 # How many candidate words "did you mean" may compare, in all, per validation. One hint over 50,000 task ids
 # costs ~0.2 s; the first hints are the useful ones, so later ones are simply left out once this is spent.
@@ -37,6 +34,32 @@ def suggestion(word: str, choices: Iterable[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
+class TaskLike(Protocol):
+    """What the graph check reads of a task (``engine.spec.models.TaskSpec``; a protocol, so models may import
+    this module without a cycle)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def agent(self) -> str: ...
+    @property
+    def run(self) -> str | None: ...
+    @property
+    def depends_on(self) -> list[str]: ...
+    @property
+    def line(self) -> int | None: ...
+    def line_of(self, key: str) -> int | None: ...
+
+
+class AgentLike(Protocol):
+    """What the graph check reads of an agent (``engine.spec.models.AgentSpec``)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+
+
 class _Suggester:
     """`suggestion` with a budget of comparisons shared by every hint of one validation."""
 
@@ -53,8 +76,8 @@ class _Suggester:
 
 
 def graph_errors(
-    tasks: Sequence[TaskSpec],
-    agents: Mapping[str, AgentSpec],
+    tasks: Sequence[TaskLike],
+    agents: Mapping[str, AgentLike],
     *,
     path: str | None,
     other_task_ids: Collection[str] = (),
@@ -79,7 +102,7 @@ def graph_errors(
         if named.name != key:
             error(f"agent '{clip(key)}' is named '{clip(named.name)}'; the key and the name must match", None)
 
-    first_by_id: dict[str, TaskSpec] = {}
+    first_by_id: dict[str, TaskLike] = {}
     for task in tasks:
         if task.id in first_by_id:
             first_line = first_by_id[task.id].line
