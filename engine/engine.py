@@ -153,10 +153,8 @@ class Engine:
     def _running_pids(self) -> list[tuple[str, str, list[int]]]:
         out = []
         for run in self.runs.values():
-            for key, sandbox in list(run._sandboxes.items()):
-                pids = sandbox.pids()
-                if pids:
-                    out.append((run.id, run.tasks[key].agent, pids))
+            for key, pids in run.sandbox_pids():
+                out.append((run.id, run.tasks[key].agent, pids))
         return out
 
     # ---- starting work ----------------------------------------------------------------------------------
@@ -388,7 +386,7 @@ class Engine:
         """Time travel: fork the task's thread at ``checkpoint_id`` (optionally with edited state) and run the
         task again from there, so only the steps after it run; returns the new head checkpoint's id."""
         run = await self._live_run(workflow_id)
-        if run is not None and task in run._running:
+        if run is not None and run.is_task_running(task):
             raise ControlError(f"task {task} is running; pause does not stop it mid-step: cancel it or wait for it")
         head, step = await threads.fork(self, workflow_id, task, checkpoint_id, values)
         hidden = await self.memory.follow_fork(workflow_id, task, step, by=head)  # the fork sees memory as of then

@@ -110,6 +110,19 @@ class RunControls:
     def paused(self) -> bool:
         return not self.gate.is_set()
 
+    def is_task_running(self, key: str) -> bool:
+        """Whether an attempt of task ``key`` runs now."""
+        return key in self._running
+
+    def sandbox_pids(self) -> list[tuple[str, list[int]]]:
+        """(task key, its sandbox's live processes) for each task whose sandbox has some: for the metrics."""
+        out = []
+        for key, sandbox in list(self._sandboxes.items()):
+            pids = sandbox.pids()
+            if pids:
+                out.append((key, pids))
+        return out
+
     def _checkpoint(
         self, reason: str = "manual", task: str | None = None, changed: list[str] | None = None
     ) -> Checkpoint:
