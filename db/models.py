@@ -381,6 +381,8 @@ class Approval(Record):
     status: ApprovalStatus = ApprovalStatus.PENDING
     value: Any = None
     answered_by: str | None = None
+    #: False while an answer written by a process that does not own the run waits for the owner to announce it.
+    announced: bool = True
     created_at: datetime = Field(default_factory=utcnow)
     answered_at: datetime | None = None
 

@@ -289,6 +289,9 @@ class ApprovalStore(ABC):
         raise NotImplementedError
 
     @abstractmethod
-    async def answer(self, approval_id: str, *, status: ApprovalStatus, value: Any, by: str) -> Approval | None:
-        """Answer a pending approval; returns it answered, or None when it was not pending (first answer wins)."""
+    async def answer(
+        self, approval_id: str, *, status: ApprovalStatus, value: Any, by: str, announced: bool = True
+    ) -> Approval | None:
+        """Answer a pending approval; returns it answered, or None when it was not pending (first answer wins).
+        ``announced=False``: the answer's event is still to be emitted, by the process that owns the run."""
         raise NotImplementedError

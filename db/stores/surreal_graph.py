@@ -57,16 +57,19 @@ class SurrealApprovalStore(ApprovalStore):
         )
         return from_rows(Approval, rows, keep_id=False)
 
-    async def answer(self, approval_id: str, *, status: ApprovalStatus, value: Any, by: str) -> Approval | None:
+    async def answer(
+        self, approval_id: str, *, status: ApprovalStatus, value: Any, by: str, announced: bool = True
+    ) -> Approval | None:
         rows = await self._db.query_one(
-            "UPDATE $id SET status = $status, value = $value, answered_by = $by, answered_at = $at "
-            "WHERE status = 'pending' RETURN AFTER",
+            "UPDATE $id SET status = $status, value = $value, answered_by = $by, answered_at = $at, "
+            "announced = $announced WHERE status = 'pending' RETURN AFTER",
             {
                 "id": rid("approval", approval_id),
                 "status": status.value,
                 "value": plain(value),
                 "by": by,
                 "at": datetime.now(UTC),
+                "announced": announced,
             },
         )
         return from_row(Approval, rows[0], keep_id=False) if rows else None

@@ -24,7 +24,6 @@ from engine.errors import ControlError
 from engine.events import EventRecorder
 
 _POLL_S = 1.0  # how often a waiting task looks for an answer another process wrote
-_QUIET = "~"  # answered_by prefix: written by a process that does not own the run, not yet announced
 
 
 def status_for(value: Any, deny: bool = False) -> ApprovalStatus:
@@ -115,9 +114,9 @@ class Approvals:
                 # Answered by a process that does not own this run (it wrote the row)?
                 current = await self._current(approval.id)
                 if current.status is not ApprovalStatus.PENDING:
-                    if current.answered_by and current.answered_by.startswith(_QUIET):
+                    if not current.announced:
                         # answered by a process that does not own this run: the event is ours to emit
-                        self._announce(current, current.value, current.answered_by.removeprefix(_QUIET))
+                        self._announce(current, current.value, current.answered_by or "user")
                     return current
                 if approval.deadline is not None and datetime.now(UTC) >= approval.deadline:
                     answered = await self._answer(approval, approval.default, by="deadline")
@@ -141,7 +140,7 @@ class Approvals:
         value = False if deny and value is True else value
         if quiet:
             stored = await self.stores.approvals.answer(
-                pending[-1].id, status=status_for(value, deny), value=value, by=f"{_QUIET}{by}"
+                pending[-1].id, status=status_for(value, deny), value=value, by=by, announced=False
             )
             if stored is None:
                 raise ControlError(f"the approval of task {task} was answered meanwhile")

@@ -58,6 +58,13 @@ class ApprovalStoreConformance:
         stored = await stores.approvals.get(opened.id)
         assert stored is not None and stored.value == {"x": 1} and stored.answered_by == "ann"
 
+    async def test_an_answer_not_yet_announced_says_so(self, stores: Stores) -> None:
+        opened, _ = await stores.approvals.open(Approval(workflow="wf-1", task="build", interrupt="i-1"))
+        assert opened.announced is True  # nothing to announce for a pending approval
+        await stores.approvals.answer(opened.id, status=ApprovalStatus.ANSWERED, value=1, by="cli@b", announced=False)
+        stored = await stores.approvals.get(opened.id)
+        assert stored is not None and (stored.announced, stored.answered_by) == (False, "cli@b")
+
     async def test_pending_only_lists_what_waits(self, stores: Stores) -> None:
         a, _ = await stores.approvals.open(Approval(workflow="wf-1", task="a", interrupt="i-a"))
         await stores.approvals.open(Approval(workflow="wf-1", task="b", interrupt="i-b"))
