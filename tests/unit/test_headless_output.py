@@ -30,3 +30,9 @@ def test_an_empty_chunk_prints_nothing() -> None:
     out = io.StringIO()
     make_printer(as_json=False, out=out)(output({"stream": "stdout", "lines": []}))
     assert out.getvalue() == ""
+
+
+def test_an_agents_own_event_type_without_a_dot_prints_as_named() -> None:
+    # Agents emit their own types through ctx.event(...); one without a dot used to raise in the printer.
+    line = human_line(Event(seq=2, ts=TS, type="hello", workflow="wf-1", task="build", agent="py", data={"n": 1}))
+    assert line is not None and "build hello" in line

@@ -46,7 +46,8 @@ def human_line(event: Event) -> str | None:
         answer = event.type.split(".", 1)[1]
         return f"{stamp} {look.icon} {event.task} {answer}: {json.dumps(event.data.get('value'))} by {by}"
     subject = f"{event.task} " if event.task else ""
-    return f"{stamp} {look.icon} {subject}{event.type.split('.', 1)[1]}" + (f"  {look.text}" if look.text else "")
+    what = event.type.split(".", 1)[-1]  # "task.completed" -> "completed"; an agent's own "hello" stays "hello"
+    return f"{stamp} {look.icon} {subject}{what}" + (f"  {look.text}" if look.text else "")
 
 
 def make_printer(as_json: bool, out: TextIO = sys.stdout) -> Callable[[Event], None]:
