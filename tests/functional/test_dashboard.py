@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from textual import events
-from textual.pilot import Pilot
 
 from db.models import Task, TaskStatus, Workflow, WorkflowStatus
 from db.watch import Change
 from engine.engine import Engine
 from engine.events import output_lines
 from engine.spec import WorkflowSpec
+from tests.support.polling import until
 from tui.app import AgentDeckApp, make_app
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.help import HelpScreen
@@ -32,17 +31,6 @@ COUNTER = "i=0; while [ $i -lt 400 ]; do i=$((i+1)); echo $i; sleep 0.05; done"
 def spec(tasks: list[Any], **extra: Any) -> WorkflowSpec:
     agents = {"sh": {"kind": "shell"}, "rec": {"kind": "python", "callable": f"{STEPS}:record"}}
     return WorkflowSpec.model_validate({"name": "ui-test", "agents": agents, "tasks": tasks, **extra})
-
-
-async def until(pilot: Pilot[int], predicate: Callable[[], bool | Awaitable[bool]], limit_s: float = 30) -> None:
-    async with asyncio.timeout(limit_s):
-        while True:
-            result = predicate()
-            if isinstance(result, Awaitable):
-                result = await result
-            if result:
-                return
-            await pilot.pause(0.05)
 
 
 def tree_of(app: AgentDeckApp) -> WorkflowTree:
@@ -68,26 +56,26 @@ async def status_of(engine: Engine, workflow: str) -> WorkflowStatus:
 async def test_the_tree_shows_the_workflow_and_its_tasks_as_committed(engine: Engine) -> None:
     app = make_app(engine, start=spec([{"id": "hello", "agent": "sh", "run": "echo hi"}]))
     async with app.run_test(size=(120, 40)) as pilot:
-        await until(pilot, lambda: app.started_workflow is not None)
-        await until(pilot, lambda: "✔ ui-test" in tree_text(app) and "✔ hello" in tree_text(app))
+        await until(lambda: app.started_workflow is not None, pilot=pilot)
+        await until(lambda: "✔ ui-test" in tree_text(app) and "✔ hello" in tree_text(app), pilot=pilot)
         assert isinstance(app.screen, MainScreen)
 
 
 async def test_p_pauses_the_running_process_and_p_again_resumes(engine: Engine) -> None:
     app = make_app(engine, start=spec([{"id": "count", "agent": "sh", "run": COUNTER}]))
     async with app.run_test(size=(120, 40)) as pilot:
-        await until(pilot, lambda: app.started_workflow is not None and engine.is_running(app.started_workflow))
+        await until(lambda: app.started_workflow is not None and engine.is_running(app.started_workflow), pilot=pilot)
         wf = app.started_workflow
         assert wf is not None
         grid = app.screen.query_one(AgentGrid)
-        await until(pilot, lambda: any(p.lines_seen >= 3 for p in grid.panes.values()))
+        await until(lambda: any(p.lines_seen >= 3 for p in grid.panes.values()), pilot=pilot)
         await pilot.press("p")
 
         async def paused() -> bool:
             return await status_of(engine, wf) is WorkflowStatus.PAUSED
 
-        await until(pilot, paused)
-        await until(pilot, lambda: "⏸ ui-test" in tree_text(app))
+        await until(paused, pilot=pilot)
+        await until(lambda: "⏸ ui-test" in tree_text(app), pilot=pilot)
         pane = next(iter(grid.panes.values()))
         seen = pane.lines_seen
         await pilot.pause(0.8)
@@ -97,8 +85,8 @@ async def test_p_pauses_the_running_process_and_p_again_resumes(engine: Engine) 
         async def running_again() -> bool:
             return await status_of(engine, wf) is WorkflowStatus.RUNNING
 
-        await until(pilot, running_again)
-        await until(pilot, lambda: pane.lines_seen > seen)
+        await until(running_again, pilot=pilot)
+        await until(lambda: pane.lines_seen > seen, pilot=pilot)
 
 
 async def test_a_quick_double_p_pauses_then_resumes(engine: Engine) -> None:
@@ -106,7 +94,7 @@ async def test_a_quick_double_p_pauses_then_resumes(engine: Engine) -> None:
     # control runs, after the first), not pause again.
     app = make_app(engine, start=spec([{"id": "count", "agent": "sh", "run": COUNTER}]))
     async with app.run_test(size=(120, 40)) as pilot:
-        await until(pilot, lambda: app.started_workflow is not None and engine.is_running(app.started_workflow))
+        await until(lambda: app.started_workflow is not None and engine.is_running(app.started_workflow), pilot=pilot)
         wf = app.started_workflow
         assert wf is not None
         await pilot.press("p", "p")
@@ -116,7 +104,7 @@ async def test_a_quick_double_p_pauses_then_resumes(engine: Engine) -> None:
             kinds = [e.type for e in await engine.stores.events.list(wf)]
             return "workflow.resumed" in kinds and kinds.index("workflow.paused") < kinds.index("workflow.resumed")
 
-        await until(pilot, paused_then_resumed)
+        await until(paused_then_resumed, pilot=pilot)
         assert engine.is_paused(wf) is False
         await engine.cancel(wf)
 
@@ -124,24 +112,24 @@ async def test_a_quick_double_p_pauses_then_resumes(engine: Engine) -> None:
 async def test_c_asks_then_cancels_for_real(engine: Engine) -> None:
     app = make_app(engine, start=spec([{"id": "count", "agent": "sh", "run": COUNTER}]))
     async with app.run_test(size=(120, 40)) as pilot:
-        await until(pilot, lambda: app.started_workflow is not None and engine.is_running(app.started_workflow))
+        await until(lambda: app.started_workflow is not None and engine.is_running(app.started_workflow), pilot=pilot)
         wf = app.started_workflow
         assert wf is not None
-        await until(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.selected_workflow == wf)
+        await until(lambda: isinstance(app.screen, MainScreen) and app.screen.selected_workflow == wf, pilot=pilot)
         await pilot.press("c")
-        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await until(lambda: isinstance(app.screen, ConfirmScreen), pilot=pilot)
         await pilot.press("n")
-        await until(pilot, lambda: isinstance(app.screen, MainScreen))
+        await until(lambda: isinstance(app.screen, MainScreen), pilot=pilot)
         assert engine.is_running(wf), "answering no must not cancel"
         await pilot.press("c")
-        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await until(lambda: isinstance(app.screen, ConfirmScreen), pilot=pilot)
         await pilot.press("y")
 
         async def cancelled() -> bool:
             return await status_of(engine, wf) is WorkflowStatus.CANCELLED
 
-        await until(pilot, cancelled)
-        await until(pilot, lambda: "■ ui-test" in tree_text(app) and "■ count" in tree_text(app))
+        await until(cancelled, pilot=pilot)
+        await until(lambda: "■ ui-test" in tree_text(app) and "■ count" in tree_text(app), pilot=pilot)
 
 
 async def test_r_retries_the_selected_task(engine: Engine, tmp_path: Path) -> None:
@@ -149,16 +137,16 @@ async def test_r_retries_the_selected_task(engine: Engine, tmp_path: Path) -> No
     tasks = [{"id": "a", "agent": "rec", "input": {"log": str(log), "delay": 0}}]
     app = make_app(engine, start=spec(tasks))
     async with app.run_test(size=(120, 40)) as pilot:
-        await until(pilot, lambda: "✔ a" in tree_text(app))
+        await until(lambda: "✔ a" in tree_text(app), pilot=pilot)
         tree = tree_of(app)
         tree.focus()
         # The tree puts its cursor on the selected workflow in its next frame: only then is "down" its first task.
-        await until(pilot, lambda: tree.cursor_line == 0)
+        await until(lambda: tree.cursor_line == 0, pilot=pilot)
         await pilot.press("down")  # from the workflow to its first task
-        await until(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.selected_task == "a")
+        await until(lambda: isinstance(app.screen, MainScreen) and app.screen.selected_task == "a", pilot=pilot)
         await pilot.press("r")
-        await until(pilot, lambda: log.exists() and log.read_text().split() == ["a", "a"])
-        await until(pilot, lambda: "✔ a" in tree_text(app) and "↻1" in tree_text(app))  # the second attempt shows
+        await until(lambda: log.exists() and log.read_text().split() == ["a", "a"], pilot=pilot)
+        await until(lambda: "✔ a" in tree_text(app) and "↻1" in tree_text(app), pilot=pilot)  # the second attempt shows
 
 
 async def test_b_opens_the_timeline_and_rolls_back_after_confirming(engine: Engine, tmp_path: Path) -> None:
@@ -170,38 +158,40 @@ async def test_b_opens_the_timeline_and_rolls_back_after_confirming(engine: Engi
     ]
     app = make_app(engine, start=spec(tasks))
     async with app.run_test(size=(140, 44)) as pilot:
-        await until(pilot, lambda: "✔ ui-test" in tree_text(app))
-        await until(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.selected_workflow is not None)
+        await until(lambda: "✔ ui-test" in tree_text(app), pilot=pilot)
+        await until(
+            lambda: isinstance(app.screen, MainScreen) and app.screen.selected_workflow is not None, pilot=pilot
+        )
         await pilot.press("b")
-        await until(pilot, lambda: isinstance(app.screen, CheckpointTimeline))
+        await until(lambda: isinstance(app.screen, CheckpointTimeline), pilot=pilot)
         await pilot.press("up", "up")  # from the newest (#3, after c) to #1 (after a)
         await pilot.press("enter")
-        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await until(lambda: isinstance(app.screen, ConfirmScreen), pilot=pilot)
         await pilot.press("y")
-        await until(pilot, lambda: log.exists() and log.read_text().split() == ["a", "b", "c", "b", "c"])
-        await until(pilot, lambda: "✔ ui-test" in tree_text(app))
+        await until(lambda: log.exists() and log.read_text().split() == ["a", "b", "c", "b", "c"], pilot=pilot)
+        await until(lambda: "✔ ui-test" in tree_text(app), pilot=pilot)
         log_widget = app.screen.query_one(EventLog)
-        await until(pilot, lambda: any(e.type == "workflow.rolled_back" for e in log_widget.events))
+        await until(lambda: any(e.type == "workflow.rolled_back" for e in log_widget.events), pilot=pilot)
 
 
 async def test_question_mark_shows_help_and_escape_closes_it(engine: Engine) -> None:
     app = make_app(engine)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("question_mark")
-        await until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        await until(lambda: isinstance(app.screen, HelpScreen), pilot=pilot)
         await pilot.press("escape")
-        await until(pilot, lambda: isinstance(app.screen, MainScreen))
+        await until(lambda: isinstance(app.screen, MainScreen), pilot=pilot)
 
 
 async def test_slash_filters_the_event_log(engine: Engine) -> None:
     tasks = [{"id": "good", "agent": "sh", "run": "echo fine"}, {"id": "bad", "agent": "sh", "run": "exit 4"}]
     app = make_app(engine, start=spec(tasks, failure_policy="continue"))
     async with app.run_test(size=(120, 40)) as pilot:
-        await until(pilot, lambda: "✘ ui-test" in tree_text(app))
+        await until(lambda: "✘ ui-test" in tree_text(app), pilot=pilot)
         await pilot.press("slash")
         await pilot.press(*"task.failed")
         log = app.screen.query_one(EventLog)
-        await until(pilot, lambda: log.needle == "task.failed")
+        await until(lambda: log.needle == "task.failed", pilot=pilot)
         shown = log.shown()
         assert [(e.type, e.task) for e in shown] == [("task.failed", "bad")]
         assert app.screen.query_one("#event-lines", EventRows).row_count == 1
@@ -218,7 +208,7 @@ async def test_a_flood_of_output_keeps_the_ui_responsive(engine: Engine) -> None
     app = make_app(engine, start=spec(tasks))
     async with app.run_test(size=(120, 40)) as pilot:
         grid = app.screen.query_one(AgentGrid)
-        await until(pilot, lambda: any(p.lines_seen > 1000 for p in grid.panes.values()))
+        await until(lambda: any(p.lines_seen > 1000 for p in grid.panes.values()), pilot=pilot)
         # A key press during the flood, sent as the terminal driver would (Pilot.press waits for the process to
         # go idle, up to 2 s, which a flood never lets it do), must be handled within a second.
         assert app._driver is not None
@@ -259,15 +249,15 @@ async def test_shift_r_resumes_a_workflow_whose_engine_died(engine: Engine, tmp_
     log.write_text("done\n")
     app = make_app(engine)
     async with app.run_test(size=(120, 40)) as pilot:
-        await until(pilot, lambda: "▶ ui-test" in tree_text(app))
-        await until(pilot, lambda: any("resume" in n.message.lower() for n in app._notifications))
+        await until(lambda: "▶ ui-test" in tree_text(app), pilot=pilot)
+        await until(lambda: any("resume" in n.message.lower() for n in app._notifications), pilot=pilot)
         await pilot.press("R")
 
         async def completed() -> bool:
             return await status_of(engine, wf) is WorkflowStatus.COMPLETED
 
-        await until(pilot, completed)
-        await until(pilot, lambda: "✔ ui-test" in tree_text(app) and "✔ todo" in tree_text(app))
+        await until(completed, pilot=pilot)
+        await until(lambda: "✔ ui-test" in tree_text(app) and "✔ todo" in tree_text(app), pilot=pilot)
     assert log.read_text().split() == ["done", "todo"], "the completed task must not run again"
 
 
@@ -276,11 +266,11 @@ async def test_m_maximises_one_agent_pane(engine: Engine) -> None:
     app = make_app(engine, start=spec(tasks))
     async with app.run_test(size=(140, 44)) as pilot:
         grid = app.screen.query_one(AgentGrid)
-        await until(pilot, lambda: len(grid.visible_panes()) == 3)
+        await until(lambda: len(grid.visible_panes()) == 3, pilot=pilot)
         await pilot.press("m")
-        await until(pilot, lambda: len(grid.visible_panes()) == 1 and grid.maximised is not None)
+        await until(lambda: len(grid.visible_panes()) == 1 and grid.maximised is not None, pilot=pilot)
         await pilot.press("m")
-        await until(pilot, lambda: len(grid.visible_panes()) == 3)
+        await until(lambda: len(grid.visible_panes()) == 3, pilot=pilot)
         assert app.started_workflow is not None
         await engine.cancel(app.started_workflow)
 
@@ -290,7 +280,7 @@ async def test_tasks_are_listed_in_the_order_they_were_created(engine: Engine) -
     app = make_app(engine)
     async with app.run_test(size=(120, 40)) as pilot:
         tree = tree_of(app)
-        await until(pilot, lambda: tree.is_mounted)
+        await until(lambda: tree.is_mounted, pilot=pilot)
         workflow = Workflow(name="ordered")
         tasks = {key: Task(workflow=workflow.id, key=key, agent="sh") for key in ("plan", "build", "report")}
         tree.receive(Change("workflow", "update", workflow.id, workflow, 1))  # commit order: the workflow first
@@ -299,7 +289,7 @@ async def test_tasks_are_listed_in_the_order_they_were_created(engine: Engine) -
         done = tasks["plan"].model_copy(update={"status": TaskStatus.COMPLETED})
         tree.receive(Change("task", "update", done.id, done, 2))
         tree.receive(Change("workflow", "update", workflow.id, workflow, 2))
-        await until(pilot, lambda: "report" in tree_text(app))
+        await until(lambda: "report" in tree_text(app), pilot=pilot)
         lines = tree_text(app).splitlines()
         order = [next(i for i, line in enumerate(lines) if key in line) for key in ("plan", "build", "report")]
         assert order == sorted(order), lines
@@ -312,10 +302,10 @@ async def test_a_workflow_selected_before_its_row_arrives_gets_the_cursor_when_i
     app = make_app(engine)
     async with app.run_test(size=(120, 40)) as pilot:
         tree = tree_of(app)
-        await until(pilot, lambda: tree.is_mounted)
+        await until(lambda: tree.is_mounted, pilot=pilot)
         older, newer = Workflow(name="older"), Workflow(name="newer")
         tree.receive(Change("workflow", "update", older.id, older, 1))
-        await until(pilot, lambda: "older" in tree_text(app))
+        await until(lambda: "older" in tree_text(app), pilot=pilot)
         tree.select_workflow(newer.id)  # not in the tree yet
         tree.receive(Change("workflow", "update", newer.id, newer, 2))
 
@@ -323,7 +313,7 @@ async def test_a_workflow_selected_before_its_row_arrives_gets_the_cursor_when_i
             ref = tree.cursor_node.data if tree.cursor_node is not None else None
             return ref is not None and ref.workflow == newer.id
 
-        await until(pilot, on_newer)
+        await until(on_newer, pilot=pilot)
 
 
 async def test_rows_written_children_first_in_one_transaction_show_nested_in_the_tree(engine: Engine) -> None:
@@ -336,7 +326,7 @@ async def test_rows_written_children_first_in_one_transaction_show_nested_in_the
     app = make_app(engine)
     async with app.run_test(size=(120, 40)) as pilot:
         tree = tree_of(app)
-        await until(pilot, lambda: tree.is_mounted and tree._loaded)
+        await until(lambda: tree.is_mounted and tree._loaded, pilot=pilot)
         workflow = Workflow(name="children-first", status=WorkflowStatus.RUNNING)
         task = Task(workflow=workflow.id, key="build", agent="g", thread="t1", status=TaskStatus.RUNNING)
         node = GraphNode(id=f"{workflow.id}/build/n1", workflow=workflow.id, task="build", thread="t1", node="sketch")
@@ -349,7 +339,7 @@ async def test_rows_written_children_first_in_one_transaction_show_nested_in_the
                 "w": to_row(workflow, "workflow", workflow.id),
             },
         )
-        await until(pilot, lambda: "sketch" in tree_text(app))
+        await until(lambda: "sketch" in tree_text(app), pilot=pilot)
         lines = tree_text(app).splitlines()
         order = [
             next(i for i, line in enumerate(lines) if name in line) for name in ("children-first", "build", "sketch")
@@ -360,4 +350,4 @@ async def test_rows_written_children_first_in_one_transaction_show_nested_in_the
         task_id = rid("task", task_record_key(workflow.id, "build"))
         await engine.db.query("UPDATE $id SET thread = 't2'", {"id": task_id})
         await engine.db.query("INSERT INTO graph_node $n RETURN NONE", {"n": to_row(later, "graph_node", later.id)})
-        await until(pilot, lambda: "polish" in tree_text(app) and "sketch" not in tree_text(app))
+        await until(lambda: "polish" in tree_text(app) and "sketch" not in tree_text(app), pilot=pilot)

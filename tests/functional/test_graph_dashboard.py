@@ -14,9 +14,10 @@ from textual.widgets import Input, Label, TextArea
 from db.models import TaskStatus, WorkflowStatus
 from engine.engine import Engine
 from engine.spec import WorkflowSpec
-from tests.functional.test_dashboard import status_of, until
+from tests.functional.test_dashboard import status_of
 from tests.integration.test_graph_agent import status_becomes
 from tests.integration.workflows import graphs
+from tests.support.polling import until
 from tui.app import AgentDeckApp, make_app
 from tui.screens.approval import ApprovalScreen, answer_value, other_fields
 from tui.screens.confirm import ConfirmScreen
@@ -84,17 +85,17 @@ async def completes(pilot: Pilot[int], engine: Engine, workflow: str) -> None:
     async def done() -> bool:
         return await status_of(engine, workflow) is WorkflowStatus.COMPLETED
 
-    await until(pilot, done)
+    await until(done, pilot=pilot)
 
 
 async def select_build(pilot: Pilot[int], app: AgentDeckApp) -> None:
     """Cursor from the workflow to its task, as a person would."""
-    await until(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.selected_workflow is not None)
+    await until(lambda: isinstance(app.screen, MainScreen) and app.screen.selected_workflow is not None, pilot=pilot)
     tree_of(app).focus()
     tree = tree_of(app)
     tree.move_cursor(tree.get_node_at_line(0))
     await pilot.press("down")
-    await until(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.selected_task == "build")
+    await until(lambda: isinstance(app.screen, MainScreen) and app.screen.selected_task == "build", pilot=pilot)
 
 
 # ---- approvals --------------------------------------------------------------------------------------------
@@ -103,45 +104,45 @@ async def select_build(pilot: Pilot[int], app: AgentDeckApp) -> None:
 async def test_a_typed_answer_resumes_the_graph_with_it(engine: Engine) -> None:
     app = make_app(engine, start=graph_spec("with_approval"))
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: prompt_open(app))
+        await until(lambda: prompt_open(app), pilot=pilot)
         assert text_of(app, "#approval-question") == "ship parser?"
         assert "build" in text_of(app, "#approval-where") and "approve" in text_of(app, "#approval-where")
-        await until(pilot, lambda: "✋ build" in tree_text(app))  # the task waits for a person
+        await until(lambda: "✋ build" in tree_text(app), pilot=pilot)  # the task waits for a person
         await pilot.press("a")
         assert isinstance(app.focused, Input)
         await pilot.press(*"ship it", "enter")
-        await until(pilot, lambda: isinstance(app.screen, MainScreen))
+        await until(lambda: isinstance(app.screen, MainScreen), pilot=pilot)
         wf = app.started_workflow
         assert wf is not None
         await completes(pilot, engine, wf)
         assert (await output_of(engine, wf))["answer"] == "ship it"
-        await until(pilot, lambda: "✋" not in text_of(app, "#waiting"))
+        await until(lambda: "✋" not in text_of(app, "#waiting"), pilot=pilot)
 
 
 async def test_y_approves_with_true(engine: Engine) -> None:
     app = make_app(engine, start=graph_spec("with_approval"))
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: prompt_open(app))
+        await until(lambda: prompt_open(app), pilot=pilot)
         await pilot.press("y")
         wf = app.started_workflow
         assert wf is not None
         await completes(pilot, engine, wf)
         assert (await output_of(engine, wf))["answer"] is True
         assert graphs.RUNS["check"] == 1  # nothing before the interrupt ran again
-        await until(pilot, lambda: notified(app, "build: granted"))
+        await until(lambda: notified(app, "build: granted"), pilot=pilot)
 
 
 async def test_escape_puts_the_prompt_off_and_shift_a_brings_it_back(engine: Engine) -> None:
     app = make_app(engine, start=graph_spec("with_approval"))
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: prompt_open(app))
+        await until(lambda: prompt_open(app), pilot=pilot)
         await pilot.press("escape")
-        await until(pilot, lambda: isinstance(app.screen, MainScreen))
-        await until(pilot, lambda: "✋ 1 waiting" in text_of(app, "#waiting"))
+        await until(lambda: isinstance(app.screen, MainScreen), pilot=pilot)
+        await until(lambda: "✋ 1 waiting" in text_of(app, "#waiting"), pilot=pilot)
         await pilot.pause(0.3)
         assert isinstance(app.screen, MainScreen), "a put-off prompt must not open again by itself"
         await pilot.press("A")
-        await until(pilot, lambda: prompt_open(app))
+        await until(lambda: prompt_open(app), pilot=pilot)
         await pilot.press("n")
         wf = app.started_workflow
         assert wf is not None
@@ -153,10 +154,10 @@ async def test_a_deadline_prompt_closes_itself_when_the_default_applies(engine: 
     graphs.DEADLINE["deadline_s"] = 1.5
     app = make_app(engine, start=graph_spec("with_approval"))
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: prompt_open(app))
+        await until(lambda: prompt_open(app), pilot=pilot)
         assert 'auto-answers "auto" in' in text_of(app, "#approval-countdown")
-        await until(pilot, lambda: isinstance(app.screen, MainScreen))  # nobody pressed anything
-        await until(pilot, lambda: notified(app, "the default, at the deadline"))
+        await until(lambda: isinstance(app.screen, MainScreen), pilot=pilot)  # nobody pressed anything
+        await until(lambda: notified(app, "the default, at the deadline"), pilot=pilot)
         wf = app.started_workflow
         assert wf is not None
         await completes(pilot, engine, wf)
@@ -168,7 +169,7 @@ async def test_approvals_pending_before_the_dashboard_started_are_offered(engine
     await status_becomes(engine, wf, TaskStatus.WAITING)  # the graph stopped at its interrupt, nobody watching
     app = make_app(engine)
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: prompt_open(app))
+        await until(lambda: prompt_open(app), pilot=pilot)
         await pilot.press("y")
         await completes(pilot, engine, wf)
 
@@ -187,7 +188,7 @@ def test_typed_answers_are_json_when_they_parse_else_text() -> None:
 async def test_the_tree_shows_each_node_execution_under_the_graph_task(engine: Engine) -> None:
     app = make_app(engine, start=graph_spec("linear"))
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: "✔ graph-ui" in tree_text(app) and "report" in tree_text(app))
+        await until(lambda: "✔ graph-ui" in tree_text(app) and "report" in tree_text(app), pilot=pilot)
         lines = tree_text(app).splitlines()
         build = next(i for i, line in enumerate(lines) if "build" in line)
         leaves = [line for line in lines[build + 1 :] if "· step" in line]
@@ -200,7 +201,7 @@ async def test_the_workflow_count_follows_a_task_row_that_arrives_after_the_work
     workflow's. The workflow line's done/total must still end at 1/1 (it once stayed at 0/1)."""
     app = make_app(engine, start=graph_spec("linear"))
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: "✔ graph-ui" in tree_text(app) and "1/1" in tree_text(app))
+        await until(lambda: "✔ graph-ui" in tree_text(app) and "1/1" in tree_text(app), pilot=pilot)
         tree, wf = tree_of(app), app.started_workflow
         assert wf is not None
         done = tree.tasks[wf]["build"]
@@ -215,13 +216,15 @@ async def test_the_workflow_count_follows_a_task_row_that_arrives_after_the_work
 async def test_after_a_retry_the_tree_shows_the_new_runs_nodes_only(engine: Engine) -> None:
     app = make_app(engine, start=graph_spec("linear"))
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: "✔ graph-ui" in tree_text(app) and "report" in tree_text(app))
+        await until(lambda: "✔ graph-ui" in tree_text(app) and "report" in tree_text(app), pilot=pilot)
         wf = app.started_workflow
         assert wf is not None
         old = set(tree_of(app).graph_nodes)
         await engine.retry(wf, "build")  # a finished graph task runs afresh on a new thread
         await completes(pilot, engine, wf)
-        await until(pilot, lambda: set(tree_of(app).graph_nodes).isdisjoint(old) and len(tree_of(app).graph_nodes) == 4)
+        await until(
+            lambda: set(tree_of(app).graph_nodes).isdisjoint(old) and len(tree_of(app).graph_nodes) == 4, pilot=pilot
+        )
         leaves = [line for line in tree_text(app).splitlines() if "· step" in line]
         assert [leaf.split(" · ")[0].split()[-1] for leaf in leaves] == ["plan", "write", "check", "report"]
 
@@ -232,12 +235,12 @@ async def test_after_a_retry_the_tree_shows_the_new_runs_nodes_only(engine: Engi
 async def test_t_replays_from_step_2_and_only_later_steps_run(engine: Engine) -> None:
     app = make_app(engine, start=graph_spec("linear"))
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: "✔ graph-ui" in tree_text(app))
+        await until(lambda: "✔ graph-ui" in tree_text(app), pilot=pilot)
         wf = app.started_workflow
         assert wf is not None
         await select_build(pilot, app)
         await pilot.press("t")
-        await until(pilot, lambda: isinstance(app.screen, TimeTravelScreen))
+        await until(lambda: isinstance(app.screen, TimeTravelScreen), pilot=pilot)
         screen = app.screen
         assert isinstance(screen, TimeTravelScreen)
         assert [h.step for h in screen.history] == [4, 3, 2, 1, 0, -1]  # newest first
@@ -246,11 +249,11 @@ async def test_t_replays_from_step_2_and_only_later_steps_run(engine: Engine) ->
         assert highlighted is not None and highlighted.step == 2
         graphs.RUNS.clear()
         await pilot.press("enter")
-        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await until(lambda: isinstance(app.screen, ConfirmScreen), pilot=pilot)
         await pilot.press("y")
-        await until(pilot, lambda: notified(app, "forked at step 2; running steps after it"))
-        await until(pilot, lambda: isinstance(app.screen, MainScreen))
-        await until(pilot, lambda: graphs.RUNS["report"] == 1)
+        await until(lambda: notified(app, "forked at step 2; running steps after it"), pilot=pilot)
+        await until(lambda: isinstance(app.screen, MainScreen), pilot=pilot)
+        await until(lambda: graphs.RUNS["report"] == 1, pilot=pilot)
         await completes(pilot, engine, wf)
         assert dict(graphs.RUNS) == {"check": 1, "report": 1}
 
@@ -258,14 +261,14 @@ async def test_t_replays_from_step_2_and_only_later_steps_run(engine: Engine) ->
 async def test_e_forks_with_an_edited_state_and_bad_json_is_shown_not_sent(engine: Engine) -> None:
     app = make_app(engine, start=graph_spec("linear"))
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: "✔ graph-ui" in tree_text(app))
+        await until(lambda: "✔ graph-ui" in tree_text(app), pilot=pilot)
         wf = app.started_workflow
         assert wf is not None
         await select_build(pilot, app)
         await pilot.press("t")
-        await until(pilot, lambda: isinstance(app.screen, TimeTravelScreen))
+        await until(lambda: isinstance(app.screen, TimeTravelScreen), pilot=pilot)
         await pilot.press("down", "down", "e")
-        await until(pilot, lambda: isinstance(app.screen, StateEditor))
+        await until(lambda: isinstance(app.screen, StateEditor), pilot=pilot)
         editor = app.screen.query_one(TextArea)
         values = json.loads(editor.text)
         assert values["topic"] == "parser" and values["log"] == ["plan", "write"]
@@ -276,8 +279,8 @@ async def test_e_forks_with_an_edited_state_and_bad_json_is_shown_not_sent(engin
         editor.load_text(json.dumps({**values, "topic": "lexer"}))
         graphs.RUNS.clear()
         await pilot.press("ctrl+s")
-        await until(pilot, lambda: notified(app, "forked at step 2 with topic edited"))
-        await until(pilot, lambda: graphs.RUNS["report"] == 1)
+        await until(lambda: notified(app, "forked at step 2 with topic edited"), pilot=pilot)
+        await until(lambda: graphs.RUNS["report"] == 1, pilot=pilot)
         await completes(pilot, engine, wf)
         output = await output_of(engine, wf)
         assert output["topic"] == "lexer" and output["log"] == ["plan", "write", "check", "report"]
@@ -291,12 +294,12 @@ async def test_t_explains_when_there_is_no_graph_task_to_travel(engine: Engine) 
     )
     app = make_app(engine, start=spec)
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: "✔ graph-ui" in tree_text(app))
+        await until(lambda: "✔ graph-ui" in tree_text(app), pilot=pilot)
         await pilot.press("t")
-        await until(pilot, lambda: notified(app, "select a graph task in the tree first"))
+        await until(lambda: notified(app, "select a graph task in the tree first"), pilot=pilot)
         await select_build(pilot, app)
         await pilot.press("t")
-        await until(pilot, lambda: notified(app, "build is not a graph task (its agent is kind shell)"))
+        await until(lambda: notified(app, "build is not a graph task (its agent is kind shell)"), pilot=pilot)
         assert isinstance(app.screen, MainScreen)
 
 

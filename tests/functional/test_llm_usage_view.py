@@ -13,8 +13,8 @@ from textual.widgets import DataTable, Label, TabbedContent
 
 from engine.engine import Engine
 from engine.spec import WorkflowSpec
-from tests.functional.test_dashboard import until
 from tests.support.fake_llm import reply, script
+from tests.support.polling import until
 from tui.app import make_app
 from tui.widgets.agent_grid import AgentGrid
 from tui.widgets.metrics_view import MetricsView
@@ -57,18 +57,18 @@ async def test_the_pane_header_and_the_metrics_show_tokens_and_cost_after_a_run(
             # Title, then tokens and cost, as the pane header shows them.
             return " · ".join(pane.header_text() for pane in grid.panes.values())
 
-        await until(pilot, lambda: HEADER in header())
+        await until(lambda: HEADER in header(), pilot=pilot)
         assert "coder · code" in header()
 
         await pilot.press("3")
         app.screen.query_one("#metric-tabs", TabbedContent).active = "m-llm"
         metrics = app.screen.query_one(MetricsView)
         agents = metrics.query_one("#llm-agents", DataTable)
-        await until(pilot, lambda: agents.row_count == 1)
+        await until(lambda: agents.row_count == 1, pilot=pilot)
         assert [str(cell) for cell in agents.get_row_at(0)] == ["coder", "2", "12k", "2k", "$0.0030"]
         workflows = metrics.query_one("#llm-workflows", DataTable)
         assert [str(cell) for cell in workflows.get_row_at(0)][1:] == ["2", "12k", "2k", "$0.0030"]
 
         # The top bar shows the selected workflow's total.
         selection = app.screen.query_one("#selection", Label)
-        await until(pilot, lambda: "tokens 12k in / 2k out · $0.0030" in str(selection.render()))
+        await until(lambda: "tokens 12k in / 2k out · $0.0030" in str(selection.render()), pilot=pilot)

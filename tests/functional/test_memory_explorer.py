@@ -15,8 +15,9 @@ from textual.widgets import Checkbox, Input, Select
 
 from db.models import Memory, WorkflowStatus, utcnow
 from engine.engine import Engine
-from tests.functional.test_dashboard import spec, tree_of, tree_text, until
+from tests.functional.test_dashboard import spec, tree_of, tree_text
 from tests.functional.test_snapshots import seed as seed_finished_workflow
+from tests.support.polling import until
 from tui.app import AgentDeckApp, make_app
 from tui.screens import memory_explorer
 from tui.screens.main import MainScreen
@@ -46,12 +47,12 @@ def chain() -> Any:
 
 
 async def open_explorer(pilot: Any, app: AgentDeckApp) -> MemoryExplorer:
-    await until(pilot, lambda: isinstance(app.screen, MainScreen))
+    await until(lambda: isinstance(app.screen, MainScreen), pilot=pilot)
     await pilot.press("M")
-    await until(pilot, lambda: isinstance(app.screen, MemoryExplorer))
+    await until(lambda: isinstance(app.screen, MemoryExplorer), pilot=pilot)
     explorer = app.screen
     assert isinstance(explorer, MemoryExplorer)
-    await until(pilot, lambda: explorer.shown is not None)  # the recent memories are listed
+    await until(lambda: explorer.shown is not None, pilot=pilot)  # the recent memories are listed
     return explorer
 
 
@@ -76,25 +77,25 @@ def detail_text(app: AgentDeckApp) -> str:
 async def test_a_paraphrase_finds_the_memory_and_g_selects_the_task_that_wrote_it(engine: Engine) -> None:
     app = make_app(engine, start=chain())
     async with app.run_test(size=(120, 40)) as pilot:
-        await until(pilot, lambda: "✔ ui-test" in tree_text(app) and "✔ c" in tree_text(app))
+        await until(lambda: "✔ ui-test" in tree_text(app) and "✔ c" in tree_text(app), pilot=pilot)
         wf = app.started_workflow
         assert wf is not None
         screen = app.screen
         assert isinstance(screen, MainScreen)
         main: MainScreen = screen  # a name the waits' lambdas see as a MainScreen
-        await until(pilot, lambda: main.selected_workflow == wf)
+        await until(lambda: main.selected_workflow == wf, pilot=pilot)
         assert main.selected_task is None
         written = {m.task: m for m in await engine.stores.memories.of_workflow(wf)}
 
         explorer = await open_explorer(pilot, app)
         await pilot.press(*PARAPHRASE)
-        await until(pilot, lambda: explorer.shown is not None and explorer.shown.query == PARAPHRASE)
+        await until(lambda: explorer.shown is not None and explorer.shown.query == PARAPHRASE, pilot=pilot)
         assert shown_ids(explorer)[0] == written["b"].id
         assert str(cell(explorer, written["b"].id, "provenance")) == "ui-test/b #1"
         assert "ms" in str(explorer.query_one("#memory-status").render())
 
         await pilot.press("enter")
-        await until(pilot, lambda: isinstance(app.screen, MemoryDetail))
+        await until(lambda: isinstance(app.screen, MemoryDetail), pilot=pilot)
         text = detail_text(app)
         assert RELEASE in text
         for field, value in [("workflow", f"ui-test {wf}"), ("task", "b"), ("attempt", "1"), ("embedder", "minilm")]:
@@ -102,11 +103,11 @@ async def test_a_paraphrase_finds_the_memory_and_g_selects_the_task_that_wrote_i
         assert written["b"].checkpoint is not None and written["b"].checkpoint in text
 
         await pilot.press("g")
-        await until(pilot, lambda: app.screen is main and main.selected_task == "b")
+        await until(lambda: app.screen is main and main.selected_task == "b", pilot=pilot)
         assert not any(isinstance(s, MemoryExplorer | MemoryDetail) for s in app.screen_stack)
         assert main.selected_workflow == wf
         tree = tree_of(app)
-        await until(pilot, lambda: tree.cursor_node is not None and tree.cursor_node.data == NodeRef(wf, "b"))
+        await until(lambda: tree.cursor_node is not None and tree.cursor_node.data == NodeRef(wf, "b"), pilot=pilot)
         assert tree.has_focus
 
 
@@ -117,13 +118,13 @@ async def test_enter_right_after_typing_opens_the_best_memory_for_what_was_typed
     async with app.run_test(size=(120, 40)) as pilot:
         explorer = await open_explorer(pilot, app)
         await pilot.press(*PARAPHRASE, "enter")  # before the pause that starts a search has passed
-        await until(pilot, lambda: isinstance(app.screen, MemoryDetail))
+        await until(lambda: isinstance(app.screen, MemoryDetail), pilot=pilot)
         screen = app.screen
         assert isinstance(screen, MemoryDetail) and screen.memory.id == release.id
         await pilot.press("escape")
-        await until(pilot, lambda: app.screen is explorer)
+        await until(lambda: app.screen is explorer, pilot=pilot)
         await pilot.press("escape")
-        await until(pilot, lambda: isinstance(app.screen, MainScreen))
+        await until(lambda: isinstance(app.screen, MainScreen), pilot=pilot)
 
 
 async def test_the_type_and_agent_filters_narrow_the_results(engine: Engine) -> None:
@@ -141,20 +142,22 @@ async def test_the_type_and_agent_filters_narrow_the_results(engine: Engine) -> 
         # type: through the select itself (open it, one down from "any type" is short_term, choose it)
         await pilot.click("#memory-type")
         await pilot.press("down", "enter")
-        await until(pilot, lambda: explorer.shown is not None and explorer.shown.memory_type == "short_term")
+        await until(lambda: explorer.shown is not None and explorer.shown.memory_type == "short_term", pilot=pilot)
         assert sorted(r.memory.agent for r in table.rows_shown) == ["planner", "researcher"]
 
         explorer.query_one(Input).focus()
         await pilot.press(*"release date")
-        await until(pilot, lambda: explorer.shown is not None and explorer.shown.query == "release date")
+        await until(lambda: explorer.shown is not None and explorer.shown.query == "release date", pilot=pilot)
         assert {r.memory.memory_type for r in table.rows_shown} == {"short_term"}
         assert all(r.score is not None for r in table.rows_shown)
         assert all(str(cell(explorer, r.memory.id, "score")) == f"{r.score:.2f}" for r in table.rows_shown)
 
         agent: Select[str] = explorer.query_one("#memory-agent", Select)
-        await until(pilot, lambda: explorer.agents == ["planner", "researcher"])  # offered once recent ones are read
+        await until(
+            lambda: explorer.agents == ["planner", "researcher"], pilot=pilot
+        )  # offered once recent ones are read
         agent.value = "planner"
-        await until(pilot, lambda: explorer.shown is not None and explorer.shown.agent == "planner")
+        await until(lambda: explorer.shown is not None and explorer.shown.agent == "planner", pilot=pilot)
         assert [(r.memory.agent, r.memory.memory_type) for r in table.rows_shown] == [("planner", "short_term")]
 
 
@@ -172,11 +175,11 @@ async def test_include_rolled_back_shows_what_a_rollback_took_back_dimmed_and_ma
         explorer = await open_explorer(pilot, app)
         assert first["b"] not in shown_ids(explorer) and rerun["b"] in shown_ids(explorer)  # newest, not hidden
         await pilot.press(*PARAPHRASE)
-        await until(pilot, lambda: explorer.shown is not None and explorer.shown.query == PARAPHRASE)
+        await until(lambda: explorer.shown is not None and explorer.shown.query == PARAPHRASE, pilot=pilot)
         assert shown_ids(explorer)[0] == rerun["b"] and first["b"] not in shown_ids(explorer)
 
         await pilot.click("#memory-hidden")
-        await until(pilot, lambda: explorer.shown is not None and explorer.shown.include_hidden)
+        await until(lambda: explorer.shown is not None and explorer.shown.include_hidden, pilot=pilot)
         assert explorer.query_one("#memory-hidden", Checkbox).value
         assert first["b"] in shown_ids(explorer)[:2]
         content = cell(explorer, first["b"], "content")
@@ -187,7 +190,7 @@ async def test_include_rolled_back_shows_what_a_rollback_took_back_dimmed_and_ma
         results(explorer).move_cursor(row=shown_ids(explorer).index(first["b"]))
         results(explorer).focus()
         await pilot.press("enter")
-        await until(pilot, lambda: isinstance(app.screen, MemoryDetail))
+        await until(lambda: isinstance(app.screen, MemoryDetail), pilot=pilot)
         assert "taken back by a rollback" in detail_text(app)
 
 
@@ -209,7 +212,7 @@ async def test_at_80x24_the_query_box_and_the_results_are_on_screen(engine: Engi
         assert cell(explorer, row.memory.id, "content").plain.startswith(row.memory.content.split("\n")[0][:10])
 
         await pilot.press("enter")
-        await until(pilot, lambda: isinstance(app.screen, MemoryDetail))
+        await until(lambda: isinstance(app.screen, MemoryDetail), pilot=pilot)
         box = app.screen.query_one("#memory-detail-box")
         assert app.screen.region.contains_region(box.region)
         assert "hidden by" in detail_text(app)
@@ -279,7 +282,7 @@ def test_explorer_search_snapshot_160x48(snap_compare: Any) -> None:
         await pilot.click("#memory-hidden")
         await pilot.click("#memory-query")
         await pilot.press(*PARAPHRASE)
-        await until(pilot, lambda: explorer.shown is not None and explorer.shown.query == PARAPHRASE)
+        await until(lambda: explorer.shown is not None and explorer.shown.query == PARAPHRASE, pilot=pilot)
 
     assert snap_compare(snapshot_app(), terminal_size=(160, 48), run_before=search)
 

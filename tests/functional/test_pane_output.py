@@ -7,17 +7,14 @@ task that sleeps keeps its pane open while the test emits.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
-
 from textual import messages
 from textual.message import Message
-from textual.pilot import Pilot
 from textual.widget import Widget
 
 from db.models import Event
 from engine.engine import Engine
 from engine.spec import WorkflowSpec
+from tests.support.polling import until
 from tui.app import AgentDeckApp, make_app
 from tui.widgets.agent_grid import LINGER_S, AgentGrid
 from tui.widgets.agent_pane import AgentPane
@@ -33,12 +30,6 @@ def spec(run: str) -> WorkflowSpec:
     )
 
 
-async def until(pilot: Pilot[int], predicate: Callable[[], bool], limit_s: float = 30) -> None:
-    async with asyncio.timeout(limit_s):
-        while not predicate():
-            await pilot.pause(0.05)
-
-
 def the_pane(app: AgentDeckApp) -> AgentPane | None:
     panes = list(app.screen.query_one(AgentGrid).panes.values())
     return panes[0] if panes else None
@@ -51,16 +42,16 @@ def emit_output(engine: Engine, workflow: str, lines: list[str], stream: str = "
 async def test_many_output_events_reach_a_pane_in_one_write_with_stderr_in_red(engine: Engine) -> None:
     app = make_app(engine, start=spec("sleep 30"))
     async with app.run_test(size=(120, 40)) as pilot:
-        await until(pilot, lambda: the_pane(app) is not None and app.started_workflow is not None)
+        await until(lambda: the_pane(app) is not None and app.started_workflow is not None, pilot=pilot)
         pane, workflow = the_pane(app), app.started_workflow
         assert pane is not None and workflow is not None
-        await until(pilot, lambda: pane.is_mounted)
+        await until(lambda: pane.is_mounted, pilot=pilot)
         writes = pane.writes
         # 400 events in one go (as a burst of small chunks arrives): they land in one frame, written at once.
         for n in range(400):
             stream = "stderr" if n % 4 == 3 else "stdout"
             emit_output(engine, workflow, [f"line {n}"], stream)
-        await until(pilot, lambda: len(pane.log_view.lines) >= 400)
+        await until(lambda: len(pane.log_view.lines) >= 400, pilot=pilot)
         assert pane.writes - writes <= 3, f"{pane.writes - writes} writes for 400 events: one a frame expected"
         log = pane.log_view
         shown = list(log.lines)[-400:]
@@ -73,12 +64,12 @@ async def test_many_output_events_reach_a_pane_in_one_write_with_stderr_in_red(e
 async def test_a_chunk_of_lines_with_blank_and_multiline_entries_keeps_every_line(engine: Engine) -> None:
     app = make_app(engine, start=spec("sleep 30"))
     async with app.run_test(size=(120, 40)) as pilot:
-        await until(pilot, lambda: the_pane(app) is not None and app.started_workflow is not None)
+        await until(lambda: the_pane(app) is not None and app.started_workflow is not None, pilot=pilot)
         pane, workflow = the_pane(app), app.started_workflow
         assert pane is not None and workflow is not None
         emit_output(engine, workflow, ["a", "", "b"], "stderr")
         engine.recorder.emit(workflow, "task.output", task="hold", agent="sh", data={"stream": "stdout", "line": "old"})
-        await until(pilot, lambda: "old" in pane.log_view.lines)
+        await until(lambda: "old" in pane.log_view.lines, pilot=pilot)
         lines = list(pane.log_view.lines)
         assert lines[-4:] == ["a", " ", "b", "old"], "a blank line is kept (as a space), an old one-line event read"
         assert pane.log_view.kind_of(len(lines) - 2) == STDERR and pane.log_view.kind_of(len(lines) - 1) == STDOUT
@@ -90,13 +81,13 @@ async def test_title_and_progress_change_without_asking_for_a_layout(engine: Eng
     posted: list[Message] = []
     app = make_app(engine, start=spec("echo '::progress::0.5 half way'; sleep 30"))
     async with app.run_test(size=(120, 40), message_hook=posted.append) as pilot:
-        await until(pilot, lambda: the_pane(app) is not None)
+        await until(lambda: the_pane(app) is not None, pilot=pilot)
         pane = the_pane(app)
         assert pane is not None
-        await until(pilot, lambda: "50%" in pane.header_text())
+        await until(lambda: "50%" in pane.header_text(), pilot=pilot)
         mounted = len(posted)  # from here on, only updates: the title, as time passes
         repaints = pane.header.repaints
-        await until(pilot, lambda: " 2s" in pane.header_text(), limit_s=10)  # the elapsed time ticks
+        await until(lambda: " 2s" in pane.header_text(), limit_s=10, pilot=pilot)  # the elapsed time ticks
         assert pane.header.repaints > repaints
         assert "hold · running" in pane.header_text()
 
@@ -112,7 +103,7 @@ async def test_title_and_progress_change_without_asking_for_a_layout(engine: Eng
 async def test_the_event_log_shows_a_chunk_as_one_row_and_filters_on_any_of_its_lines(engine: Engine) -> None:
     app = make_app(engine, start=spec("sleep 30"))
     async with app.run_test(size=(140, 40)) as pilot:
-        await until(pilot, lambda: the_pane(app) is not None and app.started_workflow is not None)
+        await until(lambda: the_pane(app) is not None and app.started_workflow is not None, pilot=pilot)
         workflow = app.started_workflow
         assert workflow is not None
         emit_output(engine, workflow, ["compiling", "linking", "needle in the third line"])
@@ -123,12 +114,12 @@ async def test_the_event_log_shows_a_chunk_as_one_row_and_filters_on_any_of_its_
         def texts() -> list[str]:
             return [rows.row_text(index) for index in range(rows.row_count)]
 
-        await until(pilot, lambda: any("compiling" in row for row in texts()))
+        await until(lambda: any("compiling" in row for row in texts()), pilot=pilot)
         row = next(row for row in texts() if "compiling" in row)
         assert "(+2 lines)" in row and "linking" not in row
         await pilot.press("slash", *"needle in the third")
-        await until(pilot, lambda: log.needle == "needle in the third")
-        await until(pilot, lambda: rows.row_count == 1)
+        await until(lambda: log.needle == "needle in the third", pilot=pilot)
+        await until(lambda: rows.row_count == 1, pilot=pilot)
         assert [e.type for e in log.shown()] == ["task.output"]
         assert "compiling" in texts()[0]
         # What is painted is the same row (drawn when painted, not when added).
@@ -140,24 +131,24 @@ async def test_the_event_log_shows_a_chunk_as_one_row_and_filters_on_any_of_its_
 async def test_scrolling_up_stops_following_and_shows_the_scrollbar_until_back_at_the_end(engine: Engine) -> None:
     app = make_app(engine, start=spec("sleep 30"))
     async with app.run_test(size=(120, 40)) as pilot:
-        await until(pilot, lambda: the_pane(app) is not None and app.started_workflow is not None)
+        await until(lambda: the_pane(app) is not None and app.started_workflow is not None, pilot=pilot)
         pane, workflow = the_pane(app), app.started_workflow
         assert pane is not None and workflow is not None
         log = pane.log_view
         emit_output(engine, workflow, [f"first {n}" for n in range(200)])
-        await until(pilot, lambda: len(log.lines) == 200 and log.scroll_offset.y > 0)
+        await until(lambda: len(log.lines) == 200 and log.scroll_offset.y > 0, pilot=pilot)
         assert log.following and not log.has_class("-browsing"), "following the end: no scrollbar painted"
         log.scroll_to(y=10, animate=False, immediate=True)
         await pilot.pause()
         assert not log.following and log.has_class("-browsing")
         emit_output(engine, workflow, [f"second {n}" for n in range(50)])
-        await until(pilot, lambda: len(log.lines) == 250)
+        await until(lambda: len(log.lines) == 250, pilot=pilot)
         assert log.scroll_offset.y == 10, "new output did not pull a reader back down"
         log.scroll_end(animate=False, immediate=True)
         await pilot.pause()
         emit_output(engine, workflow, ["third"])
-        await until(pilot, lambda: len(log.lines) == 251)
-        await until(pilot, lambda: log.following and log.scroll_offset.y == log.max_scroll_y)
+        await until(lambda: len(log.lines) == 251, pilot=pilot)
+        await until(lambda: log.following and log.scroll_offset.y == log.max_scroll_y, pilot=pilot)
         assert not log.has_class("-browsing")
         await engine.cancel(workflow)
 
@@ -165,7 +156,7 @@ async def test_scrolling_up_stops_following_and_shows_the_scrollbar_until_back_a
 async def test_a_task_started_again_while_its_old_pane_is_being_removed_gets_a_new_pane(engine: Engine) -> None:
     app = make_app(engine, start=spec("sleep 30"))
     async with app.run_test(size=(120, 40)) as pilot:
-        await until(pilot, lambda: the_pane(app) is not None and app.started_workflow is not None)
+        await until(lambda: the_pane(app) is not None and app.started_workflow is not None, pilot=pilot)
         grid, workflow = app.screen.query_one(AgentGrid), app.started_workflow
         assert workflow is not None
         old = the_pane(app)
@@ -180,5 +171,5 @@ async def test_a_task_started_again_while_its_old_pane_is_being_removed_gets_a_n
         await pilot.pause()
         new = the_pane(app)
         assert new is not None and new is not old and new.attempt == 2
-        await until(pilot, lambda: old not in grid.children)
+        await until(lambda: old not in grid.children, pilot=pilot)
         await engine.cancel(workflow)

@@ -23,6 +23,7 @@ from engine.events import output_lines
 from engine.spec import WorkflowSpec
 from tests.integration.workflows import steps
 from tests.support.agent_kinds import registered_echo_kind
+from tests.support.polling import until
 
 STEPS = "tests.integration.workflows.steps"
 
@@ -47,12 +48,6 @@ async def engine(tmp_path: Path) -> AsyncIterator[Engine]:
 async def events_of(engine: Engine, workflow: str) -> list[Event]:
     await engine.recorder.flush()
     return await engine.stores.events.list(workflow)
-
-
-async def wait_for(predicate: Any, limit_s: float = 30.0) -> None:
-    async with asyncio.timeout(limit_s):
-        while not await predicate():  # noqa: ASYNC110 - polls the database, which has no event to await
-            await asyncio.sleep(0.02)
 
 
 async def test_dependencies_run_in_order_and_outputs_flow_downstream(engine: Engine) -> None:
@@ -183,7 +178,7 @@ async def test_timeout_fails_the_task_and_kills_its_processes(engine: Engine) ->
     async def sleeping() -> bool:
         return bool(_sleepers(unique))
 
-    await wait_for(sleeping)
+    await until(sleeping)
     assert await engine.wait(wf) is WorkflowStatus.FAILED
     task = await engine.stores.tasks.get(wf, "hang")
     assert task is not None and task.error == "timed out after 1s"
@@ -217,7 +212,7 @@ async def test_cancel_stops_running_processes_and_skips_downstream(engine: Engin
     async def started() -> bool:
         return "started" in await _output_lines(engine, wf, "long")
 
-    await wait_for(started)
+    await until(started)
     run = engine.runs[wf]
     pids = run._sandboxes["long"].pids()
     assert len(pids) >= 3
@@ -236,7 +231,7 @@ async def test_pause_freezes_a_counting_process_and_resume_continues_it(engine: 
     async def counting() -> bool:
         return len(await _output_lines(engine, wf, "count")) >= 5
 
-    await wait_for(counting)
+    await until(counting)
     await engine.pause(wf)
     workflow = await engine.stores.workflows.get(wf)
     assert workflow is not None and workflow.status is WorkflowStatus.PAUSED
@@ -264,7 +259,7 @@ async def test_pause_stops_new_tasks_from_starting(engine: Engine, tmp_path: Pat
         task = await engine.stores.tasks.get(wf, "first")
         return task is not None and task.status is TaskStatus.RUNNING
 
-    await wait_for(first_running)
+    await until(first_running)
     await engine.pause(wf)
     await asyncio.sleep(1.0)  # "first" would have finished and "second" started by now, were it not paused
     second = await engine.stores.tasks.get(wf, "second")
@@ -289,7 +284,7 @@ async def test_rollback_reruns_exactly_the_tasks_after_the_checkpoint(engine: En
     async def b_checkpointed() -> bool:
         return any("b" in c.task_states for c in await engine.stores.checkpoints.list(wf))
 
-    await wait_for(b_checkpointed)
+    await until(b_checkpointed)
     go.touch()
     assert await engine.wait(wf) is WorkflowStatus.COMPLETED
     assert log.read_text().split() == keys

@@ -22,6 +22,7 @@ from engine.events import output_lines
 from engine.spec import WorkflowSpec
 from tests.conftest import server_settings
 from tests.integration.workflows import graphs
+from tests.support.polling import until
 
 GRAPHS = "tests.integration.workflows.graphs"
 
@@ -53,9 +54,10 @@ async def events_of(engine: Engine, workflow: str, prefix: str = "") -> list[Eve
 
 
 async def status_becomes(engine: Engine, workflow: str, status: TaskStatus, limit_s: float = 30) -> None:
-    async with asyncio.timeout(limit_s):
-        while (await engine.stores.tasks.get(workflow, "build")).status is not status:  # type: ignore[union-attr]  # noqa: ASYNC110
-            await asyncio.sleep(0.02)
+    async def status_is() -> bool:
+        return (await engine.stores.tasks.get(workflow, "build")).status is status  # type: ignore[union-attr]
+
+    await until(status_is, f"task build of {workflow} to become {status.value}", limit_s=limit_s)
 
 
 def hold(node: str) -> asyncio.Event:

@@ -34,9 +34,10 @@ from db.models import Event
 from engine.events import output_lines
 from engine.private_paths import hidden_from_sandboxes, runtime_dir
 from engine.sandbox import Limits, LocalSandbox, cgroup_support
-from tests.conformance.sandbox.suite import PATIENCE_S, Transcript, eventually
+from tests.conformance.sandbox.suite import PATIENCE_S, Transcript
 from tests.conformance.sandbox.test_local_sandbox import LOCAL_MODES, local_factory, require_bwrap
 from tests.integration.test_cli_engine import AGENTDECK, clean_env, json_lines
+from tests.support.polling import until
 
 #: The variable every test process carries, so the test can find (and clean up) all of them.
 TRIAL_ENV = "AGENTDECK_TEST_TRIAL"
@@ -257,7 +258,9 @@ async def test_memory_is_limited_per_task_not_per_process(mode: str, tmp_path: P
         await transcript.wait_for_line("settled")
         # 4 x 120 MB, each well within its own 4 GB address space: only a limit on the task as a whole makes them fit
         # (the OOM killer ends some). Its victims may take a moment to let go of their memory: look until it fits.
-        await eventually(lambda: resident_mb(sandbox) <= 300, "the task's processes to fit in its 300 MB")
+        await until(
+            lambda: resident_mb(sandbox) <= 300, "the task's processes to fit in its 300 MB", limit_s=PATIENCE_S
+        )
         await sandbox.write_file("go", "")
         assert (await asyncio.wait_for(run, PATIENCE_S)).exit_code == 0
     finally:

@@ -15,7 +15,7 @@ import signal
 import socket
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -27,6 +27,7 @@ from db import connect
 from db.models import Event
 from db.stores import EventStore, Stores
 from engine.bus import BusUnavailable, RedisBus, Subscription, _redis_publisher
+from tests.support.polling import until
 
 PASSWORD = "s3cret-outage-pw"
 MAIN_REDIS_URL = os.environ.get("AGENTDECK_TEST_REDIS", "redis://127.0.0.1:6379/0")
@@ -47,13 +48,6 @@ async def read(sub: Subscription, count: int) -> list[Event]:
         while len(out) < count:
             out.append(await anext(sub))
     return out
-
-
-async def until(condition: Callable[[], bool]) -> None:
-    """Wait for ``condition`` (a counter with nothing to await on: checked every few ms, bounded by LIMIT_S)."""
-    async with asyncio.timeout(LIMIT_S):
-        while not condition():  # noqa: ASYNC110
-            await asyncio.sleep(0.005)
 
 
 async def emit(store: EventStore, bus: RedisBus, events: Sequence[Event]) -> None:
@@ -161,10 +155,12 @@ async def test_an_outage_logs_one_line_each_way_and_subscribers_refill_what_was_
 
         redis_server.kill()
         await emit(store, bus, make_events("wf-a", 11, 20))  # never raises: the engine keeps going
-        await until(lambda: bus.reachable is False)
+        await until(lambda: bus.reachable is False, limit_s=LIMIT_S, pause_s=0.005)
         for first in range(21, 61, 10):  # one group commit after another, all while Redis is away
             await emit(store, bus, make_events("wf-a", first, first + 9))
-        await until(lambda: bus.dropped == 50)  # none of them is still on its way when Redis comes back
+        await until(
+            lambda: bus.dropped == 50, limit_s=LIMIT_S, pause_s=0.005
+        )  # none of them is still on its way when Redis comes back
         warnings = [record for record in caplog.records if record.levelno >= logging.WARNING]
         assert [record.getMessage() for record in warnings] == [
             f"redis unreachable at {redacted}: {_reason(warnings[0])}; events are still stored, subscribers will refill"
@@ -213,9 +209,9 @@ async def test_a_second_process_subscriber_refills_a_workflow_that_ended_during_
         got = await read(sub, 5)
         redis_server.kill()
         await emit(store, engine, make_events("wf-a", 6, 8))
-        await until(lambda: engine.reachable is False)
+        await until(lambda: engine.reachable is False, limit_s=LIMIT_S, pause_s=0.005)
         await emit(store, engine, [*make_events("wf-a", 9, 12), *make_events("wf-new", 1, 3)])
-        await until(lambda: engine.dropped == 10)
+        await until(lambda: engine.dropped == 10, limit_s=LIMIT_S, pause_s=0.005)
         await redis_server.start()
         got += await read(sub, 10)
     assert [e.seq for e in got if e.workflow == "wf-a"] == list(range(1, 13))

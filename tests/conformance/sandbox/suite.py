@@ -25,6 +25,7 @@ from typing import Protocol
 import pytest
 
 from engine.sandbox import REDACTED, RunResult, Sandbox, SandboxBusy
+from tests.support.polling import until
 
 #: Builds a sandbox on a working directory.
 SandboxFactory = Callable[[Path], Sandbox]
@@ -87,16 +88,6 @@ class Transcript:
 
     async def wait_for_line(self, line: str, stream: str = "stdout") -> None:
         await self.wait_for(lambda lines: line in lines, f"line {line!r} on {stream}", stream)
-
-
-async def eventually(condition: Callable[[], bool], what: str) -> None:
-    """Wait until ``condition()`` holds (polling), failing after :data:`PATIENCE_S`."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + PATIENCE_S
-    while not condition():
-        if loop.time() > deadline:
-            pytest.fail(f"waited {PATIENCE_S}s for {what}")
-        await asyncio.sleep(0.02)
 
 
 def saw(seen: dict[int, str], command: str) -> Callable[[], bool]:
@@ -206,7 +197,7 @@ class SandboxConformance:
         async with watching(sandbox, process_probe) as seen:
             task = asyncio.create_task(sandbox.run(command, on_output=explode))
             await transcript.wait_for_line("started")
-            await eventually(saw(seen, "sleep 1000"), "the grandchild to show up")
+            await until(saw(seen, "sleep 1000"), "the grandchild to show up", limit_s=PATIENCE_S)
             await sandbox.write_file("go", "")
             with pytest.raises(RuntimeError, match="callback broke"):
                 await asyncio.wait_for(task, PATIENCE_S)
@@ -241,7 +232,7 @@ class SandboxConformance:
         async with watching(sandbox, process_probe) as seen:
             task = self.start(sandbox, TREE, transcript)
             await transcript.wait_for_line("started")
-            await eventually(saw(seen, "sleep 1000"), "the grandchild to show up")
+            await until(saw(seen, "sleep 1000"), "the grandchild to show up", limit_s=PATIENCE_S)
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await asyncio.wait_for(task, PATIENCE_S)
@@ -253,7 +244,7 @@ class SandboxConformance:
         async with watching(sandbox, process_probe) as seen:
             task = self.start(sandbox, TREE, transcript)
             await transcript.wait_for_line("started")
-            await eventually(saw(seen, "sleep 1000"), "the grandchild to show up")
+            await until(saw(seen, "sleep 1000"), "the grandchild to show up", limit_s=PATIENCE_S)
             await sandbox.kill()
             result = await asyncio.wait_for(task, PATIENCE_S)
         assert result.cancelled and not result.timed_out
@@ -270,7 +261,7 @@ class SandboxConformance:
             # so the watcher sees it before the shell ends.
             task = self.start(sandbox, f"sleep 1000 & echo started; {WAIT_FOR_GO}", transcript)
             await transcript.wait_for_line("started")
-            await eventually(saw(seen, "sleep 1000"), "the background job to show up")
+            await until(saw(seen, "sleep 1000"), "the background job to show up", limit_s=PATIENCE_S)
             await sandbox.write_file("go", "")
             result = await asyncio.wait_for(task, PATIENCE_S)
         assert result.exit_code == 0
@@ -313,7 +304,7 @@ class SandboxConformance:
         async with watching(sandbox, process_probe) as seen:
             task = self.start(sandbox, f"sleep 1000 & {COUNTER}", transcript)
             await transcript.wait_for(lambda lines: len(lines) >= 2, "two counter lines")
-            await eventually(saw(seen, "sleep 1000"), "the grandchild to show up")
+            await until(saw(seen, "sleep 1000"), "the grandchild to show up", limit_s=PATIENCE_S)
             await sandbox.pause()
             assert sandbox.paused
             await sandbox.kill()

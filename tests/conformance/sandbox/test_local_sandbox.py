@@ -34,10 +34,10 @@ from tests.conformance.sandbox.suite import (
     SandboxConformance,
     SandboxFactory,
     Transcript,
-    eventually,
     saw,
     watching,
 )
+from tests.support.polling import until
 
 LOCAL_MODES = ["bwrap", "plain"]
 
@@ -190,7 +190,7 @@ async def test_a_child_that_leaves_the_process_group_is_still_stopped(
     async with watching(local_sandbox, process_probe) as seen:
         task = asyncio.create_task(local_sandbox.run(f"setsid {TREE}", on_output=transcript))
         await transcript.wait_for_line("started")
-        await eventually(saw(seen, "sleep 1000"), "the grandchild to show up")
+        await until(saw(seen, "sleep 1000"), "the grandchild to show up", limit_s=PATIENCE_S)
         await local_sandbox.pause()
         await local_sandbox.kill()
         result = await asyncio.wait_for(task, PATIENCE_S)
@@ -327,7 +327,7 @@ async def test_closing_stops_the_running_command(local_sandbox: LocalSandbox, pr
     async with watching(local_sandbox, process_probe) as seen:
         task = asyncio.create_task(local_sandbox.run(TREE, on_output=transcript))
         await transcript.wait_for_line("started")
-        await eventually(saw(seen, "sleep 1000"), "the grandchild to show up")
+        await until(saw(seen, "sleep 1000"), "the grandchild to show up", limit_s=PATIENCE_S)
         await local_sandbox.close()
         result = await asyncio.wait_for(task, PATIENCE_S)
     assert result.cancelled
@@ -365,7 +365,7 @@ async def test_pause_during_start_freezes_the_command_once_it_exists(local_sandb
     task = asyncio.create_task(local_sandbox.run(COUNTER, on_output=transcript))
     await starting(local_sandbox)
     await local_sandbox.pause()
-    await eventually(lambda: local_sandbox.paused, "the command to be paused after it started")
+    await until(lambda: local_sandbox.paused, "the command to be paused after it started", limit_s=PATIENCE_S)
     await asyncio.sleep(0.3)  # lines written just before the freeze may still be in the pipe
     frozen_at = len(transcript.text())
     await asyncio.sleep(1.0)
