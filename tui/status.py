@@ -96,7 +96,7 @@ def tokens(count: int) -> str:
     """``950``, ``1.2k``, ``3.4M``."""
     if count < 1_000:
         return str(count)
-    if count < 1_000_000:
+    if count < 999_950:  # what would round to 1000.0k reads as 1M
         return f"{count / 1_000:.1f}k".replace(".0k", "k")
     return f"{count / 1_000_000:.1f}M".replace(".0M", "M")
 

@@ -67,3 +67,4 @@ def test_missing_or_null_token_counts_read_as_zero() -> None:
 
 def test_token_counts_read_short() -> None:
     assert [tokens(n) for n in (950, 1_000, 1_250, 3_000_000, 3_400_000)] == ["950", "1k", "1.2k", "3M", "3.4M"]
+    assert [tokens(n) for n in (999_949, 999_999)] == ["999.9k", "1M"]  # never "1000.0k"
