@@ -17,11 +17,11 @@ from engine.spec import WorkflowSpec
 from tests.support.polling import until
 from tui.app import AgentDeckApp, make_app
 from tui.widgets.agent_grid import LINGER_S, AgentGrid
-from tui.widgets.agent_pane import AgentPane
+from tui.widgets.agent_pane import MAX_LINES, AgentPane
 from tui.widgets.event_log import EventLog
 from tui.widgets.event_rows import EventRows
 from tui.widgets.pane_header import PaneHeader
-from tui.widgets.pane_log import STDERR, STDOUT
+from tui.widgets.pane_log import STDERR, STDOUT, PaneLog
 
 
 def spec(run: str) -> WorkflowSpec:
@@ -98,6 +98,42 @@ async def test_title_and_progress_change_without_asking_for_a_layout(engine: Eng
         assert not layouts, "the pane header asked for a layout"
         assert app.started_workflow is not None
         await engine.cancel(app.started_workflow)
+
+
+async def test_a_flooded_pane_paints_its_newest_lines_and_never_lays_out_the_screen(engine: Engine) -> None:
+    posted: list[Message] = []
+    app = make_app(engine, start=spec("sleep 30"))
+    async with app.run_test(size=(120, 40), message_hook=posted.append) as pilot:
+        await until(lambda: the_pane(app) is not None and app.started_workflow is not None, pilot=pilot)
+        pane, workflow = the_pane(app), app.started_workflow
+        assert pane is not None and workflow is not None
+        await until(lambda: pane.is_mounted, pilot=pilot)
+        mounted = len(posted)
+        log = pane.log_view
+        total = MAX_LINES + 500  # past the pane's bound: the oldest lines are dropped as new ones arrive
+        for start in range(0, total, 250):
+            for n in range(start, start + 250):
+                emit_output(engine, workflow, [f"line {n}"], "stderr" if n % 3 == 0 else "stdout")
+            await until(lambda end=start + 249: f"line {end}" in log.lines[-3:], pilot=pilot)
+            await pilot.pause()  # a frame between bursts: the rows drawn so far are cached under old positions
+        emit_output(engine, workflow, ["w" * 300])  # wider than the pane: it can scroll sideways that far
+        await until(lambda: log.lines[-1] == "w" * 300, pilot=pilot)
+        await pilot.pause()
+        assert len(log.lines) == MAX_LINES and log.lines[0] == f"line {total + 1 - MAX_LINES}"
+        assert log.virtual_size == (300, MAX_LINES) and log.max_scroll_x > 0
+        assert log.following and log.scroll_offset.y == log.max_scroll_y
+        bottom = log.size.height - 1
+        painted = [log.render_line(y) for y in range(bottom - 3, bottom + 1)]
+        assert [strip.text.rstrip() for strip in painted[:3]] == [f"line {total - n}" for n in (3, 2, 1)]
+        assert painted[3].text == "w" * log.size.width
+        reds = [any(s.style and s.style.color and s.style.color.name == "red" for s in strip) for strip in painted[:3]]
+        assert reds == [(total - 3 + n) % 3 == 0 for n in range(3)], "stderr rows red, stdout rows not"
+        layouts = [m for m in posted[mounted:] if isinstance(m, messages.Layout) and isinstance(m.widget, PaneLog)]
+        assert not layouts, f"{len(layouts)} layouts of the screen asked by the pane's log while it filled"
+        log.scroll_to(y=0, animate=False, immediate=True)  # back to the oldest kept line
+        await pilot.pause()
+        assert log.render_line(0).text.rstrip() == f"line {total + 1 - MAX_LINES}"
+        await engine.cancel(workflow)
 
 
 async def test_the_event_log_shows_a_chunk_as_one_row_and_filters_on_any_of_its_lines(engine: Engine) -> None:

@@ -67,6 +67,7 @@ class MainScreen(Screen[None]):
         self.approvals = PendingApprovals()
         self._approval_screen: ApprovalScreen | None = None
         self._waiting_shown = -1
+        self._selection_text = ""
         self._collector = CollectorPolicy()
         self.usage = UsageLedger()  # LLM tokens and cost from llm.usage events: panes, the top bar and metrics read it
         self._controls = asyncio.Lock()
@@ -152,7 +153,11 @@ class MainScreen(Screen[None]):
         detail = f" › {task}" if task else ""
         usage = self.usage.workflow(workflow)
         spend = f" [dim]·[/] {usage_text(usage)}" if usage else ""  # the workflow's LLM tokens and cost
-        self.query_one("#selection", Label).update(f"{name} [dim]{workflow}[/] {state}{detail}{spend}")
+        text = f"{name} [dim]{workflow}[/] {state}{detail}{spend}"
+        if text != self._selection_text:  # redrawn every second (elapsed, usage): only when it changed
+            self._selection_text = text
+            # Its size is fixed (a row, 1fr wide), so a new text needs no layout of the screen.
+            self.query_one("#selection", Label).update(text, layout=False)
 
     def _sparklines(self) -> None:
         self._show_selection()

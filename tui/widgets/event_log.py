@@ -1,7 +1,7 @@
 """The event log: every event as one row, filterable with ``/`` (substring over type, task, agent and text).
 
 An output event is a chunk of lines: its row shows the first line and ``(+N lines)``, and the filter matches any of
-its lines. Rows are added at most ten times a second, only while the log is on screen (a hidden log just keeps
+its lines. Rows are added at most twenty times a second (a frame), only while the log is on screen (a hidden log just keeps
 the events), and each is drawn only when it is painted (``EventRows``): adding a thousand rows costs next to nothing.
 """
 
@@ -74,7 +74,7 @@ class EventLog(Vertical):
         yield EventRows(event_line, event_width, keep=KEEP, id="event-lines")
 
     def on_mount(self) -> None:
-        self.set_interval(0.1, self._flush)
+        self.set_interval(0.05, self._flush)  # a frame: the screen changes 20 times a second, as the panes do
 
     def load_history(self, events: list[Event]) -> None:
         """Add stored events (``ui`` over past runs); ones already shown live are not repeated."""

@@ -65,7 +65,7 @@ class EventRows(ScrollView, can_focus=True):
             added += 1
         if not added:
             return
-        self.virtual_size = Size(self._widest, len(self.rows))
+        self._resize(Size(self._widest, len(self.rows)))
         if following:
             self.scroll_end(animate=False, immediate=True, x_axis=False)
         self.refresh()
@@ -73,8 +73,16 @@ class EventRows(ScrollView, can_focus=True):
     def clear(self) -> None:
         self.rows.clear()
         self._widest = 0
-        self.virtual_size = Size(0, 0)
+        self._resize(Size(0, 0))
         self.refresh()
+
+    def _resize(self, size: Size) -> None:
+        """A new scrollable size without a layout of the screen (``virtual_size`` is a layout reactive, and each
+        layout repainted every widget: the longest frames while the log filled). The view's own size is fixed by
+        its container, so only its scroll bounds and scrollbars change."""
+        if size != self.virtual_size:
+            self.set_reactive(ScrollView.virtual_size, size)
+            self._scroll_update(size)
 
     def render_lines(self, crop: Region) -> list[Strip]:
         self._style = self.rich_style  # once a paint: it walks the widget's ancestors
