@@ -36,6 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from db.connection import Database
 from db.errors import DatabaseUnavailable
 from db.models import ControlRequest, Workflow, WorkflowStatus
 from db.stores import Stores
@@ -366,7 +367,7 @@ class ControlChannels:
 
 
 async def ask_owner_via_database(
-    stores: Stores, workflow: str, op: str, args: dict[str, Any], limit_s: float = 15
+    db: Database, stores: Stores, workflow: str, op: str, args: dict[str, Any], limit_s: float = 15
 ) -> tuple[bool, str] | None:
     """Send a control to the engine running ``workflow`` through the database; None if no live engine owns it.
 
@@ -377,10 +378,15 @@ async def ask_owner_via_database(
         return None
     if found.lease_until is None or found.lease_until <= datetime.now(UTC):
         return None
+    # The answer arrives the way the request reached the owner: through the control_request change feed (one
+    # channel both ways, no polling). The position is taken before the request exists, so no answer is missed.
+    watcher = watcher_for(db)
+    position = await watcher.position()
     request = await stores.control_requests.create(ControlRequest(workflow=workflow, op=op, args=args))
     async with asyncio.timeout(limit_s):
-        while True:
-            answered = await stores.control_requests.get(request.id)
-            if answered is not None and answered.status != "pending":
-                return answered.status == "done", (answered.result or answered.error or "")
-            await asyncio.sleep(0.05)
+        async with contextlib.aclosing(watcher.watch("control_request", since=position)) as changes:
+            async for change in changes:
+                answered = change.record
+                if isinstance(answered, ControlRequest) and answered.id == request.id and answered.status != "pending":
+                    return answered.status == "done", (answered.result or answered.error or "")
+    raise AssertionError("unreachable: a change feed does not end")  # pragma: no cover

@@ -56,7 +56,7 @@ async def _via_database(url: str, op: str, args: dict[str, Any]) -> tuple[bool, 
     other = {k: v for k, v in args.items() if k != "workflow"}
     async with connect(url) as db:
         try:
-            answer = await ask_owner_via_database(Stores.over(db), str(args["workflow"]), op, other)
+            answer = await ask_owner_via_database(db, Stores.over(db), str(args["workflow"]), op, other)
         except TimeoutError:
             raise DatabaseUnavailable(
                 f"the engine running {args['workflow']} did not answer within {ANSWER_WITHIN_S:g} s",

@@ -28,12 +28,11 @@ from engine.errors import ControlError
 from engine.events import EventRecorder
 from engine.graph import threads
 from engine.graph.approvals import Approvals
-from engine.graph.threads import HistoryEntry, LiveRun, thread_for_rerun
+from engine.graph.threads import HistoryEntry, LiveRun
 from engine.memory import MemoryService
 from engine.metrics import MetricsCollector
 from engine.private_paths import hidden_from_sandboxes
 from engine.run import WorkflowRun
-from engine.run_controls import apply_rollback
 from engine.settings import EngineSettings
 from engine.spec import WorkflowSpec
 from engine.writer import StateWriter
@@ -204,12 +203,23 @@ class Engine:
             if run.paused:
                 await run.resume()
             return workflow_id
+        self._launch(await self._adopt(workflow_id), resumed=True)
+        return workflow_id
+
+    async def _adopt(self, workflow_id: str, *, completed_ok: bool = False, lease_ok: bool = False) -> WorkflowRun:
+        """A run of a stored workflow nobody runs, rebuilt from its rows and claimed by this engine but not yet
+        started: a control then acts on it exactly as on a live run (one implementation per control), and the
+        caller launches it. Its unfinished tasks go back to pending; completed ones stay done.
+
+        ``completed_ok``: a completed workflow may be adopted (retry and rollback run parts of it again).
+        ``lease_ok``: adopt even while another engine's lease on a server database has not run out (cancel)."""
         workflow = await self._workflow(workflow_id)
-        if workflow.status is WorkflowStatus.COMPLETED:
+        if workflow.status is WorkflowStatus.COMPLETED and not completed_ok:
             raise ControlError(f"workflow {workflow_id} already completed; use retry or rollback to run parts again")
         if (
-            not self.db.is_embedded  # an embedded DB is locked by its owner: if we opened it, the owner is gone
-            and workflow.status in (WorkflowStatus.RUNNING, WorkflowStatus.PAUSED)
+            not lease_ok
+            and not self.db.is_embedded  # an embedded DB is locked by its owner: if we opened it, the owner is gone
+            and workflow.status in _LIVE
             and workflow.lease_until is not None
             and workflow.lease_until > _now()
             and workflow.owner != self.owner
@@ -234,8 +244,7 @@ class Engine:
             setattr(workflow, name, value)
         self.writer.workflow(workflow_id, claim)
         await self.recorder.resume_sequence(workflow_id)  # also stores the resets above
-        self._launch(WorkflowRun(self, workflow, spec, tasks), resumed=True)
-        return workflow_id
+        return WorkflowRun(self, workflow, spec, tasks, adopted=True)
 
     def _launch(self, run: WorkflowRun, resumed: bool) -> None:
         self.runs[run.id] = run
@@ -303,50 +312,36 @@ class Engine:
             await self.resume_workflow(workflow_id)
 
     async def cancel(self, workflow_id: str) -> None:
+        """Cancel a workflow: a live run stops its tasks; a stopped one (crashed, killed) is adopted and ended
+        as cancelled the same way, so it is no longer offered for recovery."""
         run = await self._live_run(workflow_id)
-        if run is not None:
-            await run.cancel()
-            return
-        workflow = await self._workflow(workflow_id)
-        if workflow.status.finished:
-            raise ControlError(f"workflow {workflow_id} already {workflow.status.value}")
-        # A crashed workflow nobody runs: record the cancellation so it is no longer offered for recovery.
-        for task in await self.stores.tasks.list(workflow_id):
-            if not task.status.finished:
-                self.writer.task(workflow_id, task.key, {"status": TaskStatus.SKIPPED, "error": "cancelled"})
-        self.writer.workflow(workflow_id, {"status": WorkflowStatus.CANCELLED, "finished_at": _now()})
-        await self.recorder.resume_sequence(workflow_id)
-        self.recorder.emit(workflow_id, EventType.WORKFLOW_CANCELLED, data={"while": "stopped"})
-        await self.recorder.flush()
+        if run is None:
+            workflow = await self._workflow(workflow_id)
+            if workflow.status.finished:
+                raise ControlError(f"workflow {workflow_id} already {workflow.status.value}")
+            run = await self._adopt(workflow_id, lease_ok=True)
+            self._launch(run, resumed=True)  # cancelled before its first step: it goes straight to its end
+        await run.cancel()
 
     async def retry(self, workflow_id: str, task: str, *, fresh: bool = True) -> None:
         """Run one task again with its upstream outputs as they are (and what it blocked downstream).
 
         A finished graph task runs afresh on a new thread; with ``fresh=False`` it continues from its thread's
-        head instead (after a time-travel fork)."""
+        head instead (after a time-travel fork). A workflow nobody runs is adopted, retried, then started."""
         run = await self._live_run(workflow_id)
         if run is not None:
             await run.retry(task, fresh=fresh)
             return
-        workflow = await self._workflow(workflow_id)
-        spec = WorkflowSpec.model_validate(workflow.spec)
-        if task not in {t.id for t in spec.tasks}:
+        spec = WorkflowSpec.model_validate((await self._workflow(workflow_id)).spec)
+        if task not in {t.id for t in spec.tasks}:  # checked before adopting: a refused retry claims nothing
             raise ControlError(f"workflow {workflow_id} has no task {task!r}")
-        stored = {t.key: t for t in await self.stores.tasks.list(workflow_id)}
-        for key in [task, *spec.downstream(task)]:
-            current = stored.get(key)
-            if key == task and fresh and current is not None and current.status is TaskStatus.COMPLETED:
-                thread = await thread_for_rerun(self, workflow_id, current, before=None)
-                if thread is not None:
-                    self.writer.task(workflow_id, key, {"thread": thread})
-            if key == task or (current is not None and current.status is not TaskStatus.COMPLETED):
-                self.writer.task(workflow_id, key, {"status": TaskStatus.PENDING, "output": None, "error": None})
-        self.writer.workflow(workflow_id, {"status": WorkflowStatus.PENDING})
-        await self.writer.commit()
-        await self.resume_workflow(workflow_id)
+        run = await self._adopt(workflow_id, completed_ok=True)
+        await run.retry(task, fresh=fresh)
+        self._launch(run, resumed=True)
 
     async def rollback(self, workflow_id: str, checkpoint_id: str) -> Checkpoint:
-        """Return to a checkpoint: later tasks and memories are undone and run again; history is kept."""
+        """Return to a checkpoint: later tasks and memories are undone and run again; history is kept.
+        A workflow nobody runs is adopted, rolled back, then started."""
         checkpoint = await self.stores.checkpoints.get(checkpoint_id)
         if checkpoint is None or checkpoint.workflow != workflow_id:
             raise ControlError(f"workflow {workflow_id} has no checkpoint {checkpoint_id!r}")
@@ -354,13 +349,9 @@ class Engine:
         if run is not None:
             await run.rollback(checkpoint)
             return checkpoint
-        await self._workflow(workflow_id)
-        tasks = {t.key: t for t in await self.stores.tasks.list(workflow_id)}
-        await self.recorder.resume_sequence(workflow_id)
-        await apply_rollback(self, workflow_id, checkpoint, tasks)
-        self.writer.workflow(workflow_id, {"status": WorkflowStatus.PENDING})
-        await self.writer.commit()
-        await self.resume_workflow(workflow_id)
+        run = await self._adopt(workflow_id, completed_ok=True)
+        await run.rollback(checkpoint)
+        self._launch(run, resumed=True)
         return checkpoint
 
     async def approve(

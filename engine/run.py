@@ -53,7 +53,11 @@ class _Attempt(Exception):
 
 
 class WorkflowRun(RunControls):
-    def __init__(self, engine: RunServices, workflow: Workflow, spec: WorkflowSpec, tasks: dict[str, Task]) -> None:
+    def __init__(
+        self, engine: RunServices, workflow: Workflow, spec: WorkflowSpec, tasks: dict[str, Task], adopted: bool = False
+    ) -> None:
+        """``adopted``: rebuilt from the database for a control to act on before it starts (``Engine._adopt``);
+        the events of that control are held until the run's start event, so they belong to the run they start."""
         self.engine = engine
         self.recorder = engine.recorder
         self.writer = engine.recorder.writer
@@ -94,6 +98,7 @@ class WorkflowRun(RunControls):
         self.ending = False
         self._held_by = 0  # controls (rollback, retry) in the middle of changing tasks
         self.status: WorkflowStatus = workflow.status
+        self._held_events: list[tuple[str, str | None, dict[str, Any]]] | None = [] if adopted else None
 
     # ---- the coordinator loop -----------------------------------------------------------------------------
 
@@ -103,11 +108,18 @@ class WorkflowRun(RunControls):
             latest = await self.engine.stores.checkpoints.latest(self.id)
             self._checkpoint_number = latest.number if latest else 0
             self._checkpoint_id = latest.id if latest else None
-        self._set_workflow(status=WorkflowStatus.RUNNING, started_at=self.workflow.started_at or _now())
-        self._emit(EventType.WORKFLOW_RESUMED if resumed else EventType.WORKFLOW_STARTED, tasks=len(self.tasks))
+        # Cancelled before its first step (a stopped workflow adopted to be cancelled): straight to its end.
+        started = not self.cancelled
+        held, self._held_events = self._held_events or [], None
+        if started:
+            self._set_workflow(status=WorkflowStatus.RUNNING, started_at=self.workflow.started_at or _now())
+            self._emit(EventType.WORKFLOW_RESUMED if resumed else EventType.WORKFLOW_STARTED, tasks=len(self.tasks))
+            for type, task, data in held:  # what a control did to the adopted run, now part of this run
+                self._emit(type, task, **data)
         unhook = self.writer.add_before_batch(self._before_write)
         try:
-            await self._schedule()
+            if started:
+                await self._schedule()
         finally:
             self.ending = True  # controls arriving from now on wait for the end and treat the workflow as stopped
             for handle in list(self._running.values()):
@@ -130,7 +142,7 @@ class WorkflowRun(RunControls):
         final = self._final_status()
         self._set_workflow(status=final, finished_at=_now(), lease_until=None, owner=None)
         failed = [k for k, t in self.tasks.items() if t.status is TaskStatus.FAILED]
-        self._emit(WORKFLOW_END_EVENTS[final], failed=failed)
+        self._emit(WORKFLOW_END_EVENTS[final], failed=failed, **({} if started else {"while": "stopped"}))
         await self.recorder.flush()
         self.finished.set()
         self.engine.forget(self)

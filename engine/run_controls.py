@@ -2,8 +2,9 @@
 clock that stops while a task is paused or waiting for a person, and the state changes they share with the
 coordinator loop.
 
-``RunControls`` is a part of ``WorkflowRun`` (engine/run.py), kept in its own room so each stays readable;
-``apply_rollback`` also serves a workflow nobody runs (``Engine.rollback``).
+``RunControls`` is a part of ``WorkflowRun`` (engine/run.py), kept in its own room so each stays readable. Each
+control has this one implementation: a workflow nobody runs is adopted first (``Engine._adopt`` rebuilds a run
+from its rows without starting it), then controlled like a live one.
 
 Every state change goes through ``_transition``: checked against ``coordinator.ALLOWED`` and applied in memory
 in one synchronous step, then appended to the state writer. A control that awaits (freezing processes, reading
@@ -58,6 +59,7 @@ class RunControls:
     _sandboxes: dict[str, Sandbox]
     _timeouts: dict[str, asyncio.Timeout]
     _contexts: dict[str, TaskContext]
+    _held_events: list[tuple[str, str | None, dict[str, Any]]] | None
     _frozen: dict[str, float]
     _waiting_since: dict[str, float]
     _wake: asyncio.Event
@@ -70,6 +72,9 @@ class RunControls:
     # ---- events and state ---------------------------------------------------------------------------------
 
     def _emit(self, type: str, task: str | None = None, **data: Any) -> None:
+        if self._held_events is not None:  # an adopted run not started yet: its start event goes first
+            self._held_events.append((type, task, data))
+            return
         agent = self.tasks[task].agent if task is not None else None
         self.recorder.emit(self.id, type, task=task, agent=agent, data=data)
 
@@ -337,7 +342,7 @@ async def apply_rollback(engine: RunServices, workflow_id: str, checkpoint: Chec
     """Restore task states from ``checkpoint``, hide the memories that leave the workflow's history (and show
     those that come back, on a roll forward), record it (history is kept).
 
-    ``tasks`` (the run's, or freshly read when nobody runs the workflow) is updated in place."""
+    ``tasks`` (the run's) is updated in place."""
     writer = engine.recorder.writer
     history = await engine.stores.checkpoints.list(workflow_id)
     states, _agent_states = checkpoints.state_at(history, checkpoint.number)
