@@ -117,7 +117,7 @@ class MainScreen(Screen[None]):
         """Collect once and keep what lives as long as the dashboard out of later collections (tui/collector.py):
         with the ~170k objects the dashboard has once up, a full pass was ~150 ms of CPU in a flood."""
         self._collector.collect_now()
-        self.set_interval(1.0, self._collector.tick)
+        self.set_interval(0.25, self._collector.tick)
 
     def on_unmount(self) -> None:
         self._collector.release()  # tests run many apps in one process: an earlier one's objects are collected

@@ -1,8 +1,9 @@
 """The event log: every event as one row, filterable with ``/`` (substring over type, task, agent and text).
 
 An output event is a chunk of lines: its row shows the first line and ``(+N lines)``, and the filter matches any of
-its lines. Rows are added at most twenty times a second (a frame), only while the log is on screen (a hidden log just keeps
-the events), and each is drawn only when it is painted (``EventRows``): adding a thousand rows costs next to nothing.
+its lines. Rows are added at most twenty times a second (a frame), only while the log is on screen (a hidden log
+just keeps the events), and each is drawn only when it is painted (``EventRows``): adding a thousand rows costs next
+to nothing.
 """
 
 from __future__ import annotations

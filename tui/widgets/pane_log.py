@@ -10,7 +10,9 @@ Lines are split here exactly as ``Log.write_lines`` would split them (``str.spli
 written as one space (``Log`` drops empty strings), so the flags stay aligned with the log's lines one for one.
 Rows are drawn from a cache of rendered lines, keyed by each line's number since the pane opened (so pruning the
 oldest lines keeps it valid): Textual 8.2.8's ``Log`` fills its own row cache only while text is selected, so
-every visible row went through Rich again on every frame of a flood. Scrollbars are painted only while you look back: following the output, a pane shows none (repainting a moving
+every visible row went through Rich again on every frame of a flood.
+
+Scrollbars are painted only while you look back: following the output, a pane shows none (repainting a moving
 scrollbar on every write was the largest part of a frame after the log itself); scrolled up, the vertical one
 appears. Long lines still scroll sideways with the mouse or keys.
 """
