@@ -108,9 +108,10 @@ class WorkflowRun(RunControls):
             latest = await self.engine.stores.checkpoints.latest(self.id)
             self._checkpoint_number = latest.number if latest else 0
             self._checkpoint_id = latest.id if latest else None
-        # Cancelled before its first step (a stopped workflow adopted to be cancelled): straight to its end.
-        started = not self.cancelled
+        # Cancelled before its first step, with nothing done to it (a stopped workflow adopted to be cancelled):
+        # straight to its end. A run a control already changed (held events) starts, so that change is recorded.
         held, self._held_events = self._held_events or [], None
+        started = not self.cancelled or bool(held)
         if started:
             self._set_workflow(status=WorkflowStatus.RUNNING, started_at=self.workflow.started_at or _now())
             self._emit(EventType.WORKFLOW_RESUMED if resumed else EventType.WORKFLOW_STARTED, tasks=len(self.tasks))
