@@ -115,8 +115,8 @@ class WorkflowRun(RunControls):
         if started:
             self._set_workflow(status=WorkflowStatus.RUNNING, started_at=self.workflow.started_at or _now())
             self._emit(EventType.WORKFLOW_RESUMED if resumed else EventType.WORKFLOW_STARTED, tasks=len(self.tasks))
-            for type, task, data in held:  # what a control did to the adopted run, now part of this run
-                self._emit(type, task, **data)
+            for kind, key, data in held:  # what a control did to the adopted run, now part of this run
+                self._emit(kind, key, **data)
         unhook = self.writer.add_before_batch(self._before_write)
         try:
             if started:

@@ -114,7 +114,11 @@ async def test_a_flooded_pane_paints_its_newest_lines_and_never_lays_out_the_scr
         for start in range(0, total, 250):
             for n in range(start, start + 250):
                 emit_output(engine, workflow, [f"line {n}"], "stderr" if n % 3 == 0 else "stdout")
-            await until(lambda end=start + 249: f"line {end}" in log.lines[-3:], pilot=pilot)
+
+            def arrived(last: str = f"line {start + 249}") -> bool:
+                return last in log.lines[-3:]
+
+            await until(arrived, pilot=pilot)
             await pilot.pause()  # a frame between bursts: the rows drawn so far are cached under old positions
         emit_output(engine, workflow, ["w" * 300])  # wider than the pane: it can scroll sideways that far
         await until(lambda: log.lines[-1] == "w" * 300, pilot=pilot)
