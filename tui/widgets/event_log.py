@@ -67,6 +67,7 @@ class EventLog(Vertical):
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.events: deque[Event] = deque(maxlen=KEEP)
+        self._keys: set[tuple[str, int]] = set()  # (workflow, seq) of ``events``: an event is listed once
         self.needle = ""
         self._pending: list[Event] = []
 
@@ -79,18 +80,25 @@ class EventLog(Vertical):
 
     def load_history(self, events: list[Event]) -> None:
         """Add stored events (``ui`` over past runs); ones already shown live are not repeated."""
-        known = {(e.workflow, e.seq) for e in self.events}
-        fresh = [e for e in events if (e.workflow, e.seq) not in known]
+        fresh = [e for e in events if (e.workflow, e.seq) not in self._keys]
         if not fresh:
             return
         merged = sorted([*self.events, *fresh], key=lambda e: (e.ts, e.seq))
         self.events.clear()
         self.events.extend(merged)
+        self._keys = {(e.workflow, e.seq) for e in self.events}
         if self.is_on_screen:
             self._rewrite()
 
     def consume(self, events: list[Event]) -> None:
-        self.events.extend(events)
+        # An event is stored before it is published, so history read meanwhile may already hold a live one.
+        events = [e for e in events if (e.workflow, e.seq) not in self._keys]
+        for event in events:
+            if len(self.events) == KEEP:
+                oldest = self.events[0]
+                self._keys.discard((oldest.workflow, oldest.seq))
+            self.events.append(event)
+            self._keys.add((event.workflow, event.seq))
         if not self.is_on_screen:  # coming into view rewrites the log from ``events`` anyway
             return
         self._pending.extend(events)
