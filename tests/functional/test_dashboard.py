@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from textual import events
+from textual.widgets._footer import FooterKey
 
 from db.models import Task, TaskStatus, Workflow, WorkflowStatus
 from db.watch import Change
@@ -351,3 +352,16 @@ async def test_rows_written_children_first_in_one_transaction_show_nested_in_the
         await engine.db.query("UPDATE $id SET thread = 't2'", {"id": task_id})
         await engine.db.query("INSERT INTO graph_node $n RETURN NONE", {"n": to_row(later, "graph_node", later.id)})
         await until(lambda: "polish" in tree_text(app) and "sketch" not in tree_text(app), pilot=pilot)
+
+
+async def test_help_and_quit_stay_in_the_footer_at_80_columns(engine: Engine) -> None:
+    app = make_app(engine)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(lambda: isinstance(app.screen, MainScreen) and bool(app.screen.query(FooterKey)), pilot=pilot)
+        await pilot.pause()
+        shown = {
+            key.description
+            for key in app.screen.query(FooterKey)
+            if key.region.width > 0 and key.region.right <= app.size.width
+        }
+        assert {"Help", "Quit"} <= shown, f"the footer at 80 columns shows {sorted(shown)}"

@@ -39,6 +39,10 @@ from tui.widgets.workflow_tree import WorkflowTree
 
 class MainScreen(Screen[None]):
     BINDINGS = [
+        # Help and quit first: the footer shows bindings in this order and cuts the rest at narrow widths, and
+        # these two must stay reachable at 80 columns (everything else is in help and the command palette).
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("q", "app.quit", "Quit"),
         Binding("p", "pause_resume", "Pause"),
         Binding("c", "cancel", "Cancel"),
         Binding("r", "retry", "Retry"),
@@ -52,9 +56,7 @@ class MainScreen(Screen[None]):
         Binding("1", "tab('tab-agents')", "Agents", show=False),
         Binding("2", "tab('tab-events')", "Events", show=False),
         Binding("3", "tab('tab-metrics')", "Metrics", show=False),
-        Binding("question_mark", "help", "Help", key_display="?"),
         Binding("escape", "focus_tree", "Back to the tree", show=False),
-        Binding("q", "app.quit", "Quit"),
     ]
 
     def __init__(self, engine: Engine, feed: EventFeed) -> None:
