@@ -9,7 +9,8 @@ Nothing here waits for the database: a transition is checked and applied in memo
 writer stores a tick's changes in one transaction and publishes the events after that (``engine.writer``). The
 run waits for the writer only when it ends, and holds back new tasks while the writer's backlog is full.
 
-The controls (pause, resume, cancel, retry, rollback, checkpoints) are in ``engine.run_controls``.
+The run's state and the one way it changes are in ``engine.run_state``; the controls (pause, resume, cancel,
+retry, rollback, checkpoints) in ``engine.run_controls``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import functools
 import logging
 import os
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,10 +28,11 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 
 from db.models import WORKFLOW_END_EVENTS, EventType, Task, TaskStatus, Workflow, WorkflowStatus
 from engine.agents import Agent, TaskContext, check_agents
-from engine.coordinator import BLOCKING, DagState, Limits
+from engine.coordinator import Limits
 from engine.errors import TaskFailed
 from engine.graph.support import GraphSupport, default_thread
 from engine.run_controls import RunControls
+from engine.run_state import now as _now
 from engine.sandbox import Sandbox, make_sandbox
 from engine.spec import WorkflowSpec
 
@@ -44,61 +45,23 @@ log = logging.getLogger(__name__)
 PROGRESS_WRITE_S = 2.0
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 class _Attempt(Exception):
     """Internal: one attempt failed in a way worth retrying (wraps TaskFailed and timeouts)."""
 
 
 class WorkflowRun(RunControls):
+    """The coordinator loop of one run, and each task's attempts (see the module's docstring)."""
+
     def __init__(
         self, engine: RunServices, workflow: Workflow, spec: WorkflowSpec, tasks: dict[str, Task], adopted: bool = False
     ) -> None:
-        """``adopted``: rebuilt from the database for a control to act on before it starts (``Engine._adopt``);
-        the events of that control are held until the run's start event, so they belong to the run they start."""
-        self.engine = engine
-        self.recorder = engine.recorder
-        self.writer = engine.recorder.writer
-        self.workflow = workflow
-        self.id = workflow.id
-        self.spec = spec
-        self.tasks = tasks
+        super().__init__(engine, workflow, spec, tasks, adopted)
         self.agents: dict[str, Agent] = check_agents(spec)
-        self.gate = asyncio.Event()
-        self.gate.set()
-        self.cancelled = False
-        self._stop_new = False  # fail_fast tripped
         self._task_specs = {task_spec.id: task_spec for task_spec in spec.tasks}
-        self.dag = DagState(
-            spec.topological_order(),
-            {t.id: t.depends_on for t in spec.tasks},
-            {t.id: t.agent for t in spec.tasks},
-        )
         self._limits = Limits(spec.concurrency, {name: agent.concurrency for name, agent in spec.agents.items()})
-        self._running: dict[str, asyncio.Task[None]] = {}
-        self._resetting: set[str] = set()  # running tasks a rollback is sending back to pending
-        self._sandboxes: dict[str, Sandbox] = {}
         self._workdirs: dict[str, Path] = {}
-        self._timeouts: dict[str, asyncio.Timeout] = {}
-        self._contexts: dict[str, TaskContext] = {}
-        self._wake = asyncio.Event()
-        self._checkpoint_number = 0
-        self._checkpoint_id: str | None = None  # the newest checkpoint: what a memory written now follows
-        self._unsealed: list[str] = []  # completed since the last checkpoint
-        self._unwritten_queued: set[str] = set()  # queued in memory; written only if they do not start at once
         self._progress_written: dict[str, float] = {}
         self._unwritten_progress: set[str] = set()
-        self._queued_at: dict[str, float] = {}
-        self._waiting_since: dict[str, float] = {}
-        self._frozen: dict[str, float] = {}  # task key -> seconds its timeout had left when its clock stopped
-        self.finished = asyncio.Event()
-        #: Set once the run stopped scheduling and is storing its end: controls then wait for ``finished``.
-        self.ending = False
-        self._held_by = 0  # controls (rollback, retry) in the middle of changing tasks
-        self.status: WorkflowStatus = workflow.status
-        self._held_events: list[tuple[str, str | None, dict[str, Any]]] | None = [] if adopted else None
 
     # ---- the coordinator loop -----------------------------------------------------------------------------
 
@@ -158,13 +121,6 @@ class WorkflowRun(RunControls):
             return WorkflowStatus.COMPLETED
         return WorkflowStatus.FAILED
 
-    def _rebuild(self) -> None:
-        """Recount what may start (at start, and after a retry or rollback reset tasks)."""
-        self._mark_ready(self.dag.rebuild(self.tasks, running=self._running))
-        for key, task in self.tasks.items():
-            if task.status in BLOCKING:
-                self._block_downstream(key)
-
     async def _schedule(self) -> None:
         self._rebuild()
         loop = asyncio.get_running_loop()
@@ -193,31 +149,6 @@ class WorkflowRun(RunControls):
                         self._skip(key, reason)
                 return
             await self._wake.wait()
-
-    def _mark_ready(self, keys: list[str]) -> None:
-        """Tasks whose dependencies completed are queued. Their ``queued`` row is written only if they do not start
-        in this pass of the loop (``_write_held``): one that starts has ``running`` written instead."""
-        now = time.monotonic()
-        for key in keys:
-            if self._transition(key, TaskStatus.QUEUED, write=False):
-                self._queued_at[key] = now
-                self._unwritten_queued.add(key)
-                self._emit(EventType.TASK_QUEUED, key)
-
-    def _write_held(self) -> None:
-        for key in self._unwritten_queued:
-            if key not in self._running and self.tasks[key].status is TaskStatus.QUEUED:
-                self.writer.task(self.id, key, {"status": TaskStatus.QUEUED})
-        self._unwritten_queued.clear()
-
-    def _skip(self, key: str, reason: str, force: bool = False) -> None:
-        if self._transition(key, TaskStatus.SKIPPED, force=force, error=reason, finished_at=_now()):
-            self._emit(EventType.TASK_SKIPPED, key, reason=reason)
-
-    def _block_downstream(self, key: str) -> None:
-        """``key`` will not complete: skip every task waiting on it, directly or through others."""
-        for dependent, upstream in self.dag.blocked_by(key, self.tasks):
-            self._skip(dependent, f"upstream {upstream} {self.tasks[upstream].status.value}")
 
     # ---- one task -----------------------------------------------------------------------------------------
 

@@ -1,15 +1,11 @@
-"""The controls acting on a running workflow — pause, resume, cancel, retry, rollback, checkpoints — the timeout
-clock that stops while a task is paused or waiting for a person, and the state changes they share with the
-coordinator loop.
+"""The controls acting on a running workflow — pause, resume, cancel, retry, rollback, checkpoints — and a
+task's wait for a person, which stops its timeout clock.
 
-``RunControls`` is a part of ``WorkflowRun`` (engine/run.py), kept in its own room so each stays readable. Each
-control has this one implementation: a workflow nobody runs is adopted first (``Engine._adopt`` rebuilds a run
-from its rows without starting it), then controlled like a live one.
-
-Every state change goes through ``_transition``: checked against ``coordinator.ALLOWED`` and applied in memory
-in one synchronous step, then appended to the state writer. A control that awaits (freezing processes, reading
-LangGraph checkpoints) re-checks after the await, so a pause racing a completion can no longer write ``paused``
-over ``completed``.
+``RunControls`` builds on ``engine.run_state.RunState``, which owns the run's state; ``WorkflowRun``
+(engine/run.py) adds the coordinator loop. Each control has this one implementation: a workflow nobody runs is
+adopted first (``Engine._adopt`` rebuilds a run from its rows without starting it), then controlled like a live
+one. A control that awaits (freezing processes, reading LangGraph checkpoints) re-checks after the await, so a
+pause racing a completion can no longer write ``paused`` over ``completed``.
 """
 
 from __future__ import annotations
@@ -19,147 +15,18 @@ import time
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from db.models import Checkpoint, EventType, Memory, Task, TaskStatus, Workflow, WorkflowStatus
+from db.models import Checkpoint, EventType, Memory, Task, TaskStatus, WorkflowStatus
 from engine import checkpoints
-from engine.coordinator import DagState, may_follow
 from engine.errors import ControlError
 from engine.graph.threads import thread_for_rerun
+from engine.run_state import RunState
 
 if TYPE_CHECKING:
-    from engine.agents import TaskContext
-    from engine.events import EventRecorder
-    from engine.sandbox import Sandbox
     from engine.services import RunServices
-    from engine.spec import WorkflowSpec
-    from engine.writer import StateWriter
 
 
-class RunControls:
-    """Controls of ``WorkflowRun``, and the state writes they share with the coordinator loop. The attributes
-    below are the run's own (set in ``WorkflowRun.__init__``)."""
-
-    engine: RunServices
-    recorder: EventRecorder
-    writer: StateWriter
-    id: str
-    workflow: Workflow
-    status: WorkflowStatus
-    spec: WorkflowSpec
-    tasks: dict[str, Task]
-    dag: DagState
-    gate: asyncio.Event
-    cancelled: bool
-    finished: asyncio.Event
-    _stop_new: bool
-    _checkpoint_number: int
-    _checkpoint_id: str | None
-    _unsealed: list[str]
-    _running: dict[str, asyncio.Task[None]]
-    _resetting: set[str]
-    _sandboxes: dict[str, Sandbox]
-    _timeouts: dict[str, asyncio.Timeout]
-    _contexts: dict[str, TaskContext]
-    _held_events: list[tuple[str, str | None, dict[str, Any]]] | None
-    _frozen: dict[str, float]
-    _waiting_since: dict[str, float]
-    _wake: asyncio.Event
-    _held_by: int
-    ending: bool
-
-    def _rebuild(self) -> None:
-        raise NotImplementedError  # WorkflowRun's
-
-    # ---- events and state ---------------------------------------------------------------------------------
-
-    def _emit(self, type: str, task: str | None = None, **data: Any) -> None:
-        if self._held_events is not None:  # an adopted run not started yet: its start event goes first
-            self._held_events.append((type, task, data))
-            return
-        agent = self.tasks[task].agent if task is not None else None
-        self.recorder.emit(self.id, type, task=task, agent=agent, data=data)
-
-    def _transition(
-        self, key: str, status: TaskStatus, *, force: bool = False, write: bool = True, **changes: Any
-    ) -> bool:
-        """Move task ``key`` to ``status`` (with ``changes``) if the state machine allows it from where it is now;
-        returns whether it did. ``force`` skips the check (resets to pending, skipping on cancel); ``write=False``
-        leaves writing it to the caller."""
-        task = self.tasks[key]
-        if not force and not may_follow(task.status, status):
-            return False
-        # Only what really changes is written (clearing an error that is not there costs a value to store).
-        changed: dict[str, Any] = {"status": status}
-        for name, value in changes.items():
-            if getattr(task, name) != value:
-                changed[name] = value
-                setattr(task, name, value)
-        task.status = status
-        if write:
-            self.writer.task(self.id, key, changed)
-        return True
-
-    def _update(self, key: str, **changes: Any) -> None:
-        """Change fields of task ``key`` other than its status."""
-        task = self.tasks[key]
-        for name, value in changes.items():
-            setattr(task, name, value)
-        self.writer.task(self.id, key, changes)
-
-    def _set_workflow(self, **changes: Any) -> None:
-        for name, value in changes.items():
-            setattr(self.workflow, name, value)
-        self.status = self.workflow.status
-        self.writer.workflow(self.id, changes)
-
-    @property
-    def paused(self) -> bool:
-        return not self.gate.is_set()
-
-    def is_task_running(self, key: str) -> bool:
-        """Whether an attempt of task ``key`` runs now."""
-        return key in self._running
-
-    def sandbox_pids(self) -> list[tuple[str, list[int]]]:
-        """(task key, its sandbox's live processes) for each task whose sandbox has some: for the metrics."""
-        out = []
-        for key, sandbox in list(self._sandboxes.items()):
-            pids = sandbox.pids()
-            if pids:
-                out.append((key, pids))
-        return out
-
-    def _checkpoint(
-        self, reason: str = "manual", task: str | None = None, changed: list[str] | None = None
-    ) -> Checkpoint:
-        """A checkpoint now: a delta of the ``changed`` tasks, or every task when ``changed`` is None."""
-        self._checkpoint_number += 1
-        taken = checkpoints.make(
-            self.id,
-            self._checkpoint_number,
-            self.tasks,
-            reason=reason,
-            task=task,
-            changed=changed,
-            event_seq=self.recorder.last_seq(self.id),
-        )
-        self.writer.checkpoint(taken)
-        self._checkpoint_id = taken.id
-        self._emit(EventType.CHECKPOINT_CREATED, task, checkpoint=taken.id, number=taken.number, reason=reason)
-        return taken
-
-    def _seal_checkpoint(self) -> None:
-        """The tasks completed since the last checkpoint get one (a delta). Called before each write, so
-        completions that land in the same write (a few milliseconds) share a checkpoint: one per completion when
-        tasks take longer than a write, one per write when hundreds of tiny tasks complete at once (a row per
-        completion was a third of the engine's write cost on a 1,000-task DAG)."""
-        keys, self._unsealed = self._unsealed, []
-        if not keys:
-            return
-        if len(keys) == 1:
-            self._checkpoint(reason=f"{keys[0]} completed", task=keys[0], changed=keys)
-            return
-        named = ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
-        self._checkpoint(reason=f"{len(keys)} tasks completed: {named}", changed=keys)
+class RunControls(RunState):
+    """The controls of one run (see the module's docstring)."""
 
     async def checkpoint(self, reason: str = "manual", task: str | None = None) -> Checkpoint:
         """A full checkpoint now (after one for completions not checkpointed yet), stored when this returns."""
@@ -304,22 +171,7 @@ class RunControls:
             self._held_by -= 1
             self._wake.set()
 
-    # ---- the timeout clock --------------------------------------------------------------------------------
-
-    def _freeze(self, key: str) -> None:
-        """Stop a task's timeout clock (paused, or waiting for a person): time spent so does not count."""
-        deadline = self._timeouts.get(key)
-        when = deadline.when() if deadline is not None else None
-        if deadline is None or when is None or key in self._frozen or deadline.expired():
-            return
-        self._frozen[key] = when - asyncio.get_running_loop().time()
-        deadline.reschedule(None)
-
-    def _thaw(self, key: str) -> None:
-        remaining = self._frozen.pop(key, None)
-        deadline = self._timeouts.get(key)
-        if remaining is not None and deadline is not None and not deadline.expired():
-            deadline.reschedule(asyncio.get_running_loop().time() + remaining)
+    # ---- waiting for a person ------------------------------------------------------------------------------
 
     async def _waiting(self, key: str, waiting: bool) -> None:
         """A task waits for a person: shown as ``waiting``, and the wait does not count against its timeout."""
