@@ -109,7 +109,7 @@ async def test_a_typed_answer_resumes_the_graph_with_it(engine: Engine) -> None:
         assert "build" in text_of(app, "#approval-where") and "approve" in text_of(app, "#approval-where")
         await until(lambda: "✋ build" in tree_text(app), pilot=pilot)  # the task waits for a person
         await pilot.press("a")
-        assert isinstance(app.focused, Input)
+        await until(lambda: isinstance(app.focused, Input), pilot=pilot)  # focus moves on the next message
         await pilot.press(*"ship it", "enter")
         await until(lambda: isinstance(app.screen, MainScreen), pilot=pilot)
         wf = app.started_workflow

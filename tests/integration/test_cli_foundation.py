@@ -144,17 +144,31 @@ def test_bad_usage_exits_2() -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_fifty_cli_runs_exit_cleanly(tmp_path: Path) -> None:
+def _cli_runs_exit_cleanly(tmp_path: Path, runs: int) -> None:
     """The embedded engine used to abort at teardown (Rust panic, rc 134) when its native handle outlived
-    the event loop; every entry point must close it deliberately. 50 runs, fresh and reused stores."""
+    the event loop; every entry point must close it deliberately. Fresh and reused stores."""
 
-    def one(i: int) -> tuple[int, str]:
-        url = f"surrealkv://{tmp_path / f'db{i % 10}'}"  # every store is created once, then reopened 4 times
-        result = agentdeck("workflows", "list", "--json", "--db", url)
-        return result.returncode, result.stderr
+    def lane(parity: int) -> list[tuple[int, str]]:
+        # Two lanes side by side, each over its own stores in turn (a store is locked while a run has it open):
+        # every store is created once, then reopened.
+        outcomes = []
+        for i in range(parity, runs, 2):
+            url = f"surrealkv://{tmp_path / f'db{i % 10}'}"
+            result = agentdeck("workflows", "list", "--json", "--db", url)
+            outcomes.append((result.returncode, result.stderr))
+        return outcomes
 
     with ThreadPoolExecutor(max_workers=2) as pool:
-        # Runs against the same store must not overlap (it is locked), so run store i and i+10 in sequence.
-        outcomes = list(pool.map(one, range(50)))
+        outcomes = [outcome for done in pool.map(lane, (0, 1)) for outcome in done]
+    assert len(outcomes) == runs
     unclean = [(rc, err) for rc, err in outcomes if rc != 0 or "panic" in err.lower()]
-    assert not unclean, f"{len(unclean)} of 50 runs were unclean, first: {unclean[0]}"
+    assert not unclean, f"{len(unclean)} of {runs} runs were unclean, first: {unclean[0]}"
+
+
+def test_twelve_cli_runs_exit_cleanly(tmp_path: Path) -> None:
+    _cli_runs_exit_cleanly(tmp_path, 12)  # stores 0-9 opened fresh, 0 and 1 reopened
+
+
+@pytest.mark.slow
+def test_fifty_cli_runs_exit_cleanly(tmp_path: Path) -> None:
+    _cli_runs_exit_cleanly(tmp_path, 50)
