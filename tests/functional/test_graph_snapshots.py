@@ -13,14 +13,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from textual.widgets import TextArea
+from textual.widgets import DataTable, TextArea
 
 from db.models import Approval, GraphNode, Task, TaskStatus, Workflow, WorkflowStatus
 from engine.engine import Engine
 from engine.graph.threads import HistoryEntry
+from tests.support.polling import until
 from tui.app import AgentDeckApp, make_app
 from tui.screens import approval as approval_screen
+from tui.screens.approval import ApprovalScreen
 from tui.screens.time_travel import TimeTravelScreen
+from tui.widgets.workflow_tree import WorkflowTree
 
 T0 = datetime(2026, 11, 27, 9, 0, 0, tzinfo=UTC)
 SIZE = (140, 40)
@@ -131,36 +134,55 @@ def app(waiting: bool) -> AgentDeckApp:
     return make_app(db_url="mem://", prepare=seeder(waiting))
 
 
-async def settle(pilot: Any) -> None:
-    await pilot.pause(0.8)  # the tree's snapshot, the pending approvals and the prompt arrive from the database
+def tree_loaded(application: AgentDeckApp) -> bool:
+    """The tree shows the graph task with its node leaves (read from the database after the first frame)."""
+    trees = [tree for screen in application.screen_stack for tree in screen.query(WorkflowTree)]
+    if not trees:
+        return False
+    workflows = trees[0].root.children
+    return bool(workflows) and bool(workflows[0].children) and bool(workflows[0].children[0].children)
+
+
+async def prompt_shown(pilot: Any) -> None:
+    """The approval prompt is on top and mounted (it focused its Later button), over the loaded tree."""
+    application = pilot.app
+    await until(lambda: isinstance(application.screen, ApprovalScreen) and application.focused is not None, pilot=pilot)
+    await until(lambda: tree_loaded(application), pilot=pilot)  # behind the prompt: checked on the main screen
+    await pilot.pause()
 
 
 async def open_time_travel(pilot: Any) -> None:
-    await settle(pilot)
     application = pilot.app
+    await until(lambda: tree_loaded(application), pilot=pilot)
     await application.push_screen(TimeTravelScreen(application.engine, WF, "draft", history()))
     await pilot.press("down", "down")  # newest first: step 4, 3, then 2
-    await pilot.pause(0.2)
+    await until(lambda: application.screen.query_one(DataTable).cursor_row == 2, pilot=pilot)
+    await pilot.pause()
 
 
 async def open_editor_with_a_mistake(pilot: Any) -> None:
     await open_time_travel(pilot)
     await pilot.press("e")
-    await pilot.pause(0.2)
-    editor = pilot.app.screen.query_one(TextArea)
+    editor = await until(lambda: next(iter(pilot.app.screen.query(TextArea)), None), pilot=pilot)
     editor.cursor_blink = False
     editor.load_text('{\n  "topic": "v2.5",\n  "log": ["plan", "write"]\n  "count": 2\n}')
     await pilot.press("ctrl+s")
-    await pilot.pause(0.2)
+    await until(lambda: str(pilot.app.screen.query_one("#editor-error").render()).strip(), pilot=pilot)
+    await pilot.pause()
 
 
-def test_approval_prompt_snapshot(snap_compare: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+SIZES = [(80, 24), (100, 30), (160, 48)]
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda size: f"{size[0]}x{size[1]}")
+def test_approval_prompt_snapshot(snap_compare: Any, monkeypatch: pytest.MonkeyPatch, size: tuple[int, int]) -> None:
     monkeypatch.setattr(approval_screen, "now_utc", lambda: T0)  # "auto-answers "hold" in 12 s", every run
-    assert snap_compare(app(waiting=True), terminal_size=SIZE, run_before=settle)
+    assert snap_compare(app(waiting=True), terminal_size=size, run_before=prompt_shown)
 
 
-def test_time_travel_snapshot(snap_compare: Any) -> None:
-    assert snap_compare(app(waiting=False), terminal_size=SIZE, run_before=open_time_travel)
+@pytest.mark.parametrize("size", SIZES, ids=lambda size: f"{size[0]}x{size[1]}")
+def test_time_travel_snapshot(snap_compare: Any, size: tuple[int, int]) -> None:
+    assert snap_compare(app(waiting=False), terminal_size=size, run_before=open_time_travel)
 
 
 def test_state_editor_snapshot(snap_compare: Any) -> None:

@@ -16,6 +16,7 @@ from textual.widgets import Checkbox, Input, Select
 from db.models import Memory, WorkflowStatus, utcnow
 from engine.engine import Engine
 from tests.functional.test_dashboard import spec, tree_of, tree_text
+from tests.functional.test_snapshots import loaded
 from tests.functional.test_snapshots import seed as seed_finished_workflow
 from tests.support.polling import until
 from tui.app import AgentDeckApp, make_app
@@ -265,11 +266,22 @@ def snapshot_app() -> AgentDeckApp:
     return make_app(db_url="mem://", prepare=seed_memories)
 
 
+async def tree_selected(pilot: Any) -> None:
+    """The tree shows the stored workflow and has selected it (the explorer filters on the selection)."""
+    await until(lambda: loaded(pilot.app) and tree_of(pilot.app).cursor_node is not None, pilot=pilot)
+
+
+def still_cursor(app: AgentDeckApp) -> None:
+    for box in app.screen.query(Input):
+        box.cursor_blink = False  # a blinking cursor is drawn or not depending on when the shot is taken
+
+
 @pytest.mark.usefixtures("still_clock")
 def test_explorer_snapshot_80x24(snap_compare: Any) -> None:
     async def open_it(pilot: Any) -> None:
-        await pilot.pause(0.6)  # the tree's load selects the workflow
+        await tree_selected(pilot)
         await open_explorer(pilot, pilot.app)
+        still_cursor(pilot.app)
 
     assert snap_compare(snapshot_app(), terminal_size=(80, 24), run_before=open_it)
 
@@ -277,12 +289,13 @@ def test_explorer_snapshot_80x24(snap_compare: Any) -> None:
 @pytest.mark.usefixtures("still_clock")
 def test_explorer_search_snapshot_160x48(snap_compare: Any) -> None:
     async def search(pilot: Any) -> None:
-        await pilot.pause(0.6)
+        await tree_selected(pilot)
         explorer = await open_explorer(pilot, pilot.app)
         await pilot.click("#memory-hidden")
         await pilot.click("#memory-query")
         await pilot.press(*PARAPHRASE)
         await until(lambda: explorer.shown is not None and explorer.shown.query == PARAPHRASE, pilot=pilot)
+        still_cursor(pilot.app)
 
     assert snap_compare(snapshot_app(), terminal_size=(160, 48), run_before=search)
 

@@ -7,17 +7,23 @@ screens are the same on every run. Baselines live in ``__snapshots__`` and are r
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from textual.widgets import DataTable, Input
 
 from db.models import Checkpoint, Event, Task, TaskStatus, Workflow, WorkflowStatus
 from engine.engine import Engine
+from tests.support.polling import until
 from tui.app import AgentDeckApp, make_app
+from tui.screens.help import HelpScreen
+from tui.screens.timeline import CheckpointTimeline
+from tui.widgets.event_log import EventLog
+from tui.widgets.workflow_tree import WorkflowTree
 
 T0 = datetime(2026, 11, 27, 9, 0, 0, tzinfo=UTC)
-SIZE = (140, 40)
 
 TASKS = [
     ("checkout", "git", [], TaskStatus.COMPLETED, 1, 4),
@@ -99,17 +105,48 @@ def app() -> AgentDeckApp:
     return make_app(db_url="mem://", prepare=seed)
 
 
-@pytest.mark.parametrize(
-    ("name", "press"),
-    [
-        ("main", []),
-        ("help", ["question_mark"]),
-        ("timeline", ["b"]),
-        ("event_filter", ["slash", *"failed"]),
-    ],
-)
-def test_screen_snapshot(snap_compare: Any, name: str, press: list[str]) -> None:
-    async def settle(pilot: Any) -> None:
-        await pilot.pause(0.6)  # the tree's snapshot load and the event history arrive from the database
+def loaded(application: AgentDeckApp) -> bool:
+    """The tree shows the seeded workflow with all its tasks, and the event log holds its history."""
+    tree = application.screen.query(WorkflowTree)
+    if not tree or len(application.screen.query_one(EventLog).events) < 3 * len(TASKS):
+        return False
+    shown = tree.first()
+    labels = [str(node.label) for node in shown.root.children]
+    return any("nightly-build" in label for label in labels) and len(shown.root.children[0].children) == len(TASKS)
 
-    assert snap_compare(app(), press=press, terminal_size=SIZE, run_before=settle)
+
+SCREENS: dict[str, tuple[list[str], Callable[[AgentDeckApp], bool]]] = {
+    "main": ([], lambda a: True),
+    "help": (["question_mark"], lambda a: isinstance(a.screen, HelpScreen)),
+    "timeline": (
+        ["b"],
+        lambda a: isinstance(a.screen, CheckpointTimeline) and a.screen.query_one(DataTable).row_count > 0,
+    ),
+    "event_filter": (["slash", *"failed"], lambda a: a.screen.query_one(EventLog).needle == "failed"),
+}
+SIZES = [(80, 24), (100, 30), (160, 48)]
+
+
+def shot(name: str) -> Callable[[Any], Awaitable[None]]:
+    """Wait for the stored workflow to be on screen, press the screen's keys, wait for what they open."""
+    keys, shown = SCREENS[name]
+
+    async def run_before(pilot: Any) -> None:
+        await until(lambda: loaded(pilot.app), pilot=pilot)
+        await pilot.press(*keys)
+        await until(lambda: shown(pilot.app), pilot=pilot)
+        for box in pilot.app.screen.query(Input):
+            box.cursor_blink = False  # a blinking cursor is drawn or not depending on when the shot is taken
+        await pilot.pause()
+
+    return run_before
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda size: f"{size[0]}x{size[1]}")
+@pytest.mark.parametrize("name", ["main", "help", "timeline"])
+def test_screen_snapshot(snap_compare: Any, name: str, size: tuple[int, int]) -> None:
+    assert snap_compare(app(), terminal_size=size, run_before=shot(name))
+
+
+def test_event_filter_snapshot(snap_compare: Any) -> None:
+    assert snap_compare(app(), terminal_size=(140, 40), run_before=shot("event_filter"))

@@ -73,6 +73,9 @@ class ApprovalScreen(ModalScreen[bool]):
         Binding("a", "type_answer", "Answer"),
         Binding("escape", "later", "Later"),
     ]
+    #: Short terminals fold the margins and let the prompt's fields scroll, so the answer box and the buttons
+    #: always show (app.tcss: ``ApprovalScreen.-tiny``, ``.-short``).
+    VERTICAL_BREAKPOINTS = [(0, "-tiny"), (27, "-short"), (36, "-tall")]
 
     def __init__(self, engine: Engine, approval: Approval, *, workflow_name: str | None = None) -> None:
         super().__init__()

@@ -3,7 +3,7 @@
 One fixed-size widget (one row, the pane's width) that draws the whole line in ``render()``. Changing what it
 shows only repaints it (``refresh()``); ``Label.update`` would ask for a layout of the screen each time, since a
 label's size may follow its text, and a pane's title changes every second (elapsed time). When the row is short
-the title gives way, not the cost or the bar (which shrinks in a narrow pane).
+the bar shrinks, then shows only its percent, then the cost goes: the title (agent, task, state) gives way last.
 """
 
 from __future__ import annotations
@@ -61,14 +61,28 @@ class PaneHeader(Widget):
             parts.append(progress_bar(self.progress).plain)
         return " · ".join(part for part in parts if part)
 
-    def render(self) -> Text:
-        width = self.size.width
+    def _right(self, usage: bool, bar_width: int) -> Text:
+        """Tokens and cost (if ``usage``), and the progress: a bar ``bar_width`` cells wide, or just the percent."""
         right = Text()
-        if self.usage:
+        if usage and self.usage:
             right.append(f" {self.usage} ", style="dim")
         if self.progress is not None:
-            right.append(" ")  # a narrow pane gets a shorter bar, so the title keeps some room
-            right.append_text(progress_bar(self.progress, width=max(4, min(BAR_WIDTH, width // 4))))
+            right.append(" ")
+            if bar_width:
+                right.append_text(progress_bar(self.progress, width=bar_width))
+            else:
+                right.append(f"{self.progress * 100:.0f}%", style="bold")
+        return right
+
+    def render(self) -> Text:
+        width = self.size.width
+        # The title wins: the right side gives way step by step (a shorter bar, no bar, no cost) until the title
+        # fits; when even the barest right side leaves it too little room, the title is cut.
+        sides = [(True, max(4, min(BAR_WIDTH, width // 4))), (True, 4), (True, 0), (False, 0)]
+        for usage, bar_width in sides:
+            right = self._right(usage, bar_width)
+            if self.title.cell_len + right.cell_len <= width:
+                break
         title = self.title.copy()
         title.truncate(max(0, width - right.cell_len), overflow="ellipsis")
         title.pad_right(max(0, width - right.cell_len - title.cell_len))
