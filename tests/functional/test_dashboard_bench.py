@@ -26,7 +26,8 @@ def test_the_mix_has_output_from_every_task_progress_and_state_changes_in_both_s
 
 
 async def test_a_short_run_measures_frames_and_consumes_every_event() -> None:
-    figures = await dashboard_bench.dashboard_run("chunk", seconds=1.0, rate=500)
+    # A window of a few seconds: on a machine 5x slower than ours a frame can take half a second.
+    figures = await dashboard_bench.dashboard_run("chunk", seconds=3.0, rate=500)
     assert figures["frames"] > 1
     assert 0 <= figures["gap_p50_ms"] <= figures["gap_p99_ms"] <= figures["gap_max_ms"]
     assert figures["sent_per_s"] > 0 and figures["lines_per_s"] > figures["sent_per_s"]
@@ -50,5 +51,5 @@ def test_medians_skip_runs_that_never_caught_up() -> None:
 
 
 async def test_each_run_of_the_section_is_its_own_process_and_reports_its_figures() -> None:
-    figures = await dashboard_bench.in_own_process("events", "chunk", 0.5)
+    figures = await dashboard_bench.in_own_process("events", "chunk", 3.0)  # frames are drawn, even when slow
     assert figures["frames"] > 0 and figures["sent_per_s"] > 0 and "gap_max_ms" in figures

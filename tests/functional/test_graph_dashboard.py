@@ -155,7 +155,8 @@ async def test_a_deadline_prompt_closes_itself_when_the_default_applies(engine: 
     app = make_app(engine, start=graph_spec("with_approval"))
     async with app.run_test(size=SIZE) as pilot:
         await until(lambda: prompt_open(app), pilot=pilot)
-        assert 'auto-answers "auto" in' in text_of(app, "#approval-countdown")
+        countdown = text_of(app, "#approval-countdown")  # on a slow machine the prompt may open after the deadline
+        assert 'auto-answers "auto" in' in countdown or 'the deadline passed: answering "auto"' in countdown
         await until(lambda: isinstance(app.screen, MainScreen), pilot=pilot)  # nobody pressed anything
         await until(lambda: notified(app, "the default, at the deadline"), pilot=pilot)
         wf = app.started_workflow

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import stat
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
 
@@ -20,6 +22,8 @@ RedisOption = Annotated[
 ]
 HeadlessOption = Annotated[bool, typer.Option("--headless", help="Run without the dashboard.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="With --headless: one JSON event per line on stdout.")]
+
+T = TypeVar("T")
 
 # Files above this size take a second or more to check: say so, so a wait is not mistaken for a hang.
 _ANNOUNCED_SIZE = 1024 * 1024
@@ -41,8 +45,14 @@ def load_checked(file: Path, var: list[str] | None) -> WorkflowSpec:
         from engine.spec import SpecError, load_workflow
 
         _announce_if_big(file)
-        spec = load_workflow(file, parse_vars(var))  # runs validate_graph's checks too
-        check_agents(spec)
+        variables = parse_vars(var)
+
+        def check() -> WorkflowSpec:
+            spec = load_workflow(file, variables)  # runs validate_graph's checks too
+            check_agents(spec)
+            return spec
+
+        spec = _interruptible(check)
     except KeyboardInterrupt:
         interrupted()
     except AgentUnavailable as exc:
@@ -50,6 +60,28 @@ def load_checked(file: Path, var: list[str] | None) -> WorkflowSpec:
     except (SpecError, ValueError) as exc:
         exit_bad_input(exc)
     return spec
+
+
+def _interruptible(work: Callable[[], T]) -> T:
+    """Run ``work`` in a daemon thread while this one waits, so Ctrl-C lands at once: the YAML parser and the
+    schema checks are native code that sees no signal until it returns (seconds on a file of several MB, far
+    longer on a busy machine). Interrupted, the process exits and the thread with it; its errors are raised here."""
+    box: list[T] = []
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            box.append(work())
+        except BaseException as exc:  # handed to the waiting thread, which reports it
+            failure.append(exc)
+
+    thread = threading.Thread(target=target, name="agentdeck-check", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.05)
+    if failure:
+        raise failure[0]
+    return box[0]
 
 
 def _announce_if_big(file: Path) -> None:
