@@ -365,3 +365,20 @@ async def test_help_and_quit_stay_in_the_footer_at_80_columns(engine: Engine) ->
             if key.region.width > 0 and key.region.right <= app.size.width
         }
         assert {"Help", "Quit"} <= shown, f"the footer at 80 columns shows {sorted(shown)}"
+
+
+async def test_a_failed_task_shows_its_error_on_its_row_and_the_workflow_counts_it(engine: Engine) -> None:
+    tasks = [
+        {"id": "ok", "agent": "sh", "run": "echo fine"},
+        {"id": "broken", "agent": "sh", "run": "echo 'AssertionError: 2 != 3 [bold]' >&2; exit 3", "retries": 0},
+        {"id": "after", "agent": "sh", "run": "true", "depends_on": ["broken"]},
+    ]
+    app = make_app(engine, start=spec(tasks))
+    async with app.run_test(size=(160, 40)) as pilot:
+        await until(lambda: "✘ ui-test" in tree_text(app), pilot=pilot)
+        rows = {line.split()[1]: line for line in tree_text(app).splitlines()[1:]}
+        assert "exit code 3: AssertionError: 2 != 3 [bold]" in rows["broken"]  # the task's text, not markup
+        assert "exit code" not in rows["ok"] and "exit code" not in rows["after"]
+        assert "✘1" in tree_text(app).splitlines()[0]
+        label = tree_of(app).get_node_at_line(2)
+        assert label is not None and "red" in str(label.label.get_style_at_offset(app.console, 2))

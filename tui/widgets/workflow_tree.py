@@ -43,6 +43,19 @@ def status_icon(status: str) -> str:
     return WAITING_ICON if status in ("waiting", "interrupted") else icon(status)
 
 
+#: A task row takes its state's colour, so failures and waits stand out in a long list.
+ROW_STYLES = {
+    "failed": "bold red",
+    "cancelled": "red",
+    "waiting": "bold yellow",
+    "paused": "yellow",
+    "retrying": "dark_orange",
+    "skipped": "dim",
+}
+#: At most this much of a failed task's error is shown on its row (the task detail has all of it).
+ERROR_CHARS = 60
+
+
 @dataclass
 class NodeRef:
     workflow: str
@@ -205,18 +218,30 @@ class WorkflowTree(Tree[NodeRef]):
     def _workflow_label(self, workflow: Workflow) -> Text:
         tasks = self.tasks.get(workflow.id, {})
         done = sum(1 for t in tasks.values() if t.status.value == "completed")
+        failed = sum(1 for t in tasks.values() if t.status.value == "failed")
         took = elapsed(workflow.started_at, workflow.finished_at)
         label = f"{icon(workflow.status.value)} [b]{workflow.name}[/] [dim]{workflow.id}[/]"
         label += f"  {done}/{len(tasks)}" if tasks else ""
+        label += f" [bold red]✘{failed}[/]" if failed else ""
         label += f" [dim]{took}[/]" if took else ""
         return Text.from_markup(label)
 
     def _task_label(self, task: Task) -> Text:
-        took = elapsed(task.started_at, task.finished_at) if task.status.value not in ("pending", "queued") else ""
-        retries = f" [dark_orange]↻{task.attempts - 1}[/]" if task.attempts > 1 else ""
-        label = f"{status_icon(task.status.value)} {task.key} [dim]{task.agent}[/]{retries}"
-        label += f" [dim]{took}[/]" if took else ""
-        return Text.from_markup(label)
+        """``✘ test tester ↻2 47s  exit code 1: 2 failed``: the row takes its state's colour, and a failed task
+        shows the first line of its error (the task's own text: never read as markup)."""
+        status = task.status.value
+        took = elapsed(task.started_at, task.finished_at) if status not in ("pending", "queued") else ""
+        label = Text.from_markup(status_icon(status) + " ")
+        label.append(task.key, style=ROW_STYLES.get(status, ""))
+        label.append(f" {task.agent}", style="dim")
+        if task.attempts > 1:
+            label.append(f" ↻{task.attempts - 1}", style="dark_orange")
+        if took:
+            label.append(f" {took}", style="dim")
+        if status == "failed" and task.error:
+            first = task.error.strip().splitlines()[0] if task.error.strip() else ""
+            label.append(f"  {first[: ERROR_CHARS - 1] + '…' if len(first) > ERROR_CHARS else first}", style="red")
+        return label
 
     def _graph_node_label(self, graph_node: GraphNode) -> Text:
         took = elapsed(graph_node.started_at, graph_node.finished_at)
