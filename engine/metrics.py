@@ -58,6 +58,7 @@ class MetricsCollector:
         self._procs: dict[int, psutil.Process] = {}
         self._stopping = asyncio.Event()
         self._down = False
+        self._flushing = asyncio.Lock()
 
     def add_pid_source(self, source: PidSource) -> None:
         self._pid_sources.append(source)
@@ -109,11 +110,14 @@ class MetricsCollector:
             log.warning("closing: %d metric rows not stored, the database is unreachable (%s)", len(self._buffer), exc)
 
     async def flush(self) -> None:
+        """Store what was measured. One flush at a time: the periodic one and one asked for (a test, a bench,
+        the end) each read the buffer's head before storing it, and together stored a batch twice."""
         self._close_interval()
-        while self._buffer:
-            batch = self._buffer[: self._batch_size]
-            await self._store.record_many(batch)
-            del self._buffer[: len(batch)]
+        async with self._flushing:
+            while self._buffer:
+                batch = self._buffer[: self._batch_size]
+                await self._store.record_many(batch)
+                del self._buffer[: len(batch)]
 
     def sample_processes(self) -> None:
         """CPU percent and RSS of every running task's process tree, per agent."""

@@ -20,6 +20,7 @@ from db.models import Event, TaskStatus, WorkflowStatus
 from engine import checkpoints
 from engine.engine import Engine
 from engine.events import output_lines
+from engine.metrics import MetricsCollector
 from engine.spec import WorkflowSpec
 from tests.integration.workflows import steps
 from tests.support.agent_kinds import registered_echo_kind
@@ -365,6 +366,21 @@ async def test_completions_landing_in_one_write_share_a_checkpoint_covering_each
     for checkpoint in cps:
         if len(checkpoint.task_states) > 1:
             assert checkpoint.task is None and f"{len(checkpoint.task_states)} tasks completed" in checkpoint.reason
+
+
+async def test_a_flush_asked_for_while_another_runs_stores_each_measure_once(engine: Engine) -> None:
+    """The periodic flush and one asked for (the end of a run, a test) used to store the same batch twice: token
+    counts summed to twice the truth on a busy machine."""
+    collector = MetricsCollector(engine.stores.metrics, batch_size=7)
+    for i in range(50):
+        collector.observe("llm_input_tokens", 100, agent="coder", workflow=f"wf-flush-{i % 5}")
+        collector._close_interval()  # one row per measure: several batches to store
+    await asyncio.gather(collector.flush(), collector.flush(), collector.flush())
+    stored = [
+        m for i in range(5) for m in await engine.stores.metrics.query("llm_input_tokens", workflow=f"wf-flush-{i}")
+    ]
+    assert sum(m.value for m in stored) == 50 * 100
+    assert len(stored) == 50
 
 
 async def test_metrics_are_recorded(engine: Engine) -> None:
