@@ -1,4 +1,5 @@
-"""How states look: one icon and colour per workflow and task status, elapsed time, and LLM tokens and cost.
+"""How states look: one icon and colour per workflow and task status, a count of a workflow's tasks by state,
+elapsed time, and LLM tokens and cost.
 
 ``UsageLedger`` sums the ``llm.usage`` events the dashboard receives per task (the pane header), per workflow
 (the status bar) and per agent (the metrics view); ``usage_text`` is how a sum reads everywhere:
@@ -42,6 +43,29 @@ def elapsed(start: datetime | None, end: datetime | None = None) -> str:
     if seconds < 3600:
         return f"{seconds // 60}m{seconds % 60:02d}s"
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+#: The states a workflow's header counts, in the order it lists them (``waiting`` is a task waiting for a person).
+SUMMARY = [
+    ("running", "running", "green"),
+    ("paused", "paused", "yellow"),
+    ("retrying", "retrying", "dark_orange"),
+    ("failed", "failed", "bold red"),
+    ("cancelled", "cancelled", "magenta"),
+    ("skipped", "skipped", "grey50"),
+]
+
+
+def task_summary(statuses: Iterable[str]) -> str:
+    """``3 running · 1 failed · 2 skipped · ✋1`` (markup): how many tasks are in each state worth a look;
+    empty when there is none (all pending or completed)."""
+    counts: dict[str, int] = {}
+    for status in statuses:
+        counts[status] = counts.get(status, 0) + 1
+    parts = [f"[{colour}]{counts[status]} {word}[/]" for status, word, colour in SUMMARY if counts.get(status)]
+    if counts.get("waiting"):
+        parts.append(f"[bold yellow]✋{counts['waiting']}[/]")
+    return " [dim]·[/] ".join(parts)
 
 
 @dataclass

@@ -6,7 +6,9 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from rich.text import Text
 from textual import events
+from textual.widgets import Label
 from textual.widgets._footer import FooterKey
 
 from db.models import Task, TaskStatus, Workflow, WorkflowStatus
@@ -380,5 +382,23 @@ async def test_a_failed_task_shows_its_error_on_its_row_and_the_workflow_counts_
         assert "exit code 3: AssertionError: 2 != 3 [bold]" in rows["broken"]  # the task's text, not markup
         assert "exit code" not in rows["ok"] and "exit code" not in rows["after"]
         assert "✘1" in tree_text(app).splitlines()[0]
-        label = tree_of(app).get_node_at_line(2)
-        assert label is not None and "red" in str(label.label.get_style_at_offset(app.console, 2))
+        header = app.screen.query_one("#selection", Label)
+        await until(lambda: "1 failed · 1 skipped" in str(header.render()), pilot=pilot)  # the header counts them
+        row = tree_of(app).get_node_at_line(2)
+        assert row is not None and isinstance(row.label, Text)
+        assert "red" in str(row.label.get_style_at_offset(app.console, 2))  # the row takes its state's colour
+
+
+async def test_a_failed_tasks_pane_stays_until_x_dismisses_it(engine: Engine) -> None:
+    tasks = [
+        {"id": "fine", "agent": "sh", "run": "echo fine"},
+        {"id": "broken", "agent": "sh", "run": "echo 'it broke' >&2; exit 1"},
+    ]
+    app = make_app(engine, start=spec(tasks))
+    async with app.run_test(size=(160, 40)) as pilot:
+        grid = app.screen.query_one(AgentGrid)
+        await until(lambda: "✘ ui-test" in tree_text(app), pilot=pilot)
+        await until(lambda: [key[1] for key in grid.panes] == ["broken"], pilot=pilot)  # the finished one left
+        assert grid.panes[(app.started_workflow or "", "broken")].state == "failed"
+        await pilot.press("x")
+        await until(lambda: not grid.panes, pilot=pilot)

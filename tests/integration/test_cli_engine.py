@@ -469,6 +469,8 @@ def test_checkpoints_rollback_and_retry_of_a_finished_workflow(tmp_path: Path) -
     assert [c["number"] for c in checkpoints] == [1, 2, 3, 4]
     human = agentdeck("checkpoints", "list", workflow, env=env)
     assert human.returncode == 0 and all(c["id"] in human.stdout for c in checkpoints)
+    # DONE counts what was completed at each checkpoint (as the timeline does), not the one task a delta names.
+    assert [row.split()[4] for row in human.stdout.splitlines()[1:]] == ["1", "2", "3", "4"], human.stdout
 
     # Roll back to "b completed": c and d run again, a and b do not. No owner runs it: the CLI runs it itself.
     after_b = checkpoints[1]["id"]

@@ -181,9 +181,16 @@ def checkpoints_list(workflow_id: IdArg, json: JsonFlag = False, db: DbOption = 
     if not found:
         print(f"workflow {workflow_id} has no checkpoints yet")
         return
+    from db.models import Checkpoint
+    from engine.checkpoints import state_at
+
+    # A checkpoint stores what changed since the one before: DONE counts the tasks completed at that moment, as
+    # the dashboard's timeline does, not the one the delta names.
+    history = [Checkpoint.model_validate(c) for c in found]
     print(f"{'#':>3}  {'ID':<16} {'CREATED':<19}  {'DONE':>4}  REASON")
     for c in found:
-        done = sum(1 for s in c["task_states"].values() if s.get("status") == "completed")
+        states, _ = state_at(history, c["number"])
+        done = sum(1 for s in states.values() if s.get("status") == "completed")
         print(f"{c['number']:>3}  {c['id']:<16} {c['created_at'][:19].replace('T', ' ')}  {done:>4}  {c['reason']}")
 
 

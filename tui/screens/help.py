@@ -23,6 +23,7 @@ HELP = """\
 edited state — only the steps after it run again |
 | `A` | **approvals** graphs wait for: `y` yes · `n` no · `a` type an answer · `Esc` later |
 | `m` | maximise the focused agent pane (again to restore) |
+| `x` | dismiss failed agent panes (the focused one, else all of the selected workflow): they stay until then |
 | `1` `2` `3` | tabs: agents · events · metrics |
 | `/` | filter the event log |
 | `M` | **memory explorer**: search what agents remembered by meaning, as you type; filter by agent, type, the \

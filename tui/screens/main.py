@@ -30,7 +30,7 @@ from tui.screens.help import HelpScreen
 from tui.screens.memory_explorer import JumpTarget, MemoryExplorer
 from tui.screens.time_travel import TimeTravelScreen
 from tui.screens.timeline import CheckpointTimeline
-from tui.status import UsageLedger, icon, usage_text
+from tui.status import UsageLedger, icon, task_summary, usage_text
 from tui.widgets.agent_grid import AgentGrid
 from tui.widgets.event_log import EventLog
 from tui.widgets.metrics_view import MetricsView
@@ -38,6 +38,8 @@ from tui.widgets.workflow_tree import WorkflowTree
 
 
 class MainScreen(Screen[None]):
+    #: Below 120 columns the header's sparklines give their room to the selected workflow's state and counts.
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
     BINDINGS = [
         # Help and quit first: the footer shows bindings in this order and cuts the rest at narrow widths, and
         # these two must stay reachable at 80 columns (everything else is in help and the command palette).
@@ -51,6 +53,7 @@ class MainScreen(Screen[None]):
         Binding("t", "time_travel", "Time travel"),
         Binding("A", "approvals", "Approvals", key_display="A"),
         Binding("m", "maximise", "Max"),
+        Binding("x", "dismiss_failed", "Dismiss failed", show=False),
         Binding("slash", "filter", "Filter", key_display="/"),
         Binding("M", "memory", "Memory", key_display="M", show=False),
         Binding("1", "tab('tab-agents')", "Agents", show=False),
@@ -152,10 +155,11 @@ class MainScreen(Screen[None]):
         found = self.query_one(WorkflowTree).workflows.get(workflow)
         name = found.name if found else workflow
         state = icon(found.status.value) + " " + found.status.value if found else ""
-        detail = f" › {task}" if task else ""
+        counts = task_summary(t.status.value for t in self.query_one(WorkflowTree).tasks.get(workflow, {}).values())
+        detail = (f" [dim]·[/] {counts}" if counts else "") + (f" › {task}" if task else "")
         usage = self.usage.workflow(workflow)
         spend = f" [dim]·[/] {usage_text(usage)}" if usage else ""  # the workflow's LLM tokens and cost
-        text = f"{name} [dim]{workflow}[/] {state}{detail}{spend}"
+        text = f"{name} {state}{detail}{spend} [dim]{workflow}[/]"  # the id last: cut first when narrow
         if text != self._selection_text:  # redrawn every second (elapsed, usage): only when it changed
             self._selection_text = text
             # Its size is fixed (a row, 1fr wide), so a new text needs no layout of the screen.
@@ -383,6 +387,10 @@ class MainScreen(Screen[None]):
     def action_maximise(self) -> None:
         self.action_tab("tab-agents")
         self.query_one(AgentGrid).toggle_maximise()
+
+    def action_dismiss_failed(self) -> None:
+        if not self.query_one(AgentGrid).dismiss_failed():
+            self.notify("no failed agent pane to dismiss", severity="information")
 
     def action_filter(self) -> None:
         self.action_tab("tab-events")

@@ -1,4 +1,5 @@
-"""The agent panes of the selected workflow: they appear as tasks start and leave a while after they end.
+"""The agent panes of the selected workflow: they appear as tasks start and leave a while after they end — a
+failed task's pane stays until dismissed (``dismiss_failed``, the ``x`` key).
 
 ``consume`` only records what arrived (lines, states, progress); ``render_frame`` shows it, once a frame, called
 by the main screen right after it drained the event feed — so a frame is one pass over the panes, however many
@@ -75,6 +76,8 @@ class AgentGrid(Grid):
                 pane.set_state(_PANE_STATES[event.type])
                 if event.type == EventType.TASK_RETRYING:
                     pane.add_line(f"— attempt failed: {event.error}; retrying", "stderr")
+                elif event.type == EventType.TASK_FAILED:
+                    self._ended.pop(key, None)  # stays until dismissed (x): a failure is read, not missed
                 elif event.type in TASK_RUN_END_EVENTS:
                     self._ended[key] = time.monotonic()
 
@@ -103,6 +106,21 @@ class AgentGrid(Grid):
         for pane in waiting[:PANES_PER_FRAME]:
             pane.write_output()
             pane.written_frame = self._frame
+
+    def dismiss_failed(self) -> int:
+        """Remove the selected workflow's failed panes (the focused one only, if a failed pane has the focus);
+        returns how many went."""
+        focused = self.screen.focused
+        failed = [key for key, pane in self.panes.items() if key[0] == self.workflow and pane.state == "failed"]
+        chosen = [k for k in failed if focused is not None and self.panes[k] in focused.ancestors_with_self]
+        for key in chosen or failed:
+            pane = self.panes.pop(key)
+            if pane is self.maximised:
+                self.maximised = None
+            pane.remove()
+        if chosen or failed:
+            self._relayout()
+        return len(chosen or failed)
 
     def visible_panes(self) -> list[AgentPane]:
         return [pane for pane in self.panes.values() if pane.display]
