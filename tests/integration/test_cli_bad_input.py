@@ -202,6 +202,9 @@ class Running:
             text=True,
             cwd=cwd,
             env={**os.environ, "COLUMNS": "200"},
+            # As a terminal would start it: pytest launched in the background (`cmd &` without job control)
+            # ignores SIGINT, and a child inherits that, so a Ctrl-C would be lost and the process run to its end.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         self.lines: Queue[tuple[str, str]] = Queue()
         self.stderr: list[str] = []
@@ -247,8 +250,7 @@ def test_ctrl_c_while_a_huge_file_is_checked_exits_130(tmp_path: Path) -> None:
     path.write_text(text)
     running = Running("validate", str(path), cwd=tmp_path)
     running.wait_for("stderr", "agentdeck: checking", timeout=60)
-    # Generous: the schema check is one native call that holds the GIL (seconds here, a minute under stress); the
-    # YAML parse before it is interrupted at once. What is tested is the exit code and the message.
+    # Generous: what is tested is the exit code and the message, on a machine however busy.
     code = running.interrupt(timeout=180)
     assert code == 130, "".join(running.stderr)
     assert "Traceback" not in "".join(running.stderr)
@@ -264,7 +266,7 @@ def test_ctrl_c_on_a_headless_run_of_2000_tasks_exits_130(tmp_path: Path, when: 
         running.wait_for("stderr", "agentdeck: checking", timeout=60)
     else:
         running.wait_for("stdout", '"workflow.created"', timeout=120)
-    code = running.interrupt(timeout=180)  # see above: a native check may hold the interpreter for a while
+    code = running.interrupt(timeout=180)  # generous, as above
     assert code == 130, "".join(running.stderr)
     assert "Traceback" not in "".join(running.stderr)
 

@@ -65,8 +65,7 @@ def load_checked(file: Path, var: list[str] | None) -> WorkflowSpec:
 def _interruptible(work: Callable[[], T]) -> T:
     """Run ``work`` in a daemon thread while this one waits, so Ctrl-C lands during the YAML parse (native code
     that sees no signal until it returns: seconds on a file of several MB, far longer on a busy machine).
-    Interrupted, the process exits and the thread with it; its errors are raised here. The schema check after
-    the parse is one native call that holds the interpreter: a Ctrl-C then waits for it to return."""
+    Interrupted, the process exits and the thread with it; its errors are raised here."""
     box: list[T] = []
     failure: list[BaseException] = []
 
