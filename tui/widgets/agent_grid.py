@@ -115,8 +115,10 @@ class AgentGrid(Grid):
         chosen = [k for k in failed if focused is not None and self.panes[k] in focused.ancestors_with_self]
         for key in chosen or failed:
             pane = self.panes.pop(key)
-            if pane is self.maximised:
+            if pane is self.maximised:  # the others were hidden for it: show them again
                 self.maximised = None
+                for other_key, other in self.panes.items():
+                    other.display = other_key[0] == self.workflow
             pane.remove()
         if chosen or failed:
             self._relayout()
