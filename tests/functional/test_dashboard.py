@@ -377,7 +377,8 @@ async def test_a_failed_task_shows_its_error_on_its_row_and_the_workflow_counts_
     ]
     app = make_app(engine, start=spec(tasks))
     async with app.run_test(size=(160, 40)) as pilot:
-        await until(lambda: "✘ ui-test" in tree_text(app), pilot=pilot)
+        # The workflow's row can arrive before its tasks' rows: wait for all of them.
+        await until(lambda: "✘1" in tree_text(app) and "· after" in tree_text(app), pilot=pilot)
         rows = {line.split()[1]: line for line in tree_text(app).splitlines()[1:]}
         assert "exit code 3: AssertionError: 2 != 3 [bold]" in rows["broken"]  # the task's text, not markup
         assert "exit code" not in rows["ok"] and "exit code" not in rows["after"]
