@@ -11,9 +11,13 @@ from textual.widgets import Markdown
 HELP = """\
 # agentdeck — keys
 
+`Esc` or `?` closes this help · `↑` `↓` `PgUp` `PgDn` scroll it
+
 | key | what it does |
 | --- | --- |
 | `↑` `↓` | move in the workflow tree: the selected workflow's agents fill the panes |
+| `Enter` | on a task: its **detail** — every attempt's output and how it ended, the error, input and output \
+(`d`), a graph task's nodes (`n`); on a workflow: fold or unfold it |
 | `p` | **pause** the selected workflow (running processes are frozen), again to **resume** |
 | `c` | **cancel** the selected workflow: running work is killed, the rest skipped (asks first) |
 | `r` | **retry** the selected task, with its upstream outputs as they are |

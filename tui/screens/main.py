@@ -28,13 +28,14 @@ from tui.screens.approval import ApprovalScreen
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.help import HelpScreen
 from tui.screens.memory_explorer import JumpTarget, MemoryExplorer
+from tui.screens.task_detail import TaskDetailScreen
 from tui.screens.time_travel import TimeTravelScreen
 from tui.screens.timeline import CheckpointTimeline
 from tui.status import UsageLedger, icon, task_summary, usage_text
 from tui.widgets.agent_grid import AgentGrid
 from tui.widgets.event_log import EventLog
 from tui.widgets.metrics_view import MetricsView
-from tui.widgets.workflow_tree import WorkflowTree
+from tui.widgets.workflow_tree import NodeRef, WorkflowTree
 
 
 class MainScreen(Screen[None]):
@@ -198,6 +199,20 @@ class MainScreen(Screen[None]):
     @on(WorkflowTree.Selected)
     def _tree_selected(self, message: WorkflowTree.Selected) -> None:
         self._select(message.workflow, message.task)
+
+    @on(WorkflowTree.NodeSelected)
+    def _tree_enter(self, message: WorkflowTree.NodeSelected[NodeRef]) -> None:
+        """Enter on a task (or one of its graph nodes) opens its detail; on a workflow it folds or unfolds."""
+        ref = message.node.data
+        if ref is None:
+            return
+        if ref.task is None:
+            message.node.toggle()
+            return
+        self.open_task_detail(ref.workflow, ref.task)
+
+    def open_task_detail(self, workflow: str, task: str) -> None:
+        self.app.push_screen(TaskDetailScreen(self.engine.stores, workflow, task, self.events))
 
     @on(WorkflowTree.Loaded)
     def _loaded(self) -> None:

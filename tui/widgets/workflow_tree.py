@@ -82,6 +82,7 @@ class WorkflowTree(Tree[NodeRef]):
         self.db = db
         self.stores = Stores.over(db)
         self.show_root = False
+        self.auto_expand = False  # Enter on a task opens its detail (the main screen); on a workflow it toggles
         self.guide_depth = 2
         self.workflows: dict[str, Workflow] = {}
         self.tasks: dict[str, dict[str, Task]] = {}

@@ -1,0 +1,71 @@
+"""A task's attempts cut from its events (engine/task_detail.py): what the task detail lists."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from db.models import Event
+from engine.task_detail import Attempts, attempts_of
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def ev(seq: int, kind: str, task: str | None = "t", **data: Any) -> Event:
+    return Event(seq=seq, type=kind, workflow="wf", task=task, data=data, ts=T0 + timedelta(seconds=seq))
+
+
+HISTORY = [
+    ev(1, "workflow.started", task=None),
+    ev(2, "task.started", attempt=1),
+    ev(3, "task.output", stream="stdout", lines=["one", "two"]),
+    ev(4, "task.output", task="other", lines=["not mine"]),
+    ev(5, "task.output", stream="stderr", lines=["bad"]),
+    ev(6, "task.retrying", attempt=1, error="exit code 3\nmore"),
+    ev(8, "task.started", attempt=2),
+    ev(9, "task.output", lines=["three"]),
+    ev(11, "task.completed", duration_s=3.0),
+]
+
+
+def test_each_start_begins_an_attempt_with_its_own_output_and_ending() -> None:
+    first, second = attempts_of(HISTORY, "t")
+    assert (first.number, first.outcome, first.error) == (1, "failed, retried", "exit code 3\nmore")
+    assert first.lines == [("stdout", "one"), ("stdout", "two"), ("stderr", "bad")]
+    assert first.duration_s == 4.0
+    assert (second.number, second.outcome, second.lines, second.duration_s) == (
+        2,
+        "completed",
+        [("stdout", "three")],
+        3.0,
+    )
+
+
+def test_a_running_attempt_has_no_ending_and_live_events_extend_it_once() -> None:
+    attempts = Attempts("t")
+    attempts.add_all(HISTORY[:3])
+    assert attempts.attempts[-1].outcome == "running" and attempts.attempts[-1].duration_s is None
+    assert attempts.add(HISTORY[2]) is None, "an event already seen (by seq) is not added twice"
+    assert attempts.add(HISTORY[3]) is None, "another task's event"
+    touched = attempts.add(HISTORY[4])
+    assert touched is not None and touched.lines[-1] == ("stderr", "bad")
+
+
+def test_a_rollback_rerun_is_a_new_attempt_after_the_old_ones() -> None:
+    rerun = [*HISTORY, ev(20, "task.started", attempt=1), ev(21, "task.failed", error="x")]
+    assert [(a.number, a.outcome) for a in attempts_of(rerun, "t")] == [
+        (1, "failed, retried"),
+        (2, "completed"),
+        (1, "failed"),
+    ]
+
+
+def test_output_with_no_start_recorded_is_kept_and_the_newest_lines_win_a_cap() -> None:
+    events = [
+        ev(1, "task.output", lines=[f"l{i}" for i in range(5)]),
+        ev(2, "task.started"),
+        ev(3, "task.output", lines=["new"]),
+    ]
+    early, late = attempts_of(events, "t", max_lines=3)
+    assert early.number == 0 and early.lines == [("stdout", "l3"), ("stdout", "l4")] and early.dropped == 3
+    assert late.lines == [("stdout", "new")] and late.dropped == 0
