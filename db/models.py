@@ -40,6 +40,10 @@ class WorkflowStatus(StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    #: Its engine was closed on purpose (``q`` in the dashboard) while it ran: not finished, resumable at once.
+    #: A workflow whose engine crashed or was killed stays ``running``/``paused`` and is resumable once its owner
+    #: is known to be gone (``engine.lease_expired``).
+    STOPPED = "stopped"
 
     @property
     def finished(self) -> bool:
@@ -147,6 +151,7 @@ class EventType(StrEnum):
     WORKFLOW_FAILED = "workflow.failed"
     WORKFLOW_CANCELLED = "workflow.cancelled"
     WORKFLOW_ROLLED_BACK = "workflow.rolled_back"
+    WORKFLOW_STOPPED = "workflow.stopped"  # its engine was closed on purpose; resumable (``agentdeck resume``)
 
     TASK_QUEUED = "task.queued"
     TASK_STARTED = "task.started"

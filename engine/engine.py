@@ -85,6 +85,8 @@ class Engine:
         self._saver: Any = None
         self.runs: dict[str, WorkflowRun] = {}
         self._run_tasks: dict[str, asyncio.Task[WorkflowStatus]] = {}
+        #: (id, name) of the workflows ``close`` stopped while they ran: the command line says how to resume them.
+        self.stopped: list[tuple[str, str]] = []
         self._heartbeat: asyncio.Task[None] | None = None
         self._started = False
 
@@ -120,6 +122,9 @@ class Engine:
             self._heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._heartbeat
+        for run in self.runs.values():
+            run.stopping = True  # they end as ``stopped`` (resumable), not as a crash
+            self.stopped.append((run.id, run.workflow.name))
         for handle in self._run_tasks.values():
             handle.cancel()
         if self._run_tasks:
@@ -411,6 +416,8 @@ def lease_expired(workflow: Workflow, embedded: bool = False) -> bool:
     On an embedded database whoever can read the workflow holds the lock, so its owner is gone unless it is
     this process (callers exclude their own runs); on a server the lease must have run out.
     """
+    if workflow.status is WorkflowStatus.STOPPED:
+        return True  # stopped on purpose: it has no owner
     if workflow.status not in (WorkflowStatus.RUNNING, WorkflowStatus.PAUSED, WorkflowStatus.PENDING):
         return False
     return embedded or workflow.lease_until is None or workflow.lease_until <= _now()

@@ -81,9 +81,14 @@ class WorkflowRun(RunControls):
             for kind, key, data in held:  # what a control did to the adopted run, now part of this run
                 self._emit(kind, key, **data)
         unhook = self.writer.add_before_batch(self._before_write)
+        stopped = False
         try:
             if started:
                 await self._schedule()
+        except asyncio.CancelledError:
+            if not self.stopping:
+                raise
+            stopped = True  # the engine is closing on purpose: recorded below, after the cleanup
         finally:
             self.ending = True  # controls arriving from now on wait for the end and treat the workflow as stopped
             for handle in list(self._running.values()):
@@ -99,6 +104,8 @@ class WorkflowRun(RunControls):
                     await sandbox.close()
             unhook()
             self._seal_checkpoint()  # also when the engine is closing: what completed keeps its checkpoint
+        if stopped:
+            return await self._record_stop()
         if self.cancelled:  # what never ran is skipped, recorded before the workflow's own final event
             for key, task in self.tasks.items():
                 if not task.status.finished:
@@ -111,6 +118,17 @@ class WorkflowRun(RunControls):
         self.finished.set()
         self.engine.forget(self)
         return final
+
+    async def _record_stop(self) -> WorkflowStatus:
+        """The engine closed on purpose while this ran: stored as ``stopped`` with no owner, so it is resumable at
+        once and nobody mistakes it for a crash; its clock stops here."""
+        done = sum(1 for t in self.tasks.values() if t.status is TaskStatus.COMPLETED)
+        self._set_workflow(status=WorkflowStatus.STOPPED, lease_until=None, owner=None)
+        self._emit(EventType.WORKFLOW_STOPPED, completed=done, tasks=len(self.tasks))
+        await self.recorder.flush()
+        self.finished.set()
+        self.engine.forget(self)
+        return WorkflowStatus.STOPPED
 
     def _final_status(self) -> WorkflowStatus:
         if self.cancelled:
@@ -266,8 +284,8 @@ class WorkflowRun(RunControls):
             self._fail(key, str(exc))
         except asyncio.CancelledError:
             if key not in self._resetting and self._transition(key, TaskStatus.CANCELLED, finished_at=_now()):
-                self._emit(EventType.TASK_CANCELLED, key)
-                if not self.cancelled:
+                self._emit(EventType.TASK_CANCELLED, key, **({"reason": "engine stopped"} if self.stopping else {}))
+                if not self.cancelled and not self.stopping:
                     self._block_downstream(key)
         except Exception as exc:  # an agent bug: fail the task with the message, keep the engine alive
             log.exception("task %s of %s crashed", key, self.id)

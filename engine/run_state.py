@@ -56,6 +56,9 @@ class RunState:
         self.gate = asyncio.Event()  # set while the run is not paused
         self.gate.set()
         self.cancelled = False
+        #: The engine is closing on purpose (the dashboard quits): the run ends as ``stopped``, resumable; the
+        #: attempts it interrupts are cancelled but their downstream is not skipped.
+        self.stopping = False
         self.finished = asyncio.Event()
         #: Set once the run stopped scheduling and is storing its end: controls then wait for ``finished``.
         self.ending = False

@@ -40,6 +40,7 @@ _LOOKS: dict[str, _Look] = {
     EventType.WORKFLOW_FAILED: _Look("✘", "red"),
     EventType.WORKFLOW_CANCELLED: _Look("■", "magenta"),
     EventType.WORKFLOW_ROLLED_BACK: _Look("↺", "cyan"),
+    EventType.WORKFLOW_STOPPED: _Look("⏹", "grey70"),
     EventType.TASK_QUEUED: _Look("•", routine=True),
     EventType.TASK_STARTED: _Look("▶"),
     # Output has no glyph: its lines sit where other rows' text starts.

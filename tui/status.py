@@ -24,6 +24,7 @@ ICONS = {
     "completed": ("✔", "green3"),
     "failed": ("✘", "red"),
     "cancelled": ("■", "magenta"),
+    "stopped": ("⏹", "grey70"),  # a workflow whose dashboard quit while it ran: resumable
     "skipped": ("·", "grey42"),
 }
 

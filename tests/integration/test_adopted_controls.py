@@ -39,7 +39,7 @@ async def db() -> AsyncIterator[Database]:
 
 
 async def stopped_workflow(db: Database, tmp_path: Path) -> str:
-    """A workflow whose engine closed while ``b`` ran: ``a`` completed, the workflow left resumable."""
+    """A workflow whose engine closed while ``b`` ran: ``a`` completed, the workflow left stopped (resumable)."""
     async with Engine(db, workdir_root=tmp_path / "first", owner="first") as first:
         workflow = await first.submit(spec())
         tasks = first.stores.tasks
@@ -63,7 +63,7 @@ async def test_cancel_of_a_stopped_workflow_ends_it_as_a_run_ends(db: Database, 
     workflow = await stopped_workflow(db, tmp_path)
     async with Engine(db, workdir_root=tmp_path / "second", owner="second") as second:
         found = await second.stores.workflows.get(workflow)
-        assert found is not None and found.status is WorkflowStatus.RUNNING, "left resumable"
+        assert found is not None and found.status is WorkflowStatus.STOPPED, "left stopped (resumable)"
         await second.cancel(workflow)
         ended = await second.stores.workflows.get(workflow)
         assert ended is not None and ended.status is WorkflowStatus.CANCELLED and ended.owner is None
@@ -90,7 +90,8 @@ async def test_retry_of_a_stopped_workflow_is_recorded_inside_the_run_it_starts(
         with pytest.raises(ControlError, match="no task 'nope'"):
             await second.retry(workflow, "nope")
         refused = await second.stores.workflows.get(workflow)
-        assert refused is not None and refused.owner == "first", "a refused retry claims nothing"
+        assert refused is not None, "a refused retry claims nothing"
+        assert (refused.status, refused.owner) == (WorkflowStatus.STOPPED, None), "a refused retry claims nothing"
         await second.retry(workflow, "a")  # a completed task again, and what it blocked
         assert second.is_running(workflow)
 

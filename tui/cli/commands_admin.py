@@ -49,10 +49,13 @@ def workflows_list(json: JsonFlag = False, db: DbOption = None) -> None:
         return
     print(f"{'ID':<16} {'STATUS':<10} {'CREATED':<19}  NAME")
     for w in found:
-        status = w["status"] + ("*" if w.get("resumable") else "")
+        crashed = w.get("resumable") and w["status"] != "stopped"
+        status = w["status"] + ("*" if crashed else "")
         print(f"{w['id']:<16} {status:<10} {w['created_at'][:19].replace('T', ' ')}  {w['name']}")
-    if any(w.get("resumable") for w in found):
-        print("\n* its engine stopped (crash or kill): continue it with `agentdeck resume ID`")
+    if any(w["status"] == "stopped" for w in found):
+        print("\nstopped: its dashboard was closed while it ran; continue it with `agentdeck resume ID`")
+    if any(w.get("resumable") and w["status"] != "stopped" for w in found):
+        print("\n* its engine stopped unexpectedly (crash or kill): continue it with `agentdeck resume ID`")
 
 
 @workflows.command("show")

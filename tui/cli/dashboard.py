@@ -3,6 +3,7 @@ the app (same event loop), and close both deliberately when the app exits."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -31,4 +32,10 @@ async def run_dashboard(
             result = await make_app(engine, start=start, variables=variables).run_async()
         finally:
             await channels.close()
+    for workflow, name in engine.stopped:  # closing the engine stopped them: say how to go on
+        print(
+            f"agentdeck: stopped {name} ({workflow}) while it ran — resume it with `agentdeck resume {workflow}`"
+            " or shift+R in the dashboard",
+            file=sys.stderr,
+        )
     return result if isinstance(result, int) else EXIT_OK

@@ -51,7 +51,7 @@ selected workflow; `Enter` opens a memory with where it came from, `g` goes to t
   counting down to the default answer when it has one.
 
 Icons: `▶` running · `⏸` paused · `✋` waiting for you · `↻` retrying · `✔` completed · `✘` failed · `■` cancelled ·
-`·` skipped · `○` pending.
+`·` skipped · `○` pending · `⏹` stopped (the dashboard quit while it ran: `R` resumes it).
 
 Press `Esc` or `?` to close.
 """

@@ -224,8 +224,10 @@ class MainScreen(Screen[None]):
             if lease_expired(w, embedded) and w.owner != self.engine.owner and not self.engine.is_running(w.id)
         ]
         for workflow in stopped:
+            how = "was stopped when its dashboard quit" if workflow.status is WorkflowStatus.STOPPED else (
+                "stopped while running (its engine crashed or was killed)")  # fmt: skip
             self.notify(
-                f"{workflow.name} ({workflow.id}) stopped while running. Select it and press shift+R to resume.",
+                f"{workflow.name} ({workflow.id}) {how}. Select it and press shift+R to resume.",
                 title="resumable workflow",
                 timeout=15,
             )

@@ -27,7 +27,7 @@ from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
 from db.connection import Database
-from db.models import GraphNode, Task, Workflow
+from db.models import GraphNode, Task, Workflow, WorkflowStatus
 from db.stores import Stores
 from db.watch import Change, watcher_for
 from engine.graph.support import default_thread
@@ -220,7 +220,9 @@ class WorkflowTree(Tree[NodeRef]):
         tasks = self.tasks.get(workflow.id, {})
         done = sum(1 for t in tasks.values() if t.status.value == "completed")
         failed = sum(1 for t in tasks.values() if t.status.value == "failed")
-        took = elapsed(workflow.started_at, workflow.finished_at)
+        # A stopped workflow's clock stops with it (its row was last written then), not ticking until resumed.
+        end = workflow.updated_at if workflow.status is WorkflowStatus.STOPPED else workflow.finished_at
+        took = elapsed(workflow.started_at, end)
         label = f"{icon(workflow.status.value)} [b]{workflow.name}[/] [dim]{workflow.id}[/]"
         label += f"  {done}/{len(tasks)}" if tasks else ""
         label += f" [bold red]✘{failed}[/]" if failed else ""
