@@ -1,25 +1,35 @@
 """The app factory: one ``make_app`` used by ``agentdeck demo``, ``run`` and ``ui`` and by the tests.
 
-The app is thin: it hosts the engine the caller opened (same event loop), starts the event feed, shows the main
-screen, and optionally submits a workflow on start. The caller owns the database and the engine and closes them
-after the app exits, so they are closed deliberately whatever way the app ends.
+The app is thin: it hosts an engine (same event loop), starts the event feed, shows the main screen, and optionally
+submits a workflow on start. Either the caller opened the engine (tests) and closes it after the app exits, or the
+app opens its own from a database URL (the command line): then its first frame comes at once — a startup screen
+saying ``opening database …`` — and the engine's modules are imported and the database opened behind it, so a
+person never looks at a blank terminal; the app closes what it opened when it exits, and a failure to open is kept
+in ``failure`` for the command line to report (exit code 3 and a hint).
+
+Only Textual is imported at module level: the rest loads after the first frame.
 """
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from textual import work
 from textual.app import App, SystemCommand
 from textual.screen import Screen
 
-from db.connection import Database, open_database
-from engine.engine import Engine
-from engine.errors import ControlError
-from engine.spec import WorkflowSpec
-from tui.feed import EventFeed
-from tui.screens.main import MainScreen
+from tui.screens.startup import StartupScreen
+
+if TYPE_CHECKING:
+    from db.connection import Database
+    from engine.control import ControlChannels
+    from engine.engine import Engine
+    from engine.spec import WorkflowSpec
+    from tui.feed import EventFeed
 
 
 class AgentDeckApp(App[int]):
@@ -32,6 +42,8 @@ class AgentDeckApp(App[int]):
         engine: Engine | None = None,
         *,
         db_url: str | None = None,
+        redis_url: str | None = None,
+        serve_controls: bool = False,
         prepare: Callable[[Engine], Awaitable[None]] | None = None,
         start: WorkflowSpec | None = None,
         variables: Mapping[str, str] | None = None,
@@ -39,8 +51,15 @@ class AgentDeckApp(App[int]):
         super().__init__()
         self._engine = engine
         self._db_url = db_url
+        self._redis_url = redis_url
+        self._serve_controls = serve_controls
         self._prepare = prepare
         self._owned: Database | None = None
+        self._channels: ControlChannels | None = None
+        #: Why the app could not open its database or engine (the command line reports it, exit code 3).
+        self.failure: BaseException | None = None
+        #: (id, name) of the workflows closing the app's own engine stopped while they ran.
+        self.stopped: list[tuple[str, str]] = []
         self.feed: EventFeed | None = None
         self.start_spec = start
         self.variables = dict(variables or {})
@@ -52,34 +71,78 @@ class AgentDeckApp(App[int]):
         return self._engine
 
     async def on_mount(self) -> None:
-        if self._engine is None:  # the app owns its database and engine (snapshot tests run it this way)
-            self._owned = await open_database(self._db_url or "mem://")
-            self._engine = Engine(self._owned)
+        if self._engine is not None:  # the caller's engine
+            await self._show_main()
+            return
+        # The app opens its own (the command line, snapshot tests): a first frame now, the rest behind it.
+        await self.push_screen(StartupScreen("loading…"))
+        self._open()
+
+    @work(exclusive=True, group="startup", exit_on_error=False)
+    async def _open(self) -> None:
+        startup = self.screen
+        assert isinstance(startup, StartupScreen)
+        url = self._db_url or "mem://"
+        try:
+            # Off the event loop, so the spinner turns: the engine, SurrealDB and the main screen take seconds
+            # to import on a busy machine.
+            await asyncio.to_thread(importlib.import_module, "tui.screens.main")
+            from db.connection import open_database
+            from engine.control import ControlChannels
+            from engine.engine import Engine
+
+            startup.step(f"opening database {url}…")
+            self._owned = await open_database(url)
+            startup.step("starting the engine…")
+            self._engine = Engine(self._owned, redis_url=self._redis_url)
             await self._engine.start()
+            if self._serve_controls:  # other terminals' `agentdeck workflows …` reach this engine
+                self._channels = ControlChannels(self._engine, url)
+                await self._channels.start()
+            await self._show_main()
+        except Exception as exc:  # reported by the command line once the terminal is restored
+            self.failure = exc
+            self.exit(3, return_code=3)
+
+    async def _show_main(self) -> None:
+        from tui.feed import EventFeed
+        from tui.screens.main import MainScreen
+
         if self._prepare is not None:
             await self._prepare(self.engine)
         self.feed = EventFeed(self.engine.bus)
         await self.feed.start()
-        await self.push_screen(MainScreen(self.engine, self.feed))
+        if isinstance(self.screen, StartupScreen):
+            await self.switch_screen(MainScreen(self.engine, self.feed))
+        else:
+            await self.push_screen(MainScreen(self.engine, self.feed))
         if self.start_spec is not None:
             self._submit(self.start_spec)
 
     async def on_unmount(self) -> None:
         if self.feed is not None:
             await self.feed.close()
+        if self._channels is not None:
+            await self._channels.close()
         if self._owned is not None:
-            await self.engine.close()
+            if self._engine is not None:
+                await self._engine.close()
+                self.stopped = list(self._engine.stopped)
             await self._owned.close()
 
     @work(exit_on_error=False, group="submit")
     async def _submit(self, spec: WorkflowSpec) -> None:
+        from engine.errors import ControlError
+
         try:
             self.started_workflow = await self.engine.submit(spec, self.variables)
         except ControlError as exc:
             self.notify(str(exc), severity="error")
 
-    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
+        from tui.screens.main import MainScreen
+
         if isinstance(screen, MainScreen):
             yield SystemCommand("Pause / resume workflow", "Freeze or continue the selected workflow (p)",
                                 screen.action_pause_resume)  # fmt: skip
@@ -102,12 +165,23 @@ def make_app(
     engine: Engine | None = None,
     *,
     db_url: str | None = None,
+    redis_url: str | None = None,
+    serve_controls: bool = False,
     prepare: Callable[[Engine], Awaitable[None]] | None = None,
     start: WorkflowSpec | None = None,
     variables: Mapping[str, str] | None = None,
 ) -> AgentDeckApp:
-    """The dashboard over ``engine`` (or over an engine it opens on ``db_url`` and closes itself).
+    """The dashboard over ``engine`` (or over an engine it opens on ``db_url`` and closes itself, serving the
+    control channels other processes use when ``serve_controls``).
 
     ``prepare`` runs once the engine is up (tests seed state with it); ``start`` is submitted once the screen is up.
     """
-    return AgentDeckApp(engine, db_url=db_url, prepare=prepare, start=start, variables=variables)
+    return AgentDeckApp(
+        engine,
+        db_url=db_url,
+        redis_url=redis_url,
+        serve_controls=serve_controls,
+        prepare=prepare,
+        start=start,
+        variables=variables,
+    )

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.polling import until
 from tui.app import make_app
+from tui.screens.main import MainScreen
 from tui.widgets.workflow_tree import WorkflowTree
 
 WORKFLOW = """
@@ -45,7 +47,10 @@ async def test_tree_shows_a_workflow_run_by_a_separate_headless_process(
     workflow.write_text(WORKFLOW)
     app = make_app(db_url=surreal_server_url)
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.pause(0.5)
+        # The app opens its own engine behind a startup screen: wait for the tree's first snapshot.
+        await until(
+            lambda: isinstance(app.screen, MainScreen) and app.screen.query_one(WorkflowTree)._loaded, pilot=pilot
+        )
         runner = subprocess.Popen(  # noqa: ASYNC220 - a second process is the point; Popen returns at once
             [str(Path(sys.executable).parent / "agentdeck"), "run", str(workflow), "--headless", "--db",
              surreal_server_url],

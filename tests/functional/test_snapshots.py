@@ -107,8 +107,8 @@ def app() -> AgentDeckApp:
 
 def loaded(application: AgentDeckApp) -> bool:
     """The tree shows the seeded workflow with all its tasks, and the event log holds its history."""
-    tree = application.screen.query(WorkflowTree)
-    if not tree or len(application.screen.query_one(EventLog).events) < 3 * len(TASKS):
+    tree, log = application.screen.query(WorkflowTree), application.screen.query(EventLog)  # not up yet: none
+    if not tree or not log or len(log.first().events) < 3 * len(TASKS):
         return False
     shown = tree.first()
     labels = [str(node.label) for node in shown.root.children]

@@ -108,8 +108,9 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def demo(db: DbOption = None) -> None:
         """Open the dashboard running the bundled demo workflow (the main job)."""
-        from tui.cli.dashboard import DEMO, run_dashboard
+        from tui.cli.dashboard import DEMO, need_a_terminal, run_dashboard
 
+        need_a_terminal()
         check_settings()
         spec = load_checked(DEMO, None)
         raise typer.Exit(run_async(lambda: run_dashboard(db, None, spec)))
@@ -132,8 +133,9 @@ def register(app: typer.Typer) -> None:
         spec = load_checked(file, var)
         variables = parse_vars(var)
         if not headless:
-            from tui.cli.dashboard import run_dashboard
+            from tui.cli.dashboard import need_a_terminal, run_dashboard
 
+            need_a_terminal()
             raise typer.Exit(run_async(lambda: run_dashboard(db, redis, spec, variables)))
 
         async def start(engine: Engine) -> str:
@@ -156,8 +158,9 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def ui(db: DbOption = None, redis: RedisOption = None) -> None:
         """Open the dashboard over stored state (history, checkpoints, past output)."""
-        from tui.cli.dashboard import run_dashboard
+        from tui.cli.dashboard import need_a_terminal, run_dashboard
 
+        need_a_terminal()
         raise typer.Exit(run_async(lambda: run_dashboard(db, redis)))
 
     @app.command()

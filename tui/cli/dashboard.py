@@ -1,19 +1,30 @@
-"""Opening the dashboard: ``demo``, ``run FILE`` and ``ui`` open the database and the engine here, hand them to
-the app (same event loop), and close both deliberately when the app exits."""
+"""Opening the dashboard: ``demo``, ``run FILE`` and ``ui`` hand the app the database URL; the app paints its first
+frame at once and opens the database and engine behind it (``tui.app``), serving the control channels other
+terminals use, and closes both when it exits. Here: refusing to draw into something that is not a terminal, and
+after the app, reporting a failure to open (exit code 3 and a hint) and the workflows quitting stopped."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from db import connect
-from engine.control import ControlChannels
-from engine.engine import Engine
-from engine.spec import WorkflowSpec
-from tui.cli._common import EXIT_OK, db_url_or_default
+from tui.cli._common import EXIT_OK, BadInput, db_url_or_default
+
+if TYPE_CHECKING:
+    from engine.spec import WorkflowSpec
 
 DEMO = Path(__file__).resolve().parents[2] / "examples" / "demo.yaml"
+
+
+def need_a_terminal() -> None:
+    """The dashboard draws on stderr: say so, rather than drawing escape codes into a file or a pipe."""
+    if not sys.stderr.isatty():
+        raise BadInput(
+            "agentdeck: the dashboard draws on stderr, which is not a terminal here (redirected to a file or a "
+            "pipe): run it in a terminal, or run a workflow without one with `agentdeck run FILE --headless`"
+        )
 
 
 async def run_dashboard(
@@ -25,14 +36,11 @@ async def run_dashboard(
     from tui.app import make_app
 
     url = db_url_or_default(db_url)
-    async with connect(url) as db, Engine(db, redis_url=redis_url) as engine:
-        channels = ControlChannels(engine, url)
-        await channels.start()
-        try:
-            result = await make_app(engine, start=start, variables=variables).run_async()
-        finally:
-            await channels.close()
-    for workflow, name in engine.stopped:  # closing the engine stopped them: say how to go on
+    app = make_app(db_url=url, redis_url=redis_url, serve_controls=True, start=start, variables=variables)
+    result = await app.run_async()
+    if app.failure is not None:  # reported now that the terminal is restored (exit code 3 and a hint)
+        raise app.failure
+    for workflow, name in app.stopped:  # closing the engine stopped them: say how to go on
         print(
             f"agentdeck: stopped {name} ({workflow}) while it ran — resume it with `agentdeck resume {workflow}`"
             " or shift+R in the dashboard",

@@ -94,7 +94,9 @@ class MetricsView(Vertical):
 
     def on_mount(self) -> None:
         for table_id, first in (("#llm-agents", "agent"), ("#llm-workflows", "workflow")):
-            self.query_one(table_id, DataTable).add_columns(first, "calls", "input tokens", "output tokens", "cost")
+            # query, not query_one: an app quitting as the screen mounts has already removed the tables
+            for table in self.query(table_id).results(DataTable):
+                table.add_columns(first, "calls", "input tokens", "output tokens", "cost")
         self.set_interval(1.0, self.redraw)
         self.set_timer(2.0, self._read_resources)
 

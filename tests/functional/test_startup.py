@@ -1,0 +1,79 @@
+"""Fast start (issue 12, point 6): the dashboard's first frame is a startup screen painted before the engine's
+modules load and the database opens; a database that cannot be opened ends the app with exit code 3 and the
+reason kept for the command line; the dashboard refuses to draw into something that is not a terminal. Real
+engine on a ``surrealkv://`` file, real subprocesses."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from db.errors import DatabaseUnavailable
+from tests.functional.test_dashboard import COUNTER, spec
+from tests.integration.test_cli_engine import agentdeck, clean_env
+from tests.support.polling import until
+from tui.app import make_app
+from tui.screens.main import MainScreen
+from tui.screens.startup import StartupScreen
+from tui.widgets.agent_grid import AgentGrid
+from tui.widgets.workflow_tree import WorkflowTree
+
+ROOT = Path(__file__).resolve().parents[2]
+SIZE = (100, 30)
+
+
+def test_the_app_module_paints_before_the_engine_loads() -> None:
+    """What ``tui.app`` imports is all the first frame waits for: Textual, not the engine, SurrealDB or LangGraph."""
+    probe = (
+        "import json, sys; import tui.app; "
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & {'textual', 'surrealdb', 'langgraph', "
+        "'redis', 'engine', 'db'})))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == ["textual"]
+
+
+async def test_the_first_frame_says_what_is_opening_then_the_main_screen_follows(tmp_path: Path) -> None:
+    app = make_app(db_url=f"surrealkv://{tmp_path / 'state.db'}", serve_controls=True)
+    steps: list[str] = []
+    async with app.run_test(size=SIZE) as pilot:
+        assert isinstance(app.screen, StartupScreen), "the first screen is the startup screen"
+
+        def step_shown() -> bool:
+            if isinstance(app.screen, StartupScreen):
+                steps.append(str(app.screen.query_one("#startup-step").render()))
+            # Up, not only pushed: the tree has its first snapshot (quitting mid-mount trips Textual's Tabs).
+            return isinstance(app.screen, MainScreen) and app.screen.query_one(WorkflowTree)._loaded
+
+        await until(step_shown, pilot=pilot, pause_s=0.001)
+    assert steps and ("loading" in steps[0] or "opening database" in steps[0]), steps
+    assert app.failure is None
+
+
+async def test_a_database_that_cannot_be_opened_ends_the_app_with_code_3_and_the_reason(tmp_path: Path) -> None:
+    app = make_app(db_url="ws://127.0.0.1:1")  # nothing listens on port 1
+    async with app.run_test(size=SIZE) as pilot:
+        await until(lambda: app.return_code is not None, pilot=pilot)
+    assert app.return_code == 3
+    assert isinstance(app.failure, DatabaseUnavailable) and "127.0.0.1:1" in str(app.failure)
+
+
+async def test_quitting_the_app_that_opened_its_engine_reports_what_it_stopped(tmp_path: Path) -> None:
+    app = make_app(db_url=f"surrealkv://{tmp_path / 'state.db'}", serve_controls=True,
+                   start=spec([{"id": "count", "agent": "sh", "run": COUNTER}]))  # fmt: skip
+    async with app.run_test(size=SIZE) as pilot:
+        await until(lambda: app.started_workflow is not None, pilot=pilot)
+        await until(lambda: any(p.lines_seen >= 2 for p in app.screen.query_one(AgentGrid).panes.values()),
+                    pilot=pilot)  # fmt: skip
+        await pilot.press("q")
+    assert app.stopped == [(app.started_workflow, "ui-test")]
+
+
+def test_the_dashboard_refuses_to_draw_into_a_file(tmp_path: Path) -> None:
+    for command in (["ui"], ["demo"]):
+        done = agentdeck(*command, env=clean_env(tmp_path))  # stderr is a pipe here
+        assert done.returncode == 2, done.stderr
+        assert "not a terminal" in done.stderr and "--headless" in done.stderr
