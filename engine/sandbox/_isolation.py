@@ -10,6 +10,7 @@ import resource
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -123,12 +124,21 @@ def child_setup(rlimits: list[tuple[int, tuple[int, int]]], cgroup_fds: Sequence
     return setup
 
 
-def _masks(hidden: Sequence[Path]) -> tuple[list[str], list[str]]:
+def installation_under_tmp() -> list[Path]:
+    """This interpreter's installation (the virtualenv and the Python it is built on) where it lies under ``/tmp``:
+    the sandbox's private ``/tmp`` would hide it, and with it the tools installed beside agentdeck (a checkout
+    under ``/tmp`` would lose ``.venv/bin/ruff`` and ``python``). These are bound back read-only."""
+    tmp = Path("/tmp")
+    found = {Path(p).resolve() for p in {sys.prefix, sys.base_prefix, sys.exec_prefix}}
+    return sorted(p for p in found if p.is_relative_to(tmp) and p != tmp and p.exists())
+
+
+def _masks(hidden: Sequence[Path], exposed: Sequence[Path] = ()) -> tuple[list[str], list[str]]:
     """bwrap arguments hiding each path of ``hidden``, and the remounts that must follow the binds.
 
     A directory gets an empty tmpfs over it (made read-only once the working directories are bound back into
     it), anything else ``/dev/null``. Paths that do not exist, lie under ``/tmp`` (private already) or under
-    another hidden directory need nothing.
+    another hidden directory need nothing — except under ``exposed`` directories bound back from ``/tmp``.
     """
     wanted = sorted({Path(os.path.abspath(path)).resolve() for path in hidden}, key=lambda p: len(p.parts))
     tmp = Path("/tmp")
@@ -138,7 +148,8 @@ def _masks(hidden: Sequence[Path]) -> tuple[list[str], list[str]]:
     for path in wanted:
         if path == Path("/"):
             raise ValueError("cannot hide / from a sandbox")
-        if any(path.is_relative_to(done) for done in covered) or not path.exists():
+        in_exposed = any(path.is_relative_to(shown) for shown in exposed)  # bound back over the private /tmp
+        if not path.exists() or (any(path.is_relative_to(done) for done in covered) and not in_exposed):
             continue
         if path.is_dir():
             mask += ["--perms", "0755", "--size", str(64 * 1024), "--tmpfs", str(path)]
@@ -158,6 +169,7 @@ def _bwrap_argv(
     readable: Sequence[Path] = (),
     hidden: Sequence[Path] = (),
     tmp_bytes: int | None = None,
+    installed: Sequence[Path] | None = None,
 ) -> list[str]:
     """The bubblewrap command line that runs ``command`` isolated, with ``workdir`` the only writable place.
 
@@ -166,7 +178,11 @@ def _bwrap_argv(
     directory and its inputs but neither its siblings nor the engine.
     """
     where = str(workdir)
-    mask, remount = _masks(hidden)
+    installed = installation_under_tmp() if installed is None else installed
+    mask, remount = _masks(hidden, installed)
+    # The interpreter's installation, when under /tmp, is bound back read-only over the private /tmp (the hidden
+    # paths are masked after it, so one inside it stays hidden).
+    tools = [arg for path in installed for arg in ("--ro-bind", str(path), str(path))]
     # Upstream working directories may sit under /tmp or a hidden directory: bind them read-only on top.
     shared = [arg for path in readable for arg in ("--ro-bind-try", str(path), str(path))]
     return [
@@ -178,6 +194,7 @@ def _bwrap_argv(
         # Sized, or a task could fill the host's RAM through it.
         *(["--size", str(tmp_bytes)] if tmp_bytes is not None else []),
         *("--tmpfs", "/tmp"),
+        *tools,
         *mask,
         *shared,
         *("--bind", where, where),

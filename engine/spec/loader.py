@@ -170,8 +170,11 @@ class _Loader:
             task = None
             if not self._too_many_entries(value, index):
                 task = self._valid_one(TaskSpec, value, ("tasks", index), raw_data={"tasks": raw})
-            if isinstance(task, TaskSpec) and ("tasks", index) not in self.had_unknown_keys:
+            if isinstance(task, TaskSpec):
+                # A task whose only fault is an unknown key still takes part in the graph checks (its id and
+                # dependencies are sound), so a cycle through it is reported with the key, not after it is fixed.
                 tasks.append((index, task))
+                any_broken = any_broken or ("tasks", index) in self.had_unknown_keys
             else:
                 any_broken = True
                 if isinstance(value, dict) and isinstance(value.get("id"), str):

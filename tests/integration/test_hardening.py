@@ -34,6 +34,7 @@ from db.models import Event
 from engine.events import output_lines
 from engine.private_paths import hidden_from_sandboxes, runtime_dir
 from engine.sandbox import Limits, LocalSandbox, cgroup_support
+from engine.sandbox._isolation import _bwrap_argv
 from tests.conformance.sandbox.suite import PATIENCE_S, Transcript
 from tests.conformance.sandbox.test_local_sandbox import LOCAL_MODES, local_factory, require_bwrap
 from tests.integration.test_cli_engine import AGENTDECK, clean_env, json_lines
@@ -361,3 +362,34 @@ def test_an_engine_alone_in_its_v2_cgroup_moves_into_a_leaf_to_limit_its_tasks(t
         if not was_enabled:
             with contextlib.suppress(OSError):
                 (root / "cgroup.subtree_control").write_text(f"-{controller}")
+
+
+def test_an_installation_under_tmp_stays_visible_to_tasks_and_what_is_hidden_inside_it_does_not() -> None:
+    """A checkout under /tmp (CI's clean clone, a user's /tmp/agentdeck): the sandbox's private /tmp hid its
+    ``.venv`` — ``ruff`` and ``python`` were gone and the demo's lint retry disappeared. The interpreter's
+    installation is bound back read-only; a hidden path inside it stays hidden."""
+    require_bwrap()
+    bwrap = shutil.which("bwrap")
+    assert bwrap is not None
+    installation, work = Path(tempfile.mkdtemp(dir="/tmp")), Path(tempfile.mkdtemp(dir="/tmp"))
+    try:
+        tool = installation / "bin" / "tool"
+        tool.parent.mkdir()
+        tool.write_text("#!/bin/sh\necho tool ran\n")
+        tool.chmod(0o755)
+        secret = installation / "state.db"
+        secret.write_text("the database")
+        command = (
+            f"{tool} 2>/dev/null || echo tool-missing; cat {secret} 2>/dev/null | grep -q database && echo db-seen "
+            f"|| echo db-hidden; touch {installation}/x 2>/dev/null && echo writable || echo read-only"
+        )
+
+        def run(installed: list[Path]) -> list[str]:
+            argv = _bwrap_argv(bwrap, work, command, network=False, hidden=[secret], installed=installed)
+            return subprocess.run(argv, capture_output=True, text=True, timeout=60).stdout.split()
+
+        assert run([installation]) == ["tool", "ran", "db-hidden", "read-only"]
+        assert run([])[0] == "tool-missing", "without the bind the private /tmp hides it (what the demo lost)"
+    finally:
+        shutil.rmtree(installation)
+        shutil.rmtree(work)

@@ -416,14 +416,15 @@ def test_several_errors_are_reported_together_sorted_by_line() -> None:
     assert isinstance(error, SpecErrors)
     expected = [
         "wf.yaml:2: concurrency must be an integer, got 'many'",
-        # task 'a' failed validation, so depending on it is no error, and its agent is not judged.
+        # task 'a' has an unknown key, but its id, agent and dependencies are sound: they are judged too.
+        "wf.yaml:11: task 'a': unknown agent 'buidler' (did you mean 'builder'?)",
         "wf.yaml:13: task 'a': unknown key 'retires' (did you mean 'retries'?)",
         "wf.yaml:17: task 'b' depends on unknown task 'missing'",
         "wf.yaml:18: defaults: retries must be >= 0, got -1",
     ]
     assert str(error) == "\n".join(expected)
     assert [str(e) for e in error.errors] == expected
-    assert [e.line for e in error.errors] == [2, 13, 17, 18]
+    assert [e.line for e in error.errors] == [2, 11, 13, 17, 18]
     assert (error.path, error.line) == ("wf.yaml", 2)
 
 
@@ -443,6 +444,26 @@ def test_graph_problems_are_all_reported_when_fields_are_valid() -> None:
             "wf.yaml:5: task 'b': run is only for shell agents; agent 'p' is a python agent",
             "wf.yaml:6: duplicate task id 'a' (first defined at line 4)",
             "wf.yaml:6: task 'a': unknown agent 'q' (defined agents: p, s)",
+        ]
+    )
+
+
+def test_a_cycle_through_a_task_with_an_unknown_key_is_reported_with_the_key() -> None:
+    # Issue 12 point 9: an unknown key used to take its task out of the graph checks, hiding the cycle until
+    # the key was fixed; every problem comes at once.
+    error = problem("""
+        name: w
+        agents: {s: {kind: shell}}
+        tasks:
+          - {id: a, agent: s, run: x, depends_on: [b], bogus: 1}
+          - {id: b, agent: s, run: x, depends_on: [a]}
+          - {id: c, agent: s, run: x, depends_on: [nope]}
+    """)
+    assert str(error) == "\n".join(
+        [
+            "wf.yaml:4: task 'a': unknown key 'bogus'",
+            "wf.yaml:4: cycle: a -> b -> a",
+            "wf.yaml:6: task 'c' depends on unknown task 'nope'",
         ]
     )
 
