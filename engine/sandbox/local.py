@@ -2,15 +2,16 @@
 
 Two modes, one behaviour:
 
-- **bwrap** (default when ``bwrap`` is on ``PATH`` and works): the command runs in
-  ``bwrap --ro-bind / / --dev /dev --proc /proc --tmpfs /tmp [--ro-bind INSTALLATION] [--tmpfs HIDDEN ...]
-  --bind WORKDIR WORKDIR --unshare-all --die-with-parent``. The whole filesystem is read-only except the working
-  directory, ``/tmp`` is private (agentdeck's own installation bound back if it lies there), the ``hidden``
-  paths (the engine's database, socket and other tasks' directories) are masked, and there is no network unless ``network=True`` (``--share-net``). bwrap forks: our child is the outer bwrap, whose
-  child is bwrap again as pid 1 of a new pid namespace, whose child is ``/bin/sh``. That inner init ignores
-  SIGTERM from outside (the kernel drops signals a namespace init has no handler for), so SIGTERM goes to the
-  command's processes themselves; when the shell dies the init exits and the kernel kills whatever else is left
-  in the namespace, so nothing escapes, not even a daemon that double-forked and called ``setsid``.
+- **bwrap** (default when ``bwrap`` is on ``PATH`` and works): the command runs in ``bwrap --ro-bind / / --dev /dev
+  --proc /proc --tmpfs /tmp [--ro-bind INSTALLATION] [--tmpfs HIDDEN ...] --bind WORKDIR WORKDIR --unshare-all
+  --die-with-parent``. The whole filesystem is read-only except the working directory, ``/tmp`` is private
+  (agentdeck's own installation bound back if it lies there), the ``hidden`` paths (the engine's database, socket and
+  other tasks' directories) are masked, and there is no network unless ``network=True`` (``--share-net``). bwrap
+  forks: our child is the outer bwrap, whose child is bwrap again as pid 1 of a new pid namespace, whose child is
+  ``/bin/sh``. That inner init ignores SIGTERM from outside (the kernel drops signals a namespace init has no handler
+  for), so SIGTERM goes to the command's processes themselves; when the shell dies the init exits and the kernel kills
+  whatever else is left in the namespace, so nothing escapes, not even a daemon that double-forked and called
+  ``setsid``.
 - **plain** (no bubblewrap): ``/bin/sh -c`` in a new session and process group, with resource limits. There is
   no filesystem or network isolation; only the environment is scrubbed. A process that calls ``setsid`` and is
   orphaned before we ever see it can escape (use bwrap where that matters).
