@@ -140,8 +140,12 @@ class AgentDeckApp(App[int]):
             self.notify(str(exc), severity="error")
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
         from tui.screens.main import MainScreen
+
+        for command in super().get_system_commands(screen):
+            # Textual's own Maximize/Minimize would sit beside ours (m), doing something else: only ours.
+            if not (isinstance(screen, MainScreen) and command.title in ("Maximize", "Minimize")):
+                yield command
 
         if isinstance(screen, MainScreen):
             yield SystemCommand("Pause / resume workflow", "Freeze or continue the selected workflow (p)",

@@ -278,6 +278,34 @@ async def test_m_maximises_one_agent_pane(engine: Engine) -> None:
         await engine.cancel(app.started_workflow)
 
 
+async def test_a_maximised_pane_says_how_many_it_hides_and_keeps_a_new_one_hidden(engine: Engine) -> None:
+    tasks = [
+        {"id": "count", "agent": "sh", "run": COUNTER},
+        {"id": "gate", "agent": "sh", "run": "while [ ! -f go ]; do sleep 0.05; done"},
+        {"id": "late", "agent": "sh", "run": COUNTER, "depends_on": ["gate"]},
+    ]
+    app = make_app(engine, start=spec(tasks))
+    async with app.run_test(size=(140, 44)) as pilot:
+        grid = app.screen.query_one(AgentGrid)
+        await until(lambda: len(grid.visible_panes()) == 2, pilot=pilot)
+        await pilot.press("m")
+        await until(lambda: grid.maximised is not None and len(grid.visible_panes()) == 1, pilot=pilot)
+        shown = grid.maximised
+        assert shown is not None
+        await until(lambda: shown.border_subtitle == "maximised · 1 hidden · m restores", pilot=pilot)
+        wf = app.started_workflow
+        assert wf is not None
+        (engine.workdir_for(wf, "gate") / "go").touch()
+        await until(lambda: (wf, "late") in grid.panes, pilot=pilot)
+        assert grid.visible_panes() == [shown], "a pane that starts behind a maximised one stays hidden"
+        await until(lambda: "hidden" in str(shown.border_subtitle) and grid.hidden_by_maximise() >= 1, pilot=pilot)
+        titles = [command.title for command in app.get_system_commands(app.screen)]
+        assert "Maximise agent pane" in titles and "Maximize" not in titles, titles
+        await pilot.press("m")
+        await until(lambda: grid.maximised is None and str(shown.border_subtitle) == "", pilot=pilot)
+        await engine.cancel(wf)
+
+
 async def test_tasks_are_listed_in_the_order_they_were_created(engine: Engine) -> None:
     # A task created, run and completed within one frame must not move below the tasks created after it.
     app = make_app(engine)

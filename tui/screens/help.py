@@ -26,7 +26,7 @@ HELP = """\
 | `t` | **time travel** the selected graph task: its checkpoints newest first; replay from a step or fork it with \
 edited state — only the steps after it run again |
 | `A` | **approvals** graphs wait for: `y` yes · `n` no · `a` type an answer · `Esc` later |
-| `m` | maximise the focused agent pane (again to restore) |
+| `m` | maximise the focused agent pane (again to restore); its border counts the panes it hides |
 | `x` | dismiss failed agent panes (the focused one, else all of the selected workflow): they stay until then |
 | `1` `2` `3` | tabs: agents · events · metrics |
 | `/` | filter the event log |

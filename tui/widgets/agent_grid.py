@@ -61,7 +61,8 @@ class AgentGrid(Grid):
                 if pane is None:
                     pane = AgentPane(event.workflow, event.task, event.agent or "?", usage=self.usage)
                     self.panes[key] = pane
-                    pane.display = event.workflow == self.workflow
+                    # Behind a maximised pane, a new one waits hidden (the badge counts it).
+                    pane.display = event.workflow == self.workflow and self.maximised is None
                     self.mount(pane)
                     self._columns_stale = True
                 pane.set_state("running", attempt=event.attempt)
@@ -124,6 +125,20 @@ class AgentGrid(Grid):
             self._relayout()
         return len(chosen or failed)
 
+    def hidden_by_maximise(self) -> int:
+        """How many of the selected workflow's panes the maximised one hides."""
+        if self.maximised is None:
+            return 0
+        return sum(1 for key, pane in self.panes.items() if key[0] == self.workflow and pane is not self.maximised)
+
+    def _badge(self) -> None:
+        """The maximised pane says so on its border, with how many panes it hides and how to bring them back."""
+        hidden = self.hidden_by_maximise()
+        for pane in self.panes.values():
+            text = f"maximised · {hidden} hidden · m restores" if pane is self.maximised else ""
+            if pane.border_subtitle != text:
+                pane.border_subtitle = text
+
     def visible_panes(self) -> list[AgentPane]:
         return [pane for pane in self.panes.values() if pane.display]
 
@@ -143,6 +158,7 @@ class AgentGrid(Grid):
 
     def _relayout(self) -> None:
         self._columns_stale = False
+        self._badge()
         count = max(1, len(self.visible_panes()))
         columns = 1 if count == 1 else 2 if count <= 4 else 3
         self.styles.grid_size_columns = columns
