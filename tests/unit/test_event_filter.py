@@ -34,3 +34,16 @@ def test_data_of_other_events_is_not_searched() -> None:
     failed = event(EventType.TASK_FAILED, error="disk full", lines=["disk full"])
     assert not matches(failed, "disk")
     assert matches(failed, "failed")
+
+
+def test_progress_rows_are_folded_unless_the_filter_asks_for_them() -> None:
+    progress = event(EventType.TASK_PROGRESS, progress=0.4)
+    assert not matches(progress, "") and not matches(progress, "build")
+    assert matches(progress, "progress") and matches(progress, "task.progress")
+
+
+def test_a_leading_bang_keeps_failures_only_and_filters_them_further() -> None:
+    failed, retrying = event(EventType.TASK_FAILED), event(EventType.TASK_RETRYING, task="lint")
+    started, output = event(EventType.TASK_STARTED), event(EventType.TASK_OUTPUT, stream="stderr", lines=["boom"])
+    assert [matches(e, "!") for e in (failed, retrying, started, output)] == [True, True, False, False]
+    assert [matches(e, "! lint") for e in (failed, retrying)] == [False, True]

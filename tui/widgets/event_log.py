@@ -1,4 +1,6 @@
-"""The event log: every event as one row, filterable with ``/`` (substring over type, task, agent and text).
+"""The event log: every event as one row under column headers, filterable with ``/`` (substring over type, task,
+agent and text; ``!`` first shows failures only). Progress rows are folded away unless the filter asks for
+``progress`` (a pane's bar shows progress; in the log they drowned everything else).
 
 An output event is a chunk of lines: its row shows the first line and ``(+N lines)``, and the filter matches any of
 its lines. Rows are added at most twenty times a second (a frame), only while the log is on screen (a hidden log
@@ -14,13 +16,22 @@ from rich.cells import cell_len
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.widgets import Input
+from textual.widgets import Input, Static
 
 from db.models import Event, EventType
 from tui.describe import describe
 from tui.widgets.event_rows import EventRows
 
 KEEP = 5_000
+#: What ``!`` keeps: the events that say something went wrong.
+FAILURES = {
+    EventType.TASK_FAILED,
+    EventType.TASK_RETRYING,
+    EventType.WORKFLOW_FAILED,
+    EventType.NODE_FAILED,
+    EventType.APPROVAL_DENIED,
+}
+HEADER = f"{'time':<9}{'type':<20} {'task':<16} details  [dim](progress rows folded: filter progress · ! failures)[/]"
 
 
 def event_line(event: Event) -> Text:
@@ -54,6 +65,14 @@ def _detail(event: Event, described: str | None) -> tuple[str, str]:
 
 
 def matches(event: Event, needle: str) -> bool:
+    """Whether the log shows ``event`` under filter ``needle``: ``!`` first keeps failures only; progress rows
+    only when the filter mentions ``progress``; the rest of the needle is a case-insensitive substring."""
+    if needle.startswith("!"):
+        if event.type not in FAILURES:
+            return False
+        needle = needle[1:].strip()
+    if event.type == EventType.TASK_PROGRESS and "progress" not in needle.lower():
+        return False
     if not needle:
         return True
     lines = event.output_lines if event.type == EventType.TASK_OUTPUT else []
@@ -72,7 +91,9 @@ class EventLog(Vertical):
         self._pending: list[Event] = []
 
     def compose(self) -> ComposeResult:
-        yield Input(placeholder="filter events (type, task, agent, text) — Esc to leave", id="event-filter")
+        yield Input(placeholder="filter events (type, task, agent, text; ! failures only) — Esc to leave",
+                    id="event-filter")  # fmt: skip
+        yield Static(HEADER, id="event-header")
         yield EventRows(event_line, event_width, keep=KEEP, id="event-lines")
 
     def on_mount(self) -> None:
