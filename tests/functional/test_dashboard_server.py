@@ -49,7 +49,8 @@ async def test_tree_shows_a_workflow_run_by_a_separate_headless_process(
     async with app.run_test(size=(120, 40)) as pilot:
         # The app opens its own engine behind a startup screen: wait for the tree's first snapshot.
         await until(
-            lambda: isinstance(app.screen, MainScreen) and app.screen.query_one(WorkflowTree)._loaded, pilot=pilot
+            lambda: isinstance(app.screen, MainScreen) and any(t._loaded for t in app.screen.query(WorkflowTree)),
+            pilot=pilot,
         )
         runner = subprocess.Popen(  # noqa: ASYNC220 - a second process is the point; Popen returns at once
             [str(Path(sys.executable).parent / "agentdeck"), "run", str(workflow), "--headless", "--db",

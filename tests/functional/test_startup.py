@@ -46,7 +46,7 @@ async def test_the_first_frame_says_what_is_opening_then_the_main_screen_follows
             if isinstance(app.screen, StartupScreen):
                 steps.append(str(app.screen.query_one("#startup-step").render()))
             # Up, not only pushed: the tree has its first snapshot (quitting mid-mount trips Textual's Tabs).
-            return isinstance(app.screen, MainScreen) and app.screen.query_one(WorkflowTree)._loaded
+            return isinstance(app.screen, MainScreen) and any(t._loaded for t in app.screen.query(WorkflowTree))
 
         await until(step_shown, pilot=pilot, pause_s=0.001)
     assert steps and ("loading" in steps[0] or "opening database" in steps[0]), steps
@@ -66,7 +66,7 @@ async def test_quitting_the_app_that_opened_its_engine_reports_what_it_stopped(t
                    start=spec([{"id": "count", "agent": "sh", "run": COUNTER}]))  # fmt: skip
     async with app.run_test(size=SIZE) as pilot:
         await until(lambda: app.started_workflow is not None, pilot=pilot)
-        await until(lambda: any(p.lines_seen >= 2 for p in app.screen.query_one(AgentGrid).panes.values()),
+        await until(lambda: any(p.lines_seen >= 2 for g in app.screen.query(AgentGrid) for p in g.panes.values()),
                     pilot=pilot)  # fmt: skip
         await pilot.press("q")
     assert app.stopped == [(app.started_workflow, "ui-test")]
