@@ -431,3 +431,17 @@ async def test_a_failed_tasks_pane_stays_until_x_dismisses_it(engine: Engine) ->
         assert grid.panes[(app.started_workflow or "", "broken")].state == "failed"
         await pilot.press("x")
         await until(lambda: not grid.panes, pilot=pilot)
+
+
+async def test_a_finished_pane_shows_100_percent_not_its_last_progress_line(engine: Engine) -> None:
+    run = "echo '::progress::0.3 started'; while [ ! -f go ]; do sleep 0.05; done; echo done"
+    app = make_app(engine, start=spec([{"id": "work", "agent": "sh", "run": run}]))
+    async with app.run_test(size=(120, 40)) as pilot:
+        grid = app.screen.query_one(AgentGrid)
+        await until(lambda: any(p.header.progress == 0.3 for p in grid.panes.values()), pilot=pilot)
+        wf = app.started_workflow
+        assert wf is not None
+        (engine.workdir_for(wf, "work") / "go").touch()
+        pane = grid.panes[(wf, "work")]
+        await until(lambda: pane.state == "completed" and pane.header.progress == 1.0, pilot=pilot)
+        assert "100%" in pane.header_text()

@@ -87,6 +87,10 @@ class AgentPane(Vertical):
         self.state = state
         if attempt is not None:
             self.attempt = attempt
+        if state == "running" and attempt is not None and attempt > 1:
+            self.progress = None  # a new attempt starts from nothing, not from where the last one stopped
+        if state == "completed" and self.progress is not None:
+            self.progress = 1.0  # done is 100 %, whatever the last progress line said
         if state in ("completed", "failed", "cancelled", "skipped"):
             self.finished = datetime.now(UTC)
             self.add_class("finished")
