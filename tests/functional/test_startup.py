@@ -12,9 +12,10 @@ from pathlib import Path
 
 from db.errors import DatabaseUnavailable
 from tests.functional.test_dashboard import COUNTER, spec
-from tests.integration.test_cli_engine import agentdeck, clean_env
+from tests.integration.test_cli_engine import RunningWorkflow, agentdeck, clean_env
 from tests.support.polling import until
 from tui.app import make_app
+from tui.cli.dashboard import _with_owner_hint
 from tui.screens.main import MainScreen
 from tui.screens.startup import StartupScreen
 from tui.widgets.agent_grid import AgentGrid
@@ -77,3 +78,25 @@ def test_the_dashboard_refuses_to_draw_into_a_file(tmp_path: Path) -> None:
         done = agentdeck(*command, env=clean_env(tmp_path))  # stderr is a pipe here
         assert done.returncode == 2, done.stderr
         assert "not a terminal" in done.stderr and "--headless" in done.stderr
+
+
+async def test_a_database_held_by_a_running_engine_fails_at_once_and_says_what_reaches_it(tmp_path: Path) -> None:
+    """Another agentdeck (a real headless run) holds the file database: the dashboard cannot open it; the error
+    names the engine's control socket and the commands that do reach its workflows."""
+    url = f"surrealkv://{tmp_path / 'state.db'}"
+    workflow = tmp_path / "hold.yaml"
+    workflow.write_text('name: hold\nagents: {s: {kind: shell}}\ntasks:\n  - {id: t, agent: s, run: "sleep 120"}\n')
+    run = RunningWorkflow(["run", str(workflow), "--headless", "--json", "--db", url], clean_env(tmp_path),
+                          tmp_path / "run.stderr")  # fmt: skip
+    try:
+        run.wait_for(lambda e: e["type"] == "task.started", "the holding run's task started")
+        app = make_app(db_url=url, serve_controls=True)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(lambda: app.return_code is not None, pilot=pilot)
+        assert app.return_code == 3 and app.failure is not None
+        reported = _with_owner_hint(app.failure, url)
+        assert isinstance(reported, DatabaseUnavailable)
+        assert "in use by another agentdeck process" in str(reported) and ".control.sock" in str(reported)
+        assert f"agentdeck workflows list --db {url}" in reported.hint
+    finally:
+        run.stop()

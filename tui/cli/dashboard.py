@@ -39,7 +39,7 @@ async def run_dashboard(
     app = make_app(db_url=url, redis_url=redis_url, serve_controls=True, start=start, variables=variables)
     result = await app.run_async()
     if app.failure is not None:  # reported now that the terminal is restored (exit code 3 and a hint)
-        raise app.failure
+        raise _with_owner_hint(app.failure, url)
     for workflow, name in app.stopped:  # closing the engine stopped them: say how to go on
         print(
             f"agentdeck: stopped {name} ({workflow}) while it ran — resume it with `agentdeck resume {workflow}`"
@@ -47,3 +47,21 @@ async def run_dashboard(
             file=sys.stderr,
         )
     return result if isinstance(result, int) else EXIT_OK
+
+
+def _with_owner_hint(failure: BaseException, url: str) -> BaseException:
+    """A file database held by another agentdeck that serves a control socket: say what does reach it."""
+    from db.errors import DatabaseUnavailable
+    from engine.private_paths import control_socket_path
+
+    socket = control_socket_path(url)
+    if not isinstance(failure, DatabaseUnavailable) or "in use" not in str(failure) or socket is None:
+        return failure
+    if not socket.exists():
+        return failure
+    return DatabaseUnavailable(
+        f"{failure} (it serves its workflows on {socket})",
+        hint=f"`agentdeck workflows list --db {url}` and `agentdeck workflows pause|resume|cancel ID --db {url}` "
+        "control them from here; the dashboard cannot attach to a running engine yet — open it on that database "
+        "once the run ends (`agentdeck ui`), or run workflows with the dashboard open to watch them",
+    )
