@@ -11,6 +11,7 @@ tables them per agent and per workflow.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import defaultdict, deque
 from datetime import UTC, datetime, timedelta
@@ -18,39 +19,13 @@ from datetime import UTC, datetime, timedelta
 from textual.app import ComposeResult
 from textual.containers import Grid, Vertical
 from textual.widgets import DataTable, TabbedContent, TabPane
-from textual_plotext import PlotextPlot
 
 from db.models import TASK_RUN_END_EVENTS, Event, EventType
 from db.stores import Stores
 from tui.status import UsageLedger, UsageTotals, cost_text, tokens
+from tui.widgets.chart import Chart, number
 
 WINDOW_S = 60
-
-
-class Chart(PlotextPlot):
-    """One line chart; ``update_series`` replaces its data and redraws."""
-
-    def __init__(self, title: str, ylabel: str, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
-        self.chart_title = title
-        self.ylabel = ylabel
-        self.series: dict[str, tuple[list[float], list[float]]] = {}
-
-    def on_mount(self) -> None:
-        self.plt.title(self.chart_title)
-        self.plt.ylabel(self.ylabel)
-
-    def update_series(self, series: dict[str, tuple[list[float], list[float]]]) -> None:
-        if series == self.series:
-            return
-        self.series = series
-        plt = self.plt
-        plt.clear_data()
-        plt.title(self.chart_title)
-        for name, (xs, ys) in series.items():
-            if xs:
-                plt.plot(xs, ys, label=name, marker="braille")
-        self.refresh()
 
 
 class MetricsView(Vertical):
@@ -79,10 +54,10 @@ class MetricsView(Vertical):
         with TabbedContent(id="metric-tabs"):
             with TabPane("Agent performance", id="m-agents"), Grid(classes="charts"):
                 yield Chart("task duration by agent", "s", id="chart-durations")
-                yield Chart("running agents", "tasks", id="chart-running")
+                yield Chart("running agents", "tasks", counts=True, id="chart-running")
             with TabPane("Workflow health", id="m-health"), Grid(classes="charts"):
-                yield Chart("tasks completed per second", "tasks/s", id="chart-throughput")
-                yield Chart("failures and retries per second", "/s", id="chart-failures")
+                yield Chart("tasks completed per second", "tasks/s", counts=True, id="chart-throughput")
+                yield Chart("failures and retries per second", "/s", counts=True, id="chart-failures")
             with TabPane("System resources", id="m-system"), Grid(classes="charts"):
                 yield Chart("CPU of sandbox processes", "%", id="chart-cpu")
                 yield Chart("RSS of sandbox processes", "MB", id="chart-rss")
@@ -143,9 +118,11 @@ class MetricsView(Vertical):
                 {"failed": (xs, per_second(self.failed)), "retried": (xs, per_second(self.retried))}
             )
         if active in ("m-agents", ""):
-            self.query_one("#chart-durations", Chart).update_series(
-                {agent: ([float(i) for i in range(len(d))], list(d)) for agent, d in self.durations.items()}
-            )
+            agents = sorted(a for a, d in self.durations.items() if d)
+            p50 = [percentile(self.durations[a], 50) for a in agents]
+            p95 = [percentile(self.durations[a], 95) for a in agents]
+            slowest = f"slowest p95 {number(round(max(p95), 2))}" if p95 else ""
+            self.query_one("#chart-durations", Chart).update_bars(agents, {"p50": p50, "p95": p95}, slowest)
             hist = [(t - now, float(n)) for t, n in self.running_history if now - t <= WINDOW_S]
             self.query_one("#chart-running", Chart).update_series(
                 {"running": ([x for x, _ in hist], [y for _, y in hist])}
@@ -189,3 +166,12 @@ class MetricsView(Vertical):
 
 def _by_cost(item: tuple[str, UsageTotals]) -> tuple[float, str]:
     return (-item[1].cost_usd, item[0])  # the most expensive first
+
+
+def percentile(values: deque[float], q: float) -> float:
+    """The ``q``-th percentile (nearest rank) of ``values``; 0 for none."""
+    ordered = sorted(values)
+    if not ordered:
+        return 0.0
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
