@@ -17,7 +17,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Label, Static, TextArea
+from textual.widgets import Button, Footer, Label, Static, TextArea
 
 _MISSING = object()
 
@@ -69,6 +69,7 @@ class StateEditor(ModalScreen[dict[str, Any] | None]):
             with Horizontal(id="editor-buttons"):
                 yield Button("Fork (ctrl+s)", variant="warning", id="save")
                 yield Button("Cancel (esc)", id="cancel")
+        yield Footer()  # the keys of this screen, as on the main screen
 
     def on_mount(self) -> None:
         self.query_one(TextArea).focus()

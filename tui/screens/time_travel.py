@@ -19,7 +19,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Label, Static
+from textual.widgets import DataTable, Footer, Label, Static
 
 from engine.engine import Engine
 from engine.errors import ControlError
@@ -71,6 +71,7 @@ class TimeTravelScreen(ModalScreen[str | None]):
                 yield DataTable(id="travel-table", cursor_type="row", zebra_stripes=True)
                 with VerticalScroll(id="travel-detail"):
                     yield Static(id="travel-state")
+        yield Footer()  # the keys of this screen, as on the main screen
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)

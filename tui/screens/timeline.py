@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Label, Static
+from textual.widgets import DataTable, Footer, Label, Static
 
 from db.models import Checkpoint, Task
 from engine.checkpoints import state_at
@@ -33,6 +33,7 @@ class CheckpointTimeline(ModalScreen[str | None]):
             with Horizontal():
                 yield DataTable(id="timeline-table", cursor_type="row", zebra_stripes=True)
                 yield Static(id="timeline-diff")
+        yield Footer()  # the keys of this screen, as on the main screen
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
