@@ -29,7 +29,8 @@ edited state — only the steps after it run again |
 | `m` | maximise the focused agent pane (again to restore); its border counts the panes it hides |
 | `x` | dismiss failed agent panes (the focused one, else all of the selected workflow): they stay until then |
 | `1` `2` `3` | tabs: agents · events · metrics |
-| `/` | filter the event log (`!` first: failures only; progress rows show when the filter says `progress`) |
+| `/` | filter the event log (`!` first: failures only; progress rows show when the filter says `progress`); in its \
+rows `Enter` `↑` `↓` pick an event and `Enter` shows it in full |
 | `M` | **memory explorer**: search what agents remembered by meaning, as you type; filter by agent, type, the \
 selected workflow; `Enter` opens a memory with where it came from, `g` goes to the task that wrote it |
 | `ctrl+p` | command palette: every action by name |

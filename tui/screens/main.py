@@ -26,6 +26,7 @@ from tui.feed import EventFeed
 from tui.pending_approvals import PendingApprovals
 from tui.screens.approval import ApprovalScreen
 from tui.screens.confirm import ConfirmScreen
+from tui.screens.event_detail import EventDetailScreen
 from tui.screens.help import HelpScreen
 from tui.screens.memory_explorer import JumpTarget, MemoryExplorer
 from tui.screens.task_detail import TaskDetailScreen
@@ -34,6 +35,7 @@ from tui.screens.timeline import CheckpointTimeline
 from tui.status import UsageLedger, icon, task_summary, usage_text
 from tui.widgets.agent_grid import AgentGrid
 from tui.widgets.event_log import EventLog
+from tui.widgets.event_rows import EventRows
 from tui.widgets.metrics_view import MetricsView
 from tui.widgets.workflow_tree import NodeRef, WorkflowTree
 
@@ -199,6 +201,11 @@ class MainScreen(Screen[None]):
     @on(WorkflowTree.Selected)
     def _tree_selected(self, message: WorkflowTree.Selected) -> None:
         self._select(message.workflow, message.task)
+
+    @on(EventRows.Chosen)
+    def _event_chosen(self, message: EventRows.Chosen) -> None:
+        """Enter on an event in the log: the event in full."""
+        self.app.push_screen(EventDetailScreen(message.event))
 
     @on(WorkflowTree.NodeSelected)
     def _tree_enter(self, message: WorkflowTree.NodeSelected[NodeRef]) -> None:

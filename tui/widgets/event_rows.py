@@ -15,8 +15,10 @@ from collections.abc import Callable, Iterable
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
+from textual.binding import Binding
 from textual.cache import LRUCache
 from textual.geometry import Region, Size
+from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
@@ -26,7 +28,24 @@ Row = Event | Text  # an event, or a note of the log's own (dim text)
 
 
 class EventRows(ScrollView, can_focus=True):
-    """Rows of events drawn by ``draw`` (``Event`` → ``Text``) when painted; at most ``keep`` rows."""
+    """Rows of events drawn by ``draw`` (``Event`` → ``Text``) when painted; at most ``keep`` rows.
+
+    Focused, ``↑`` ``↓`` move a cursor over the rows (``End`` back to following the newest) and ``Enter`` posts
+    ``Chosen`` with the event under it."""
+
+    BINDINGS = [
+        Binding("up", "cursor(-1)", "Up", show=False),
+        Binding("down", "cursor(1)", "Down", show=False),
+        Binding("end", "cursor_end", "Newest", show=False),
+        Binding("enter", "choose", "Event details"),
+    ]
+
+    class Chosen(Message):
+        """Enter on an event's row."""
+
+        def __init__(self, event: Event) -> None:
+            super().__init__()
+            self.event = event
 
     DEFAULT_CSS = """
     EventRows {
@@ -45,6 +64,7 @@ class EventRows(ScrollView, can_focus=True):
         self._widest = 0
         self._drawn: LRUCache[tuple[str, int, str, int, int, Style], Strip] = LRUCache(512)
         self._style = Style()
+        self.cursor: int | None = None  # the row under the cursor (None: following the newest, no cursor)
 
     @property
     def row_count(self) -> int:
@@ -56,10 +76,12 @@ class EventRows(ScrollView, can_focus=True):
         return (row if isinstance(row, Text) else self._draw(row)).plain
 
     def write(self, rows: Iterable[Row]) -> None:
-        """Add rows at the bottom; the view follows them if it was at the end."""
-        following = self.scroll_offset.y >= self.max_scroll_y
+        """Add rows at the bottom; the view follows them if it was at the end and no cursor is set."""
+        following = self.scroll_offset.y >= self.max_scroll_y and self.cursor is None
         added = 0
         for row in rows:
+            if len(self.rows) == self.rows.maxlen and self.cursor is not None:
+                self.cursor = max(0, self.cursor - 1)  # the oldest row goes: the cursor stays on its event
             self.rows.append(row)
             width = row.cell_len if isinstance(row, Text) else self._width_of(row)
             self._widest = max(self._widest, width)
@@ -71,7 +93,29 @@ class EventRows(ScrollView, can_focus=True):
             self.scroll_end(animate=False, immediate=True, x_axis=False)
         self.refresh()
 
+    def action_cursor(self, step: int) -> None:
+        if not self.rows:
+            return
+        at = len(self.rows) - 1 if self.cursor is None else self.cursor
+        self.cursor = min(len(self.rows) - 1, max(0, at + (step if self.cursor is not None else 0)))
+        self.scroll_to_region(Region(0, self.cursor, 1, 1), animate=False, immediate=True)
+        self.refresh()
+
+    def action_cursor_end(self) -> None:
+        self.cursor = None
+        self.scroll_end(animate=False, immediate=True, x_axis=False)
+        self.refresh()
+
+    def action_choose(self) -> None:
+        if self.cursor is None:
+            self.action_cursor(0)  # the first Enter puts the cursor on the newest row
+            return
+        row = self.rows[self.cursor] if self.cursor < len(self.rows) else None
+        if isinstance(row, Event):
+            self.post_message(self.Chosen(row))
+
     def clear(self) -> None:
+        self.cursor = None
         self.rows.clear()
         self._widest = 0
         self._resize(Size(0, 0))
@@ -97,6 +141,10 @@ class EventRows(ScrollView, can_focus=True):
         if index >= len(self.rows):
             return Strip.blank(width, style)
         row = self.rows[index]
+        if index == self.cursor:  # drawn highlighted, never cached
+            text = row if isinstance(row, Text) else self._draw(row)
+            cursor_style = style + Style(reverse=True)
+            return Strip(self._segments(text), text.cell_len).crop_extend(scroll_x, scroll_x + width, cursor_style)
         if isinstance(row, Text):
             return Strip(self._segments(row), row.cell_len).crop_extend(scroll_x, scroll_x + width, style)
         key = (row.workflow, row.seq, row.type, scroll_x, width, style)
