@@ -30,6 +30,13 @@ SETTLE_MARGIN_MS = 10
 ABANDONED_WRITE_S = 5.0
 
 
+def reads_only(sql: str) -> bool:
+    """Whether every statement of ``sql`` is a read (statements split at ``;``: a ``;`` inside a string makes a
+    read look like more statements, which can only refuse a read, never pass a write)."""
+    statements = [part for part in sql.split(";") if part.strip()]
+    return bool(statements) and all(_READ_ONLY.match(part) for part in statements)
+
+
 class CommitSignal:
     """Counts finished writes of one connection, wakes waiters, and knows which writes are still in flight."""
 

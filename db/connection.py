@@ -124,6 +124,12 @@ class Database:
         # Servers: signs in and selects the namespace and database again. The SDK reconnects a dropped websocket
         # by itself, into a new session that has neither, and every query then fails with "Specify a namespace".
         self._start_session: Callable[[], Awaitable[None]] | None = None
+        #: Whether every write to the store goes through this connection (so ``commits`` sees them all): true of
+        #: an embedded store we hold; not of a server, nor of a dashboard attached to another process's engine.
+        self.sees_every_commit = self.is_embedded
+        #: Makes this database's change watcher, where ``db.watch.watcher_for`` cannot (an attached dashboard's
+        #: changes are watched by the engine it is attached to).
+        self.watcher_factory: Callable[[Database], Any] | None = None
 
     @property
     def sdk(self) -> Any:
@@ -180,7 +186,7 @@ class Database:
         write = self.commits.begin(sql)
         try:
             if prepared.frame is not None:
-                response = await self._query_embedded(prepared.frame)
+                response = await self._query_embedded(prepared.frame, sql)
             else:
                 # The ws SDK waits for its reply with asyncio.wait_for, which on 3.11 swallows a cancellation that
                 # lands as the reply arrives: a cancelled change watcher then ran on for good.
@@ -202,7 +208,7 @@ class Database:
             results.append(statement.get("result"))
         return results
 
-    async def _query_embedded(self, frame: bytes) -> dict[str, Any]:
+    async def _query_embedded(self, frame: bytes, sql: str) -> dict[str, Any]:
         """What the SDK's ``query_raw`` does on an embedded engine, with db/_cbor.py as the codec.
 
         The same frame (``prep_query``: id, ``query``, ``[sql, params]``) to the same native ``execute``, the
@@ -214,6 +220,28 @@ class Database:
             reply = await self._conn._db.execute(frame)
         response = _cbor.decode(reply)
         return response if isinstance(response, dict) else {}
+
+    async def execute_frame(self, sql: str, frame: bytes) -> bytes:
+        """Run a query frame another process encoded (``_cbor.encode_query``) and return the engine's reply
+        undecoded: how an engine serves the dashboards attached to it (``engine.control_service``).
+
+        Raises:
+            QueryFailed: this is not an embedded engine (servers are reached directly).
+            DatabaseUnavailable: the connection is closed or broke.
+        """
+        if not self.native_codec:
+            raise QueryFailed("only an embedded database runs encoded query frames")
+        if self._closed:
+            raise DatabaseUnavailable("the database connection is closed")
+        write = self.commits.begin(sql)
+        try:
+            with mapped_engine_errors("query"):
+                reply: bytes = await self._conn._db.execute(frame)
+        except surrealdb.ConnectionUnavailableError as exc:
+            raise DatabaseUnavailable(f"lost the database: {exc}") from exc
+        finally:
+            self.commits.end(write)
+        return reply
 
     async def query_one(self, sql: str, vars: Mapping[str, Any] | None = None) -> Any:
         """Run statements and return the last one's result."""
@@ -230,6 +258,11 @@ class Database:
             await self._conn.close()
         if self.is_embedded:
             _release_native_engine(self._conn)
+
+
+def decode_frame(frame: bytes) -> Any:
+    """A query frame (or reply) as values: the attached-dashboard protocol ships frames undecoded."""
+    return _cbor.decode(frame)
 
 
 def _session_lost(exc: QueryFailed) -> bool:

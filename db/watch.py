@@ -118,7 +118,7 @@ class ChangeWatcher(ABC):
         bound = position_at_ms(commits.settled_ms())  # before the reads: nothing below it can still appear
         # Embedded, this connection is the only writer: if none of its writes overlapped the reads, all they
         # saw is final and nothing needs holding back (the margin below the bound would cost ~10 ms per change).
-        mark = commits.quiet_mark() if self._db.is_embedded else None
+        mark = commits.quiet_mark() if self._db.sees_every_commit else None
         for table in tables:
             async with contextlib.aclosing(self._read_on(table, feeds[table])) as changes:
                 async for change in changes:
@@ -184,7 +184,7 @@ class ChangefeedWatcher(ChangeWatcher):
         super().__init__(db, batch)
         self._fastest = fastest_s
         self._slowest = slowest_s
-        self.wake_on_commit = wake_on_commit and db.is_embedded
+        self.wake_on_commit = wake_on_commit and db.sees_every_commit
         self._idle_poll = idle_poll_s
         self._min_gap = min_gap_s
 
@@ -321,7 +321,11 @@ class LiveWatcher(ChangeWatcher):
 
 
 def watcher_for(db: Database) -> ChangeWatcher:
-    """LIVE SELECT on servers, CHANGEFEED tailing on embedded databases."""
+    """LIVE SELECT on servers, CHANGEFEED tailing on embedded databases; an attached dashboard's database says
+    itself (``Database.watcher_factory``)."""
+    if db.watcher_factory is not None:
+        watcher: ChangeWatcher = db.watcher_factory(db)
+        return watcher
     return LiveWatcher(db) if db.supports_live_queries else ChangefeedWatcher(db)
 
 

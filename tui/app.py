@@ -7,12 +7,18 @@ saying ``opening database …`` — and the engine's modules are imported and th
 person never looks at a blank terminal; the app closes what it opened when it exits, and a failure to open is kept
 in ``failure`` for the command line to report (exit code 3 and a hint).
 
+When another agentdeck holds the database file (``agentdeck run --headless`` in another terminal), ``ui`` attaches
+to that engine through its control socket instead (``engine.attached``): the same dashboard over its state, live
+events and controls. Quitting then detaches and leaves its workflows running; when that engine ends, the app opens
+the database itself and goes on showing it.
+
 Only Textual is imported at module level: the rest loads after the first frame.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
@@ -26,10 +32,16 @@ from tui.screens.startup import StartupScreen
 
 if TYPE_CHECKING:
     from db.connection import Database
+    from engine.api import DashboardEngine
+    from engine.attached import AttachedEngine
     from engine.control import ControlChannels
     from engine.engine import Engine
     from engine.spec import WorkflowSpec
     from tui.feed import EventFeed
+
+
+#: How long a dashboard whose attached engine ended waits for that process to release the database.
+REOPEN_WAIT_S = 30.0
 
 
 class AgentDeckApp(App[int]):
@@ -44,12 +56,21 @@ class AgentDeckApp(App[int]):
         db_url: str | None = None,
         redis_url: str | None = None,
         serve_controls: bool = False,
+        attach: bool = False,
         prepare: Callable[[Engine], Awaitable[None]] | None = None,
         start: WorkflowSpec | None = None,
         variables: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__()
-        self._engine = engine
+        self._engine: DashboardEngine | None = engine
+        self._local: Engine | None = engine
+        self._attach_wanted = attach
+        #: The engine of another process this dashboard is attached to (``attach``), if it is.
+        self.attached: AttachedEngine | None = None
+        self._detaching = False
+        self._reopening = False
+        #: The process whose engine this dashboard was attached to when it quit (the command line says so).
+        self.detached_from: int | None = None
         self._db_url = db_url
         self._redis_url = redis_url
         self._serve_controls = serve_controls
@@ -66,7 +87,7 @@ class AgentDeckApp(App[int]):
         self.started_workflow: str | None = None
 
     @property
-    def engine(self) -> Engine:
+    def engine(self) -> DashboardEngine:
         assert self._engine is not None, "the engine is opened when the app mounts"
         return self._engine
 
@@ -88,28 +109,92 @@ class AgentDeckApp(App[int]):
             # to import on a busy machine.
             await asyncio.to_thread(importlib.import_module, "tui.screens.main")
             from db.connection import open_database
+            from db.errors import DatabaseUnavailable
             from engine.control import ControlChannels
             from engine.engine import Engine
 
-            startup.step(f"opening database {url}…")
-            self._owned = await open_database(url)
+            loop = asyncio.get_running_loop()
+            # After an attached engine ended, its process may still be closing the database for a moment.
+            deadline = loop.time() + (REOPEN_WAIT_S if self._reopening else 0.0)
+            while True:
+                if self._attach_wanted and await self._attach_to_owner(url):
+                    return
+                startup.step(f"opening database {url}…")
+                try:
+                    self._owned = await open_database(url)
+                    break
+                except DatabaseUnavailable as exc:
+                    if "in use" not in str(exc) or loop.time() >= deadline:
+                        raise
+                    startup.step(f"waiting for the engine that held {url} to let go of it…")
+                    await asyncio.sleep(0.2)
             startup.step("starting the engine…")
-            self._engine = Engine(self._owned, redis_url=self._redis_url)
-            await self._engine.start()
+            self._engine = self._local = Engine(self._owned, redis_url=self._redis_url)
+            await self._local.start()
             if self._serve_controls:  # other terminals' `agentdeck workflows …` reach this engine
-                self._channels = ControlChannels(self._engine, url)
+                self._channels = ControlChannels(self._local, url)
                 await self._channels.start()
             await self._show_main()
+            if self._reopening:
+                self.notify(f"the engine this dashboard was attached to ended; it opened {url} itself",
+                            title="detached", timeout=8)  # fmt: skip
         except Exception as exc:  # reported by the command line once the terminal is restored
             self.failure = exc
             self.exit(3, return_code=3)
+
+    async def _attach_to_owner(self, url: str) -> bool:
+        """Attach to the engine that holds ``url`` and serves its socket; False when none does."""
+        from engine.attached import attach
+        from engine.private_paths import control_socket_path
+
+        socket = control_socket_path(url)
+        if socket is None or not socket.exists():
+            return False
+        startup = self.screen
+        assert isinstance(startup, StartupScreen)
+        startup.step(f"attaching to the engine serving {url}…")
+        attached = await attach(url, socket)
+        if attached is None:
+            return False  # a stale socket: its engine is gone, the database is free
+        self._engine = self.attached = attached
+        self._follow_owner(attached)
+        await self._show_main()
+        self.notify(
+            f"attached to the engine of process {attached.owner_pid}, which holds {url}: controls act on its "
+            "workflows; q detaches and leaves them running",
+            title="attached",
+            timeout=8,
+        )
+        return True
+
+    @work(group="owner", exit_on_error=False)
+    async def _follow_owner(self, attached: AttachedEngine) -> None:
+        """When the attached engine goes away (its run ended, it was stopped), open the database ourselves and go
+        on showing it, as ``agentdeck ui`` would have had it been started now."""
+        await attached.link.lost.wait()
+        if self._detaching:
+            return
+        from tui.screens.main import MainScreen
+
+        self.attached = None
+        if self.feed is not None:
+            await self.feed.close()
+            self.feed = None
+        with contextlib.suppress(Exception):
+            await attached.close()
+        self._engine = None
+        while not isinstance(self.screen, MainScreen) and len(self.screen_stack) > 1:
+            await self.pop_screen()  # a modal over the main screen: it was about the engine that is gone
+        await self.switch_screen(StartupScreen(f"the engine of process {attached.owner_pid} stopped"))
+        self._reopening = True
+        self._open()
 
     async def _show_main(self) -> None:
         from tui.feed import EventFeed
         from tui.screens.main import MainScreen
 
-        if self._prepare is not None:
-            await self._prepare(self.engine)
+        if self._prepare is not None and self._local is not None:
+            await self._prepare(self._local)
         self.feed = EventFeed(self.engine.bus)
         await self.feed.start()
         if isinstance(self.screen, StartupScreen):
@@ -120,14 +205,18 @@ class AgentDeckApp(App[int]):
             self._submit(self.start_spec)
 
     async def on_unmount(self) -> None:
+        self._detaching = True
         if self.feed is not None:
             await self.feed.close()
         if self._channels is not None:
             await self._channels.close()
+        if self.attached is not None:
+            self.detached_from = self.attached.owner_pid
+            await self.attached.close()
         if self._owned is not None:
-            if self._engine is not None:
-                await self._engine.close()
-                self.stopped = list(self._engine.stopped)
+            if self._local is not None:
+                await self._local.close()
+                self.stopped = list(self._local.stopped)
             await self._owned.close()
 
     @work(exit_on_error=False, group="submit")
@@ -171,12 +260,14 @@ def make_app(
     db_url: str | None = None,
     redis_url: str | None = None,
     serve_controls: bool = False,
+    attach: bool = False,
     prepare: Callable[[Engine], Awaitable[None]] | None = None,
     start: WorkflowSpec | None = None,
     variables: Mapping[str, str] | None = None,
 ) -> AgentDeckApp:
     """The dashboard over ``engine`` (or over an engine it opens on ``db_url`` and closes itself, serving the
-    control channels other processes use when ``serve_controls``).
+    control channels other processes use when ``serve_controls``; with ``attach``, to the engine of another process
+    that holds ``db_url`` and serves its control socket, if one does).
 
     ``prepare`` runs once the engine is up (tests seed state with it); ``start`` is submitted once the screen is up.
     """
@@ -185,6 +276,7 @@ def make_app(
         db_url=db_url,
         redis_url=redis_url,
         serve_controls=serve_controls,
+        attach=attach,
         prepare=prepare,
         start=start,
         variables=variables,

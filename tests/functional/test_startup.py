@@ -81,8 +81,9 @@ def test_the_dashboard_refuses_to_draw_into_a_file(tmp_path: Path) -> None:
 
 
 async def test_a_database_held_by_a_running_engine_fails_at_once_and_says_what_reaches_it(tmp_path: Path) -> None:
-    """Another agentdeck (a real headless run) holds the file database: the dashboard cannot open it; the error
-    names the engine's control socket and the commands that do reach its workflows."""
+    """Another agentdeck (a real headless run) holds the file database: a dashboard that needs an engine of its own
+    (demo, run) cannot open it; the error names the engine's control socket and the commands that do reach its
+    workflows (``ui`` attaches instead: test_attach.py)."""
     url = f"surrealkv://{tmp_path / 'state.db'}"
     workflow = tmp_path / "hold.yaml"
     workflow.write_text('name: hold\nagents: {s: {kind: shell}}\ntasks:\n  - {id: t, agent: s, run: "sleep 120"}\n')
@@ -97,6 +98,6 @@ async def test_a_database_held_by_a_running_engine_fails_at_once_and_says_what_r
         reported = _with_owner_hint(app.failure, url)
         assert isinstance(reported, DatabaseUnavailable)
         assert "in use by another agentdeck process" in str(reported) and ".control.sock" in str(reported)
-        assert f"agentdeck workflows list --db {url}" in reported.hint
+        assert f"agentdeck ui --db {url}` attaches" in reported.hint and "agentdeck workflows list|" in reported.hint
     finally:
         run.stop()

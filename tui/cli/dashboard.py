@@ -1,7 +1,8 @@
 """Opening the dashboard: ``demo``, ``run FILE`` and ``ui`` hand the app the database URL; the app paints its first
 frame at once and opens the database and engine behind it (``tui.app``), serving the control channels other
 terminals use, and closes both when it exits. Here: refusing to draw into something that is not a terminal, and
-after the app, reporting a failure to open (exit code 3 and a hint) and the workflows quitting stopped."""
+after the app, reporting a failure to open (exit code 3 and a hint) and the workflows quitting stopped. ``ui`` on a
+database another agentdeck holds attaches to that engine (``engine.attached``)."""
 
 from __future__ import annotations
 
@@ -36,10 +37,17 @@ async def run_dashboard(
     from tui.app import make_app
 
     url = db_url_or_default(db_url)
-    app = make_app(db_url=url, redis_url=redis_url, serve_controls=True, start=start, variables=variables)
+    # `ui` attaches to the engine of another process that holds the database; demo and run need their own engine.
+    attach = start is None
+    app = make_app(
+        db_url=url, redis_url=redis_url, serve_controls=True, attach=attach, start=start, variables=variables
+    )
     result = await app.run_async()
     if app.failure is not None:  # reported now that the terminal is restored (exit code 3 and a hint)
         raise _with_owner_hint(app.failure, url)
+    if app.detached_from is not None:
+        print(f"agentdeck: detached from the engine of process {app.detached_from}; its workflows go on",
+              file=sys.stderr)  # fmt: skip
     for workflow, name in app.stopped:  # closing the engine stopped them: say how to go on
         print(
             f"agentdeck: stopped {name} ({workflow}) while it ran — resume it with `agentdeck resume {workflow}`"
@@ -61,7 +69,7 @@ def _with_owner_hint(failure: BaseException, url: str) -> BaseException:
         return failure
     return DatabaseUnavailable(
         f"{failure} (it serves its workflows on {socket})",
-        hint=f"`agentdeck workflows list --db {url}` and `agentdeck workflows pause|resume|cancel ID --db {url}` "
-        "control them from here; the dashboard cannot attach to a running engine yet — open it on that database "
-        "once the run ends (`agentdeck ui`), or run workflows with the dashboard open to watch them",
+        hint=f"`agentdeck ui --db {url}` attaches a dashboard to that engine, and `agentdeck workflows list|pause|"
+        f"resume|cancel … --db {url}` control its workflows from here; run this once it ends, or point --db "
+        "elsewhere",
     )

@@ -24,7 +24,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
 from db.models import Approval
-from engine.engine import Engine
+from engine.api import DashboardEngine
 from engine.errors import ControlError
 from engine.graph.approvals import question_of
 
@@ -77,7 +77,7 @@ class ApprovalScreen(ModalScreen[bool]):
     #: always show (app.tcss: ``ApprovalScreen.-tiny``, ``.-short``).
     VERTICAL_BREAKPOINTS = [(0, "-tiny"), (27, "-short"), (36, "-tall")]
 
-    def __init__(self, engine: Engine, approval: Approval, *, workflow_name: str | None = None) -> None:
+    def __init__(self, engine: DashboardEngine, approval: Approval, *, workflow_name: str | None = None) -> None:
         super().__init__()
         self.engine = engine
         self.approval = approval

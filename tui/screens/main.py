@@ -17,8 +17,9 @@ from textual.containers import Horizontal
 from textual.signal import Signal
 from textual.widgets import Footer, Label, Sparkline, Static, TabbedContent, TabPane
 
-from db.models import Event, EventType, WorkflowStatus
-from engine.engine import Engine, lease_expired
+from db.models import Event, EventType, TaskStatus, WorkflowStatus
+from engine.api import DashboardEngine
+from engine.engine import lease_expired
 from tui.collector import CollectorPolicy
 from tui.feed import EventFeed
 from tui.pending_approvals import PendingApprovals
@@ -61,7 +62,7 @@ class MainScreen(WorkflowControls):
         Binding("escape", "focus_tree", "Back to the tree", show=False),
     ]
 
-    def __init__(self, engine: Engine, feed: EventFeed) -> None:
+    def __init__(self, engine: DashboardEngine, feed: EventFeed) -> None:
         super().__init__()
         self.engine = engine
         self.feed = feed
@@ -193,6 +194,10 @@ class MainScreen(WorkflowControls):
         last = await self.engine.stores.events.last_seq(workflow)
         events = await self.engine.stores.events.list(workflow, after_seq=max(0, last - 2_000))
         self.query_one(EventLog).load_history(events)
+        # Tasks that started before this dashboard saw them (it attached to another engine) get their panes too.
+        tasks = self.query_one(WorkflowTree).tasks.get(workflow, {})
+        running = {key: t.agent for key, t in tasks.items() if t.status in (TaskStatus.RUNNING, TaskStatus.PAUSED)}
+        self.query_one(AgentGrid).restore(workflow, running, events)
 
     @on(WorkflowTree.Selected)
     def _tree_selected(self, message: WorkflowTree.Selected) -> None:

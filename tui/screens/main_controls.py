@@ -12,7 +12,7 @@ from textual import work
 from textual.screen import Screen
 
 from db.models import TaskStatus, WorkflowStatus
-from engine.engine import Engine
+from engine.api import DashboardEngine
 from engine.errors import ControlError
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.time_travel import TimeTravelScreen
@@ -23,7 +23,7 @@ from tui.widgets.workflow_tree import WorkflowTree
 class WorkflowControls(Screen[None]):
     """The controls of ``MainScreen`` (its base class), acting on its selected workflow and task."""
 
-    engine: Engine
+    engine: DashboardEngine
     selected_workflow: str | None
     selected_task: str | None
     _controls: asyncio.Lock

@@ -24,7 +24,7 @@ from textual.timer import Timer
 from textual.widgets import Checkbox, Footer, Input, Label, Select
 
 from db.models import MEMORY_TYPES, Memory, utcnow
-from engine.engine import Engine
+from engine.api import DashboardEngine
 from engine.errors import EngineError
 from tui.widgets.memory_detail import MemoryDetailView
 from tui.widgets.memory_results import MemoryResults, MemoryRow, is_expired
@@ -84,7 +84,9 @@ class MemoryExplorer(Screen[JumpTarget | None]):
         Binding("down", "focus_results", "Results", show=False),
     ]
 
-    def __init__(self, engine: Engine, workflow: str | None = None, names: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, engine: DashboardEngine, workflow: str | None = None, names: dict[str, str] | None = None
+    ) -> None:
         """``workflow`` is the main screen's selected workflow ("this workflow only"); ``names`` maps the
         workflow ids it knows to their names (others are looked up when a result needs them)."""
         super().__init__()

@@ -21,7 +21,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Label, Static
 
-from engine.engine import Engine
+from engine.api import DashboardEngine
 from engine.errors import ControlError
 from engine.graph.threads import HistoryEntry
 from tui.screens.confirm import ConfirmScreen
@@ -51,7 +51,7 @@ class TimeTravelScreen(ModalScreen[str | None]):
         Binding("e", "edit", "Fork with edited state"),
     ]
 
-    def __init__(self, engine: Engine, workflow: str, task: str, history: list[HistoryEntry]) -> None:
+    def __init__(self, engine: DashboardEngine, workflow: str, task: str, history: list[HistoryEntry]) -> None:
         super().__init__()
         self.engine = engine
         self.workflow = workflow

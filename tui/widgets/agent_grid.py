@@ -42,6 +42,7 @@ class AgentGrid(Grid):
         self.maximised: AgentPane | None = None
         self._columns_stale = False  # panes came or went: the grid's shape is set again once, in the frame
         self._frame = 0
+        self._seen: dict[tuple[str, str], int] = {}  # the last seq each pane took: history and live overlap
 
     def show_workflow(self, workflow: str) -> None:
         if workflow == self.workflow:
@@ -51,20 +52,40 @@ class AgentGrid(Grid):
             pane.display = key[0] == workflow
         self._relayout()
 
+    def restore(self, workflow: str, running: dict[str, str], history: list[Event]) -> None:
+        """Panes for the tasks of ``workflow`` that were running before this dashboard saw them start (it attached
+        to another process's engine, or opened on a workflow already under way), with what ``history`` (from the
+        event table) holds of their current attempt. ``running`` maps those tasks to their agents."""
+        for task, agent in running.items():
+            key = (workflow, task)
+            if key in self.panes:
+                continue
+            own = [event for event in history if event.task == task]
+            starts = [index for index, event in enumerate(own) if event.type == EventType.TASK_STARTED]
+            self._add_pane(key, agent)
+            self.consume(own[starts[-1] :] if starts else own)
+
+    def _add_pane(self, key: tuple[str, str], agent: str) -> AgentPane:
+        pane = AgentPane(key[0], key[1], agent, usage=self.usage)
+        self.panes[key] = pane
+        # Behind a maximised pane, a new one waits hidden (the badge counts it).
+        pane.display = key[0] == self.workflow and self.maximised is None
+        self.mount(pane)
+        self._columns_stale = True
+        return pane
+
     def consume(self, events: list[Event]) -> None:
         for event in events:
             if event.task is None:
                 continue
             key = (event.workflow, event.task)
+            if event.seq <= self._seen.get(key, 0):
+                continue  # taken already: from the event table and then live, or the other way round
+            self._seen[key] = event.seq
             pane = self.panes.get(key)
             if event.type == EventType.TASK_STARTED:
                 if pane is None:
-                    pane = AgentPane(event.workflow, event.task, event.agent or "?", usage=self.usage)
-                    self.panes[key] = pane
-                    # Behind a maximised pane, a new one waits hidden (the badge counts it).
-                    pane.display = event.workflow == self.workflow and self.maximised is None
-                    self.mount(pane)
-                    self._columns_stale = True
+                    pane = self._add_pane(key, event.agent or "?")
                 pane.set_state("running", attempt=event.attempt)
                 self._ended.pop(key, None)
             elif pane is None:
