@@ -12,7 +12,7 @@ import time
 
 from textual.containers import Grid
 
-from db.models import TASK_RUN_END_EVENTS, Event, EventType
+from db.models import TASK_RUN_END_EVENTS, Event, EventType, Task
 from tui.status import UsageLedger
 from tui.widgets.agent_pane import AgentPane
 
@@ -52,17 +52,18 @@ class AgentGrid(Grid):
             pane.display = key[0] == workflow
         self._relayout()
 
-    def restore(self, workflow: str, running: dict[str, str], history: list[Event]) -> None:
+    def restore(self, workflow: str, running: list[Task], history: list[Event]) -> None:
         """Panes for the tasks of ``workflow`` that were running before this dashboard saw them start (it attached
         to another process's engine, or opened on a workflow already under way), with what ``history`` (from the
-        event table) holds of their current attempt. ``running`` maps those tasks to their agents."""
-        for task, agent in running.items():
-            key = (workflow, task)
+        event table) holds of their current attempt."""
+        for task in running:
+            key = (workflow, task.key)
             if key in self.panes:
                 continue
-            own = [event for event in history if event.task == task]
+            own = [event for event in history if event.task == task.key]
             starts = [index for index, event in enumerate(own) if event.type == EventType.TASK_STARTED]
-            self._add_pane(key, agent)
+            pane = self._add_pane(key, task.agent)
+            pane.set_state("running", attempt=task.attempts or 1, at=task.started_at)
             self.consume(own[starts[-1] :] if starts else own)
 
     def _add_pane(self, key: tuple[str, str], agent: str) -> AgentPane:
@@ -86,7 +87,7 @@ class AgentGrid(Grid):
             if event.type == EventType.TASK_STARTED:
                 if pane is None:
                     pane = self._add_pane(key, event.agent or "?")
-                pane.set_state("running", attempt=event.attempt)
+                pane.set_state("running", attempt=event.attempt, at=event.ts)
                 self._ended.pop(key, None)
             elif pane is None:
                 continue
@@ -95,7 +96,7 @@ class AgentGrid(Grid):
             elif event.type == EventType.TASK_PROGRESS:
                 pane.set_progress(event.progress)
             elif event.type in _PANE_STATES:
-                pane.set_state(_PANE_STATES[event.type])
+                pane.set_state(_PANE_STATES[event.type], at=event.ts)
                 if event.type == EventType.TASK_RETRYING:
                     pane.add_line(f"— attempt failed: {event.error}; retrying", "stderr")
                 elif event.type == EventType.TASK_FAILED:

@@ -83,16 +83,20 @@ class AgentPane(Vertical):
     def add_line(self, line: str, stream: str = "stdout") -> None:
         self.add_lines([line], stream)
 
-    def set_state(self, state: str, attempt: int | None = None) -> None:
+    def set_state(self, state: str, attempt: int | None = None, at: datetime | None = None) -> None:
+        """The task's state after an event, ``at`` its time: the pane's clock runs from the attempt's start to its
+        end as the engine recorded them (as the tree's does), not from when this dashboard heard of them."""
         self.state = state
         if attempt is not None:
             self.attempt = attempt
+        if state == "running" and attempt is not None and at is not None:
+            self.started, self.finished = at, None
         if state == "running" and attempt is not None and attempt > 1:
             self.progress = None  # a new attempt starts from nothing, not from where the last one stopped
         if state == "completed" and self.progress is not None:
             self.progress = 1.0  # done is 100 %, whatever the last progress line said
         if state in ("completed", "failed", "cancelled", "skipped"):
-            self.finished = datetime.now(UTC)
+            self.finished = at or datetime.now(UTC)
             self.add_class("finished")
 
     def set_progress(self, value: float) -> None:
