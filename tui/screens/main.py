@@ -178,7 +178,16 @@ class MainScreen(WorkflowControls):
                 self.selected_workflow is None or not self.engine.is_running(self.selected_workflow)
             ):
                 self._select(event.workflow, None)
-                self.call_after_refresh(self.query_one(WorkflowTree).select_workflow, event.workflow)
+                self.call_after_refresh(self._cursor_to_workflow, event.workflow)
+
+    def _cursor_to_workflow(self, workflow: str) -> None:
+        """The tree's cursor on a workflow just followed, unless it is on one of its rows already: the tree can
+        show the workflow (from the database) before its first event comes (from the bus), and a cursor someone
+        put on one of its tasks meanwhile stays there."""
+        tree = self.query_one(WorkflowTree)
+        at = tree.cursor_node.data if tree.cursor_node is not None else None
+        if at is None or at.workflow != workflow:
+            tree.select_workflow(workflow)
 
     def _select(self, workflow: str, task: str | None) -> None:
         self.selected_workflow, self.selected_task = workflow, task
@@ -196,7 +205,7 @@ class MainScreen(WorkflowControls):
         self.query_one(EventLog).load_history(events)
         # Tasks that started before this dashboard saw them (it attached to another engine) get their panes too.
         tasks = self.query_one(WorkflowTree).tasks.get(workflow, {})
-        running = {key: t.agent for key, t in tasks.items() if t.status in (TaskStatus.RUNNING, TaskStatus.PAUSED)}
+        running = [t for t in tasks.values() if t.status in (TaskStatus.RUNNING, TaskStatus.PAUSED)]
         self.query_one(AgentGrid).restore(workflow, running, events)
 
     @on(WorkflowTree.Selected)

@@ -278,7 +278,7 @@ class WorkflowTree(Tree[NodeRef]):
             self._to_select = workflow
             return
         self._to_select = None
-        self.move_cursor(node)
+        self._move_to(node)
 
     def select_task(self, workflow: str, task: str) -> None:
         """Put the cursor on a task's row; while the task is not shown (its workflow is older than the tree
@@ -288,4 +288,12 @@ class WorkflowTree(Tree[NodeRef]):
             self.select_workflow(workflow)
             return
         self._to_select = None
+        self._move_to(node)
+
+    def _move_to(self, node: TreeNode[NodeRef]) -> None:
+        """The cursor on ``node`` now. A node added since the tree last laid out its lines has no line yet
+        (``move_cursor`` would put the cursor nowhere, and an Enter right after it would open nothing): reading
+        ``_tree_lines`` lays them out first."""
+        if node.line == -1:
+            _ = self._tree_lines
         self.move_cursor(node)
