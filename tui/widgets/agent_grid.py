@@ -17,7 +17,8 @@ from tui.status import UsageLedger
 from tui.widgets.agent_pane import AgentPane
 
 LINGER_S = 3.0  # a finished pane stays this long, so its last lines can be read
-PANES_PER_FRAME = 4  # at most this many logs are written in one frame (the rest the next)
+PANES_PER_FRAME = 4
+MIN_PANE_WIDTH = 24  # columns: "✔ coder · write_code · …" still fits  # at most this many logs are written in one frame (the rest the next)
 
 #: The state a task's pane shows after each of these events.
 _PANE_STATES: dict[str, str] = {
@@ -178,10 +179,15 @@ class AgentGrid(Grid):
         self._relayout()
         return self.maximised
 
+    def on_resize(self) -> None:
+        self._columns_stale = True  # laid out again in the next frame, for the new width
+
     def _relayout(self) -> None:
         self._columns_stale = False
         self._badge()
         count = max(1, len(self.visible_panes()))
         columns = 1 if count == 1 else 2 if count <= 4 else 3
+        if self.size.width:  # narrow (80 columns): fewer, wider panes, so each title keeps its task's name
+            columns = max(1, min(columns, self.size.width // MIN_PANE_WIDTH))
         self.styles.grid_size_columns = columns
         self.styles.grid_size_rows = max(1, -(-count // columns))
