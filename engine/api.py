@@ -53,6 +53,12 @@ class DashboardEngine(Protocol):
     ) -> Approval: ...
     async def graph_history(self, workflow_id: str, task: str) -> list[HistoryEntry]: ...
     async def fork_graph(
-        self, workflow_id: str, task: str, checkpoint_id: str, values: dict[str, Any] | None = None
+        self,
+        workflow_id: str,
+        task: str,
+        checkpoint_id: str,
+        values: dict[str, Any] | None = None,
+        *,
+        downstream: bool = True,
     ) -> str: ...
     async def close(self) -> None: ...

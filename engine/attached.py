@@ -199,12 +199,16 @@ class AttachedEngine:
         return [HistoryEntry(**entry) for entry in entries]
 
     async def fork_graph(
-        self, workflow_id: str, task: str, checkpoint_id: str, values: dict[str, Any] | None = None
+        self,
+        workflow_id: str,
+        task: str,
+        checkpoint_id: str,
+        values: dict[str, Any] | None = None,
+        *,
+        downstream: bool = True,
     ) -> str:
-        head = await self._control(
-            "fork_head", workflow=workflow_id, task=task, checkpoint=checkpoint_id, values=values
-        )
-        return str(head)
+        args = {"task": task, "checkpoint": checkpoint_id, "values": values, "downstream": downstream}
+        return str(await self._control("fork_head", workflow=workflow_id, **args))
 
 
 async def attach(url: str, socket: Path) -> AttachedEngine | None:

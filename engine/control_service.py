@@ -111,9 +111,17 @@ class ControlService:
     async def op_history(self, workflow: str, task: str) -> list[dict[str, Any]]:
         return [entry.to_json() for entry in await self.engine.graph_history(workflow, task)]
 
-    async def op_fork(self, workflow: str, task: str, checkpoint: str, values: dict[str, Any] | None = None) -> str:
-        head = await self.engine.fork_graph(workflow, task, checkpoint, values)
-        return f"forked {task} of {workflow} at {checkpoint}; running from {head}"
+    async def op_fork(
+        self,
+        workflow: str,
+        task: str,
+        checkpoint: str,
+        values: dict[str, Any] | None = None,
+        downstream: bool = True,
+    ) -> str:
+        head = await self.engine.fork_graph(workflow, task, checkpoint, values, downstream=downstream)
+        after = "" if downstream else " (the completed tasks after it keep their outputs)"
+        return f"forked {task} of {workflow} at {checkpoint}; running from {head}{after}"
 
     async def op_memory_add(
         self, agent: str, content: str, memory_type: str = "long_term", metadata: dict[str, Any] | None = None
@@ -176,9 +184,14 @@ class ControlService:
         await self.engine.retry(workflow, task, fresh=fresh)
 
     async def op_fork_head(
-        self, workflow: str, task: str, checkpoint: str, values: dict[str, Any] | None = None
+        self,
+        workflow: str,
+        task: str,
+        checkpoint: str,
+        values: dict[str, Any] | None = None,
+        downstream: bool = True,
     ) -> str:
-        return await self.engine.fork_graph(workflow, task, checkpoint, values)
+        return await self.engine.fork_graph(workflow, task, checkpoint, values, downstream=downstream)
 
     async def _events(self) -> AsyncGenerator[Any, None]:
         """Every event this engine publishes from now on, as JSON; gaps are refilled from the event table by the

@@ -328,20 +328,21 @@ class Engine:
             self._launch(run, resumed=True)  # cancelled before its first step: it goes straight to its end
         await run.cancel()
 
-    async def retry(self, workflow_id: str, task: str, *, fresh: bool = True) -> None:
-        """Run one task again with its upstream outputs as they are (and what it blocked downstream).
+    async def retry(self, workflow_id: str, task: str, *, fresh: bool = True, downstream: bool = False) -> None:
+        """Run one task again with its upstream outputs as they are (and what it blocked downstream; with
+        ``downstream``, the tasks after it that completed too, since they used its old output).
 
         A finished graph task runs afresh on a new thread; with ``fresh=False`` it continues from its thread's
         head instead (after a time-travel fork). A workflow nobody runs is adopted, retried, then started."""
         run = await self._live_run(workflow_id)
         if run is not None:
-            await run.retry(task, fresh=fresh)
+            await run.retry(task, fresh=fresh, downstream=downstream)
             return
         spec = WorkflowSpec.model_validate((await self._workflow(workflow_id)).spec)
         if task not in {t.id for t in spec.tasks}:  # checked before adopting: a refused retry claims nothing
             raise ControlError(f"workflow {workflow_id} has no task {task!r}")
         run = await self._adopt(workflow_id, completed_ok=True)
-        await run.retry(task, fresh=fresh)
+        await run.retry(task, fresh=fresh, downstream=downstream)
         self._launch(run, resumed=True)
 
     async def rollback(self, workflow_id: str, checkpoint_id: str) -> Checkpoint:
@@ -377,10 +378,19 @@ class Engine:
         return await threads.history(self, workflow_id, task)
 
     async def fork_graph(
-        self, workflow_id: str, task: str, checkpoint_id: str, values: dict[str, Any] | None = None
+        self,
+        workflow_id: str,
+        task: str,
+        checkpoint_id: str,
+        values: dict[str, Any] | None = None,
+        *,
+        downstream: bool = True,
     ) -> str:
         """Time travel: fork the task's thread at ``checkpoint_id`` (optionally with edited state) and run the
-        task again from there, so only the steps after it run; returns the new head checkpoint's id."""
+        task again from there, so only the steps after it run; returns the new head checkpoint's id.
+
+        ``downstream``: the tasks after it that completed run again too (they used its old output); False keeps
+        their outputs, and only what it had blocked runs."""
         run = await self._live_run(workflow_id)
         if run is not None and run.is_task_running(task):
             raise ControlError(f"task {task} is running; pause does not stop it mid-step: cancel it or wait for it")
@@ -392,9 +402,15 @@ class Engine:
             workflow_id,
             EventType.GRAPH_FORKED,
             task=task,
-            data={"from": checkpoint_id, "head": head, "edited": sorted(values or {}), "memories_hidden": hidden},
+            data={
+                "from": checkpoint_id,
+                "head": head,
+                "edited": sorted(values or {}),
+                "memories_hidden": hidden,
+                "downstream": downstream,
+            },
         )
-        await self.retry(workflow_id, task, fresh=False)
+        await self.retry(workflow_id, task, fresh=False, downstream=downstream)
         return head
 
     async def checkpoint(self, workflow_id: str, reason: str = "manual") -> Checkpoint:

@@ -109,9 +109,10 @@ class RunControls(RunState):
 
     # ---- retry and rollback -------------------------------------------------------------------------------
 
-    async def retry(self, key: str, *, fresh: bool = True) -> None:
-        """Run ``key`` again (and what it blocked). ``fresh``: a finished graph task starts on a new thread;
-        otherwise it continues from its thread's head (a fork made by time travel)."""
+    async def retry(self, key: str, *, fresh: bool = True, downstream: bool = False) -> None:
+        """Run ``key`` again (and what it blocked; with ``downstream``, every task after it, completed ones too).
+        ``fresh``: a finished graph task starts on a new thread; otherwise it continues from its thread's head (a
+        fork made by time travel). A completed graph task downstream always starts on a new thread."""
         task = self.tasks.get(key)
         if task is None:
             raise ControlError(f"workflow {self.id} has no task {key!r}")
@@ -124,7 +125,15 @@ class RunControls(RunState):
                 thread = await thread_for_rerun(self.engine, self.id, task, before=None)
             if thread is not None:
                 self._update(key, thread=thread)
-            self._reset([key, *sorted(self.spec.downstream(key))], only_unfinished_downstream=key)
+            later = sorted(self.spec.downstream(key))
+            if downstream:
+                for after in later:
+                    done = self.tasks[after]
+                    if done.status is TaskStatus.COMPLETED and after not in self._running:
+                        rerun = await thread_for_rerun(self.engine, self.id, done, before=None)
+                        if rerun is not None:
+                            self._update(after, thread=rerun)
+            self._reset([key, *later], only_unfinished_downstream=None if downstream else key)
             self._stop_new = False
             self._emit(EventType.TASK_QUEUED, key, retry=True)
             self._rebuild()
@@ -134,10 +143,16 @@ class RunControls(RunState):
         await self.recorder.flush()
 
     def _reset(self, keys: list[str], only_unfinished_downstream: str | None = None) -> None:
+        """Back to pending: ``keys`` not running; with ``only_unfinished_downstream``, of the others than that
+        one only those not completed."""
         for k in keys:
             if k in self._running:
                 continue
-            if k != only_unfinished_downstream and self.tasks[k].status is TaskStatus.COMPLETED:
+            if (
+                only_unfinished_downstream is not None
+                and k != only_unfinished_downstream
+                and self.tasks[k].status is TaskStatus.COMPLETED
+            ):
                 continue
             self._transition(
                 k, TaskStatus.PENDING, force=True, error=None, output=None, progress=None, finished_at=None

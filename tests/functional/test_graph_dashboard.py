@@ -20,7 +20,7 @@ from tests.integration.workflows import graphs
 from tests.support.polling import until
 from tui.app import AgentDeckApp, make_app
 from tui.screens.approval import ApprovalScreen, answer_value, other_fields
-from tui.screens.confirm import ConfirmScreen
+from tui.screens.confirm import ChoiceScreen, ConfirmScreen
 from tui.screens.main import MainScreen
 from tui.screens.state_editor import StateEditor, changed_values
 from tui.screens.time_travel import TimeTravelScreen
@@ -256,6 +256,72 @@ async def test_t_replays_from_step_2_and_only_later_steps_run(engine: Engine) ->
         await until(lambda: isinstance(app.screen, MainScreen), pilot=pilot)
         await until(lambda: graphs.RUNS["report"] == 1, pilot=pilot)
         await completes(pilot, engine, wf)
+        assert dict(graphs.RUNS) == {"check": 1, "report": 1}
+
+
+def with_after() -> WorkflowSpec:
+    spec = graph_spec("linear")
+    after = {"id": "after", "agent": "sh", "run": "echo used the build", "depends_on": ["build"]}
+    return WorkflowSpec.model_validate({**spec.model_dump(mode="json"), "tasks": [*spec.model_dump()["tasks"], after]})
+
+
+async def replay_step_2(pilot: Pilot[int], app: AgentDeckApp) -> ChoiceScreen:
+    """t on the graph task, step 2, Enter, yes: the question about the completed task after it."""
+    await select_build(pilot, app)
+    await pilot.press("t")
+    await until(lambda: isinstance(app.screen, TimeTravelScreen), pilot=pilot)
+    await pilot.press("down", "down", "enter")
+    await until(lambda: isinstance(app.screen, ConfirmScreen), pilot=pilot)
+    await pilot.press("y")
+    await until(lambda: isinstance(app.screen, ChoiceScreen), pilot=pilot)
+    choice = app.screen
+    assert isinstance(choice, ChoiceScreen)
+    assert choice.question == "Re-run 1 completed task after it?"
+    assert "after used its old output" in choice.detail
+    return choice
+
+
+async def test_a_replay_asks_about_completed_tasks_after_it_and_yes_runs_them_again(engine: Engine) -> None:
+    app = make_app(engine, start=with_after())
+    async with app.run_test(size=SIZE) as pilot:
+        await until(lambda: "✔ graph-ui" in tree_text(app), pilot=pilot)
+        wf = app.started_workflow
+        assert wf is not None
+        graphs.RUNS.clear()
+        await replay_step_2(pilot, app)
+        await pilot.press("y")
+        await until(lambda: notified(app, "forked at step 2; running steps after it, then 1 task after it"),
+                    pilot=pilot)  # fmt: skip
+        await until(lambda: graphs.RUNS["report"] == 1, pilot=pilot)
+        await completes(pilot, engine, wf)
+        after = await engine.stores.tasks.get(wf, "after")
+        assert after is not None and after.attempts == 2, "the task after it ran again"
+        assert dict(graphs.RUNS) == {"check": 1, "report": 1}
+
+
+async def test_a_replay_can_keep_the_tasks_after_it_or_be_called_off(engine: Engine) -> None:
+    app = make_app(engine, start=with_after())
+    async with app.run_test(size=SIZE) as pilot:
+        await until(lambda: "✔ graph-ui" in tree_text(app), pilot=pilot)
+        wf = app.started_workflow
+        assert wf is not None
+        graphs.RUNS.clear()
+        # Esc: no fork at all; time travel stays open.
+        await replay_step_2(pilot, app)
+        await pilot.press("escape")
+        await until(lambda: isinstance(app.screen, TimeTravelScreen), pilot=pilot)
+        assert [e for e in await engine.stores.events.list(wf) if e.type == "graph.forked"] == []
+        # n: the fork runs, the task after it keeps its output.
+        await pilot.press("enter")
+        await until(lambda: isinstance(app.screen, ConfirmScreen), pilot=pilot)
+        await pilot.press("y")
+        await until(lambda: isinstance(app.screen, ChoiceScreen), pilot=pilot)
+        await pilot.press("n")
+        await until(lambda: notified(app, "forked at step 2; running steps after it"), pilot=pilot)
+        await until(lambda: graphs.RUNS["report"] == 1, pilot=pilot)
+        await completes(pilot, engine, wf)
+        after = await engine.stores.tasks.get(wf, "after")
+        assert after is not None and after.attempts == 1, "the task after it was kept"
         assert dict(graphs.RUNS) == {"check": 1, "report": 1}
 
 

@@ -199,6 +199,48 @@ async def test_fork_from_step_2_runs_only_the_steps_after_it(engine: Engine) -> 
     assert len(await engine.graph_history(wf, "build")) > len(history)  # the fork adds; history is kept
 
 
+def with_downstream() -> WorkflowSpec:
+    """The linear graph, then a task using its output, then one after that (an unrelated one stays put)."""
+    steps = "tests.integration.workflows.steps"
+    return WorkflowSpec.model_validate(
+        {
+            "name": "graph-downstream",
+            "agents": {"g": {"kind": "graph", "graph": f"{GRAPHS}:linear"},
+                       "py": {"kind": "python", "callable": f"{steps}:echo_upstream"}},
+            "tasks": [
+                {"id": "build", "agent": "g", "input": {"topic": "parser"}},
+                {"id": "use", "agent": "py", "depends_on": ["build"]},
+                {"id": "ship", "agent": "py", "depends_on": ["use"]},
+                {"id": "aside", "agent": "py"},
+            ],
+        }
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("downstream", [True, False])
+async def test_a_fork_reruns_the_completed_tasks_after_it_unless_told_to_keep_them(
+    engine: Engine, downstream: bool
+) -> None:
+    wf = await engine.submit(with_downstream())
+    assert await engine.wait(wf) is WorkflowStatus.COMPLETED
+    before = {t.key: t for t in await engine.stores.tasks.list(wf)}
+    assert before["use"].output["upstream"]["build"]["topic"] == "parser"
+    step2 = next(h for h in await engine.graph_history(wf, "build") if h.step == 2)
+
+    await engine.fork_graph(wf, "build", step2.checkpoint, {"topic": "lexer"}, downstream=downstream)
+    assert await engine.wait(wf) is WorkflowStatus.COMPLETED
+    after = {t.key: t for t in await engine.stores.tasks.list(wf)}
+    assert after["build"].output["topic"] == "lexer"
+    seen = after["use"].output["upstream"]["build"]["topic"]
+    if downstream:  # they ran again, on the new output
+        assert seen == "lexer" and after["use"].attempts == 2 and after["ship"].attempts == 2
+    else:  # they kept what they had made
+        assert seen == "parser" and after["use"].attempts == 1 and after["ship"].attempts == 1
+    assert after["aside"].attempts == 1  # not downstream: never touched
+    [forked] = await events_of(engine, wf, "graph.forked")
+    assert forked.data["downstream"] is downstream
+
+
 async def test_replay_from_a_checkpoint_without_edits(engine: Engine) -> None:
     wf = await engine.submit(spec("linear"))
     assert await engine.wait(wf) is WorkflowStatus.COMPLETED

@@ -161,9 +161,14 @@ def workflows_fork(
     set_: Annotated[
         list[str] | None, typer.Option("--set", metavar="KEY=VALUE", help="Edit a state value (JSON or text).")
     ] = None,
+    keep_downstream: Annotated[
+        bool,
+        typer.Option("--keep-downstream", help="Do not re-run the completed tasks after it (they keep their outputs)."),
+    ] = False,
     db: DbOption = None,
 ) -> None:
-    """Time travel: fork a graph task at a checkpoint (optionally editing its state) and run only what follows."""
+    """Time travel: fork a graph task at a checkpoint (optionally editing its state) and run only what follows;
+    the completed tasks downstream of it run again with its new output (unless --keep-downstream)."""
     values: dict[str, Any] = {}
     for item in set_ or []:
         key, sep, raw = item.partition("=")
@@ -171,7 +176,8 @@ def workflows_fork(
             print(f"agentdeck: --set {item!r}: expected KEY=VALUE", file=sys.stderr)
             raise typer.Exit(2)
         values[key] = _json_or_text(raw)
-    _say(*control("fork", db, workflow=workflow_id, task=task, checkpoint=checkpoint, values=values or None))
+    _say(*control("fork", db, workflow=workflow_id, task=task, checkpoint=checkpoint, values=values or None,
+                  downstream=not keep_downstream))  # fmt: skip
 
 
 @checkpoints.command("list")

@@ -1,4 +1,4 @@
-"""A yes/no question before a destructive action (cancel, rollback)."""
+"""A yes/no question before a destructive action (cancel, rollback), and a yes/no/cancel one (``ChoiceScreen``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Label
 
 
-class ConfirmScreen(ModalScreen[bool]):
+class ConfirmScreen(ModalScreen[bool | None]):
     BINDINGS = [
         Binding("y", "answer(True)", "Yes"),
         Binding("n,escape", "answer(False)", "No"),
@@ -38,3 +38,19 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def action_answer(self, answer: bool) -> None:
         self.dismiss(answer)
+
+
+class ChoiceScreen(ConfirmScreen):
+    """Yes or no about how to do something, or Esc for not doing it at all: dismisses with True, False or None."""
+
+    BINDINGS = [
+        Binding("y", "answer(True)", "Yes"),
+        Binding("n", "answer(False)", "No"),
+        Binding("escape", "cancel", "Cancel"),
+    ]
+
+    def on_mount(self) -> None:
+        self.query_one("#yes", Button).focus()  # not destructive: Enter takes the usual way
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

@@ -4,7 +4,9 @@ The table lists the task's LangGraph thread newest first — step, source, the n
 checkpoint, what runs next, when, and a summary of the state; the highlighted checkpoint's full state is on the
 side. ``r`` / ``enter`` replays from the highlighted step (after a confirmation), ``e`` edits its state first
 (``StateEditor``). Both call ``Engine.fork_graph``: the thread forks there and the task runs again, so only the
-steps after it run; history is kept. The screen closes after a fork and says where it forked.
+steps after it run; history is kept. When tasks after it had completed (on its old output), the screen asks whether
+they run again too (yes by default: what a replay is for) or keep their outputs. The screen closes after a fork
+and says where it forked.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Label, Static
 
+from db.models import TaskStatus
 from engine.api import DashboardEngine
 from engine.errors import ControlError
 from engine.graph.threads import HistoryEntry
-from tui.screens.confirm import ConfirmScreen
+from engine.spec import WorkflowSpec
+from tui.screens.confirm import ChoiceScreen, ConfirmScreen
 from tui.screens.state_editor import StateEditor
 
 SUMMARY_WIDTH = 28  # the table and the state beside it fit 140 columns; the full state is on the side
@@ -151,15 +155,41 @@ class TimeTravelScreen(ModalScreen[str | None]):
         self._forking = True
         self._run_fork(entry, values)
 
+    async def completed_downstream(self) -> list[str]:
+        """The tasks after this one that completed: they used its old output."""
+        workflow = await self.engine.stores.workflows.get(self.workflow)
+        if workflow is None:
+            return []
+        later = WorkflowSpec.model_validate(workflow.spec).downstream(self.task_key)
+        tasks = await self.engine.stores.tasks.list(self.workflow)
+        return sorted(t.key for t in tasks if t.key in later and t.status is TaskStatus.COMPLETED)
+
     @work(group="time-travel-fork", exit_on_error=False)
     async def _run_fork(self, entry: HistoryEntry, values: dict[str, Any] | None) -> None:
+        done = await self.completed_downstream()
+        downstream = True
+        if done:  # ask: run them again with the new output (what a replay is for), or keep what they made
+            shown = ", ".join(done[:4]) + (f" and {len(done) - 4} more" if len(done) > 4 else "")
+            answer = await self.app.push_screen_wait(
+                ChoiceScreen(
+                    f"Re-run {len(done)} completed task{'s' if len(done) > 1 else ''} after it?",
+                    f"{shown} used its old output.\nYes: they run again. No: they keep it. Esc: no fork.",
+                )
+            )
+            if answer is None:
+                self._forking = False
+                return
+            downstream = answer
         try:
-            head = await self.engine.fork_graph(self.workflow, self.task_key, entry.checkpoint, values)
+            head = await self.engine.fork_graph(
+                self.workflow, self.task_key, entry.checkpoint, values, downstream=downstream
+            )
         except ControlError as exc:
             self._forking = False
             self.notify(str(exc), title="cannot fork", severity="error")
             return
         edited = f" with {', '.join(sorted(values))} edited" if values else ""
-        message = f"{self.task_key}: forked at step {entry.step}{edited}; running steps after it"
+        after = f", then {len(done)} task{'s' if len(done) > 1 else ''} after it" if done and downstream else ""
+        message = f"{self.task_key}: forked at step {entry.step}{edited}; running steps after it{after}"
         self.notify(message, title="time travel")
         self.dismiss(head)
