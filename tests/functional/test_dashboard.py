@@ -445,3 +445,39 @@ async def test_a_finished_pane_shows_100_percent_not_its_last_progress_line(engi
         pane = grid.panes[(wf, "work")]
         await until(lambda: pane.state == "completed" and pane.header.progress == 1.0, pilot=pilot)
         assert "100%" in pane.header_text()
+
+
+async def test_the_top_bar_and_the_tree_never_disagree_about_the_workflow_state(engine: Engine) -> None:
+    """One truth on screen (issue 12 point 2): the top bar used to lag the tree by up to a second (after r it said
+    completed while the tree said running). Sampled every frame through pause, resume and cancel."""
+    app = make_app(engine, start=spec([{"id": "count", "agent": "sh", "run": COUNTER}]))
+    async with app.run_test(size=(120, 36)) as pilot:
+        await until(lambda: app.started_workflow is not None, pilot=pilot)
+        wf = app.started_workflow
+        assert wf is not None
+        tree, header = tree_of(app), app.screen.query_one("#selection", Label)
+        disagreements: list[str] = []
+
+        def agree() -> bool:
+            shown = tree.workflows.get(wf)
+            if shown is not None and f" {shown.status.value}" not in str(header.render()):
+                disagreements.append(f"tree {shown.status.value}, top bar {header.render()}")
+            return True
+
+        async def through(key: str, status: str) -> None:
+            await pilot.press(key)
+            if key == "c":
+                await until(lambda: isinstance(app.screen, ConfirmScreen), pilot=pilot)
+                await pilot.press("y")
+            await until(lambda: agree() and tree.workflows[wf].status.value == status, pilot=pilot, pause_s=0.01)
+            for _ in range(10):  # and the frames after it
+                await pilot.pause(0.01)
+                agree()
+
+        main = app.screen
+        assert isinstance(main, MainScreen)
+        await until(lambda: agree() and wf in tree.workflows and main.selected_workflow == wf, pilot=pilot)
+        await through("p", "paused")
+        await through("p", "running")
+        await through("c", "cancelled")
+        assert disagreements == []

@@ -65,7 +65,10 @@ async def test_at_80_columns_five_running_panes_each_show_their_task_name(engine
         await until(lambda: len(grid.visible_panes()) == 5, pilot=pilot)
         await until(lambda: all(p.header.size.width for p in grid.panes.values()), pilot=pilot)
         assert grid.styles.grid_size_columns == 2
-        titles = lambda: {task: pane.header.render().plain for (_, task), pane in grid.panes.items()}  # noqa: E731
+
+        def titles() -> dict[str, str]:
+            return {task: pane.header.render().plain for (_, task), pane in grid.panes.items()}
+
         await until(lambda: all(task in title for task, title in titles().items()), pilot=pilot)
         workflow = app.started_workflow
         assert workflow is not None

@@ -116,6 +116,7 @@ class MainScreen(WorkflowControls):
         self._sparklines()
         self.set_interval(1.0, self._sparklines)
         self.query_one(WorkflowTree).focus()
+        self.query_one(WorkflowTree).on_change = self._show_selection  # the top bar changes with the tree
         self.call_after_refresh(self._freeze_startup_objects)
 
     def _freeze_startup_objects(self) -> None:

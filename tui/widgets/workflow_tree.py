@@ -18,6 +18,7 @@ arrived.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from rich.text import Text
@@ -88,6 +89,10 @@ class WorkflowTree(Tree[NodeRef]):
         self.tasks: dict[str, dict[str, Task]] = {}
         self.graph_nodes: dict[str, GraphNode] = {}
         self._node_index: dict[tuple[str, str | None], TreeNode[NodeRef]] = {}
+        #: Moves on every frame that changed what the tree shows; ``on_change`` is called then (the main screen's
+        #: top bar reads the tree's state and redraws in the same frame, so the two never disagree).
+        self.version = 0
+        self.on_change: Callable[[], None] | None = None
         self._graph_leaves: dict[str, TreeNode[NodeRef]] = {}
         self._arrived: dict[tuple[str, str], Change] = {}  # (table, id) → latest change, applied next frame
         self._to_select: str | None = None  # a workflow asked to be selected before its row arrived
@@ -139,6 +144,9 @@ class WorkflowTree(Tree[NodeRef]):
             arrived, self._arrived = self._arrived, {}
             for change in arrived.values():
                 self.apply(change)
+            self.version += 1
+            if self.on_change is not None:
+                self.on_change()
 
     def apply(self, change: Change) -> None:
         """Show one committed change."""
