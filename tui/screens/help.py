@@ -29,13 +29,14 @@ edited state — only the steps after it run again |
 | `m` | maximise the focused agent pane (again to restore); its border counts the panes it hides |
 | `x` | dismiss failed agent panes (the focused one, else all of the selected workflow): they stay until then |
 | `1` `2` `3` | tabs: agents · events · metrics |
+| `[` `]` | metrics: the previous / next chart tab (agents · health · system · latency · LLM) |
 | `/` | filter the event log (`!` first: failures only; progress rows show when the filter says `progress`); in its \
 rows `Enter` `↑` `↓` pick an event and `Enter` shows it in full |
 | `M` | **memory explorer**: search what agents remembered by meaning, as you type; filter by agent, type, the \
 selected workflow; `Enter` opens a memory with where it came from, `g` goes to the task that wrote it |
 | `ctrl+p` | command palette: every action by name |
 | `?` | this help |
-| `q` | quit (running workflows are stopped and stay resumable) |
+| `q` | quit (running workflows are stopped and stay resumable; attached to another engine's, it detaches) |
 
 # What you see
 
@@ -44,8 +45,10 @@ selected workflow; `Enter` opens a memory with where it came from, `g` goes to t
 - **Agents**: one pane per running task of the selected workflow — agent, task, state, elapsed, progress bar
   and live output. Scroll up in a pane to stop following; scroll to the end to follow again.
 - **Events**: every event; `/` filters by type, task, agent or text.
-- **Metrics**: agent performance, workflow health, system resources (CPU, RSS of sandbox processes) and user
-  experience (event latency on screen). The header shows completions per second and running agents.
+- **Metrics** (`[` `]` go through its tabs): agent performance (task duration p50/p95 per agent, running
+  agents), workflow health (completions, failures and retries per second), system resources (CPU, RSS of sandbox
+  processes), latency (event emitted → on screen) and LLM calls, tokens and cost per agent and workflow. Each
+  chart's title says its unit and current value. The header shows completions per second and running agents.
 
 - **Graph tasks** show their node executions under them (`✔ plan · step 1 0s`). When a graph asks a person
   (`interrupt()`), the task shows `✋`, the top bar counts what waits, and the prompt opens — with its deadline

@@ -59,6 +59,8 @@ class MainScreen(WorkflowControls):
         Binding("1", "tab('tab-agents')", "Agents", show=False),
         Binding("2", "tab('tab-events')", "Events", show=False),
         Binding("3", "tab('tab-metrics')", "Metrics", show=False),
+        Binding("left_square_bracket", "metric_tab(-1)", "Previous chart tab", key_display="[", show=False),
+        Binding("right_square_bracket", "metric_tab(1)", "Next chart tab", key_display="]", show=False),
         Binding("escape", "focus_tree", "Back to the tree", show=False),
     ]
 
@@ -314,6 +316,14 @@ class MainScreen(WorkflowControls):
 
     def action_tab(self, tab: str) -> None:
         self.query_one("#tabs", TabbedContent).active = tab
+
+    def action_metric_tab(self, step: int) -> None:
+        """[ and ]: the previous or next chart tab (on the Metrics tab; from elsewhere, the Metrics tab first)."""
+        tabs = self.query_one("#tabs", TabbedContent)
+        if tabs.active != "tab-metrics":
+            tabs.active = "tab-metrics"
+            return
+        self.query_one(MetricsView).cycle_tab(step)
 
     def action_memory(self) -> None:
         """The memory explorer; a memory's "go to task" comes back here and selects that task."""

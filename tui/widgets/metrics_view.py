@@ -1,4 +1,5 @@
 """Metrics: the roadmap's four dashboards as tabs of plotext charts (textual-plotext), and LLM usage per agent.
+``[`` and ``]`` go through the tabs (``MainScreen``); the LLM tab explains itself until the first call.
 
 Counts come from the event feed (tasks completed per second, running agents, event latency as seen on screen);
 CPU and RSS of sandbox processes come from the ``agent_metric`` table, read by a one-shot timer re-armed after each
@@ -18,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 from textual.app import ComposeResult
 from textual.containers import Grid, Vertical
-from textual.widgets import DataTable, TabbedContent, TabPane
+from textual.widgets import DataTable, Static, TabbedContent, TabPane
 
 from db.models import TASK_RUN_END_EVENTS, Event, EventType
 from db.stores import Stores
@@ -26,6 +27,10 @@ from tui.status import UsageLedger, UsageTotals, cost_text, tokens
 from tui.widgets.chart import Chart, number
 
 WINDOW_S = 60
+NO_LLM_CALLS = (
+    "No LLM calls yet.\n\nAgents of kind llm report their tokens and cost here as they call their model, per "
+    "agent and per workflow (a workflow without one has nothing to show)."
+)
 
 
 class MetricsView(Vertical):
@@ -33,6 +38,7 @@ class MetricsView(Vertical):
 
     DEFAULT_CSS = """
     MetricsView .usage-tables DataTable { height: 1fr; }
+    MetricsView #llm-empty { padding: 1 2; color: $text-muted; }
     """
 
     def __init__(self, stores: Stores, usage: UsageLedger | None = None, **kwargs: object) -> None:
@@ -51,27 +57,38 @@ class MetricsView(Vertical):
         self._start = time.monotonic()
 
     def compose(self) -> ComposeResult:
+        # Short names, so the five tabs fit beside the tree at 80 columns; [ and ] go through them.
         with TabbedContent(id="metric-tabs"):
-            with TabPane("Agent performance", id="m-agents"), Grid(classes="charts"):
+            with TabPane("Agents", id="m-agents"), Grid(classes="charts"):
                 yield Chart("task duration by agent", "s", id="chart-durations")
                 yield Chart("running agents", "tasks", counts=True, id="chart-running")
-            with TabPane("Workflow health", id="m-health"), Grid(classes="charts"):
+            with TabPane("Health", id="m-health"), Grid(classes="charts"):
                 yield Chart("tasks completed per second", "tasks/s", counts=True, id="chart-throughput")
                 yield Chart("failures and retries per second", "/s", counts=True, id="chart-failures")
-            with TabPane("System resources", id="m-system"), Grid(classes="charts"):
+            with TabPane("System", id="m-system"), Grid(classes="charts"):
                 yield Chart("CPU of sandbox processes", "%", id="chart-cpu")
                 yield Chart("RSS of sandbox processes", "MB", id="chart-rss")
-            with TabPane("User experience", id="m-ux"), Grid(classes="charts"):
+            with TabPane("Latency", id="m-ux"), Grid(classes="charts"):
                 yield Chart("event latency: emitted → on screen", "ms", id="chart-latency")
-            with TabPane("LLM usage", id="m-llm"), Vertical(classes="usage-tables"):
+            with TabPane("LLM", id="m-llm"), Vertical(classes="usage-tables"):
+                yield Static(NO_LLM_CALLS, id="llm-empty")
                 yield DataTable(id="llm-agents", cursor_type="row", zebra_stripes=True)
                 yield DataTable(id="llm-workflows", cursor_type="row", zebra_stripes=True)
+
+    def cycle_tab(self, step: int) -> None:
+        """The next (``step`` 1) or previous (-1) chart tab."""
+        tabs = self.query_one("#metric-tabs", TabbedContent)
+        order = [pane.id for pane in tabs.query(TabPane) if pane.id]
+        if tabs.active in order:
+            tabs.active = order[(order.index(tabs.active) + step) % len(order)]
+            self.redraw()
 
     def on_mount(self) -> None:
         for table_id, first in (("#llm-agents", "agent"), ("#llm-workflows", "workflow")):
             # query, not query_one: an app quitting as the screen mounts has already removed the tables
             for table in self.query(table_id).results(DataTable):
-                table.add_columns(first, "calls", "input tokens", "output tokens", "cost")
+                table.add_columns(first, "calls", "tokens in", "out", "cost")  # fits 100 columns
+                table.display = False  # until the first call: the empty state explains instead
         self.set_interval(1.0, self.redraw)
         self.set_timer(2.0, self._read_resources)
 
@@ -140,8 +157,11 @@ class MetricsView(Vertical):
         if self._usage_shown == self.usage.version:
             return
         self._usage_shown = self.usage.version
+        calls = bool(self.usage.agents)
+        self.query_one("#llm-empty", Static).display = not calls
         for table_id, sums in (("#llm-agents", self.usage.agents), ("#llm-workflows", self.usage.workflows)):
             table = self.query_one(table_id, DataTable)
+            table.display = calls
             table.clear()
             for name, totals in sorted(sums.items(), key=_by_cost):
                 counts = (str(totals.calls), tokens(totals.input_tokens), tokens(totals.output_tokens))
