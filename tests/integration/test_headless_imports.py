@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-WATCHED = ("textual", "surrealdb", "redis", "db.connection")
+WATCHED = ("textual", "surrealdb", "redis", "db.connection", "langgraph")
 
 RUN_COMMAND = """
 import json, sys
@@ -48,11 +48,15 @@ def loaded_by(*args: str) -> tuple[int, list[str], str]:
     return result["exit"], result["loaded"], "\n".join(output)
 
 
-@pytest.mark.parametrize("example", ["quickstart.yaml", "demo.yaml"])
-def test_validate_loads_neither_textual_nor_the_database_driver_nor_redis(example: str) -> None:
+# validate imports each python and graph agent's module, so that one failing at import is reported with its
+# file:line before a run (test_cli_bad_input.py); the demo's graph module imports LangGraph itself, so validating the
+# demo loads it, and nothing else. agentdeck loads none of them on its own account: a workflow without graph agents
+# (the quickstart) loads no LangGraph.
+@pytest.mark.parametrize("example, theirs", [("quickstart.yaml", []), ("demo.yaml", ["langgraph"])])
+def test_validate_loads_neither_textual_nor_the_database_driver_nor_redis(example: str, theirs: list[str]) -> None:
     exit_code, loaded, output = loaded_by("validate", f"examples/{example}")
     assert exit_code == 0 and ": ok" in output
-    assert loaded == []
+    assert loaded == theirs
 
 
 def test_listing_workflows_loads_no_textual() -> None:
@@ -60,3 +64,11 @@ def test_listing_workflows_loads_no_textual() -> None:
     assert exit_code == 0
     assert "textual" not in loaded
     assert "surrealdb" in loaded  # the check sees what a command loads: this one opens a database
+
+
+@pytest.mark.parametrize("args", [["--help"], ["workflows", "--help"], ["run", "--help"]])
+def test_help_loads_none_of_them(args: list[str]) -> None:
+    """`agentdeck --help` answered in well under a second (issue 12): it loads no UI, driver, Redis or LangGraph."""
+    exit_code, loaded, output = loaded_by(*args)
+    assert exit_code == 0 and "Usage" in output
+    assert loaded == []
