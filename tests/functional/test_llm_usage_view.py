@@ -58,7 +58,7 @@ async def test_the_pane_header_and_the_metrics_show_tokens_and_cost_after_a_run(
             return " · ".join(pane.header_text() for pane in grid.panes.values())
 
         await until(lambda: HEADER in header(), pilot=pilot)
-        assert "coder · code" in header()
+        assert "code · coder" in header()
 
         await pilot.press("3")
         await pilot.press("left_square_bracket")  # from the first chart tab back round to the last: LLM

@@ -1,4 +1,4 @@
-"""An agent pane's header at every width: the title (state, agent, task) is what a narrow pane keeps, the bar and
+"""An agent pane's header at every width: the title (state, task, agent) is what a narrow pane keeps, the bar and
 the cost give way first (issue 12: at 80x24 the fixed-width bar squeezed the title to "✔ c…")."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from tui.app import make_app
 from tui.widgets.agent_grid import AgentGrid
 from tui.widgets.pane_header import PaneHeader
 
-TITLE = "▶ builder · measure · 12s"
+TITLE = "▶ measure · builder · 12s"
 WAIT = "echo started; while [ ! -f go ]; do sleep 0.05; done"
 
 
@@ -50,7 +50,7 @@ async def test_a_wide_pane_shows_title_cost_and_bar() -> None:
 
 async def test_too_narrow_for_the_title_cuts_the_title_last() -> None:
     line = await line_at(18, usage="1.2k tok $0.004", progress=0.52)
-    assert line.startswith("▶ builder") and "…" in line and line.endswith("52%")
+    assert line.startswith("▶ measure") and "…" in line and line.endswith("52%")
     assert "tok" not in line and "━" not in line
 
 

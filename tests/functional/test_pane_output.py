@@ -89,7 +89,7 @@ async def test_title_and_progress_change_without_asking_for_a_layout(engine: Eng
         repaints = pane.header.repaints
         await until(lambda: " 2s" in pane.header_text(), limit_s=10, pilot=pilot)  # the elapsed time ticks
         assert pane.header.repaints > repaints
-        assert "hold · running" in pane.header_text()
+        assert "hold · sh · running" in pane.header_text()
 
         def in_header(widget: Widget) -> bool:
             return any(isinstance(node, PaneHeader) for node in widget.ancestors_with_self)

@@ -18,7 +18,7 @@ from tui.widgets.agent_pane import AgentPane
 
 LINGER_S = 3.0  # a finished pane stays this long, so its last lines can be read
 PANES_PER_FRAME = 4  # at most this many logs are written in one frame (the rest the next)
-MIN_PANE_WIDTH = 24  # columns: "✔ coder · write_code · …" still fits
+MIN_PANE_WIDTH = 24  # columns: "✔ write_code · coder …" still fits
 
 #: The state a task's pane shows after each of these events.
 _PANE_STATES: dict[str, str] = {

@@ -1,4 +1,4 @@
-"""One agent at work: a header (agent, task, state, elapsed, LLM tokens and cost, progress) and a log of its output.
+"""One agent at work: a header (task, agent, state, elapsed, LLM tokens and cost, progress) and a log of its output.
 
 Output is coalesced: lines are buffered as they arrive and written to the log in one write, at most once a frame
 (``PaneLog``, whatever the number of lines or events). A flood beyond ``MAX_LINES_PER_WRITE`` is folded (every
@@ -64,7 +64,7 @@ class AgentPane(Vertical):
         took = elapsed(self.started, self.finished)
         retry = f" · attempt {self.attempt}" if self.attempt > 1 else ""
         return Text.from_markup(
-            f"{icon(self.state)} [b]{self.agent}[/] · {self.task_key} · {self.state}{retry} · [dim]{took}[/]"
+            f"{icon(self.state)} [b]{self.task_key}[/] · {self.agent} · {self.state}{retry} · [dim]{took}[/]"
         )
 
     def header_text(self) -> str:

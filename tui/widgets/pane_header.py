@@ -3,7 +3,8 @@
 One fixed-size widget (one row, the pane's width) that draws the whole line in ``render()``. Changing what it
 shows only repaints it (``refresh()``); ``Label.update`` would ask for a layout of the screen each time, since a
 label's size may follow its text, and a pane's title changes every second (elapsed time). When the row is short
-the bar shrinks, then shows only its percent, then the cost goes: the title (agent, task, state) gives way last.
+the bar shrinks, then shows only its percent, then the cost goes: the title (task, agent, state: the task
+first, as what a narrow pane must keep) gives way last.
 """
 
 from __future__ import annotations
