@@ -21,7 +21,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Static
+from textual.widgets import Button, Footer, Input, Label, Static
 
 from db.models import Approval
 from engine.api import DashboardEngine
@@ -108,6 +108,7 @@ class ApprovalScreen(ModalScreen[bool]):
                 yield Button("Deny (n)", variant="error", id="deny")
                 yield Button("Answer (a)", variant="primary", id="answer")
                 yield Button("Later (esc)", id="later")
+        yield Footer()  # this prompt's keys, not the main screen's underneath
 
     def on_mount(self) -> None:
         # Not the input (y and n would type) and not Approve (a stray Enter must not say yes).
