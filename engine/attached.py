@@ -237,6 +237,13 @@ async def attach(url: str, socket: Path) -> AttachedEngine | None:
             hint=f"run it as the user who started that engine, outside any task; its token is in "
             f"{control_token_path(socket)}",
         ) from exc
+    except ControlError as exc:  # not refused, but no such operation: an agentdeck from before attaching
+        await link.close()
+        raise DatabaseUnavailable(
+            f"the engine running on {url} cannot serve a dashboard: {exc}",
+            hint="it is an older agentdeck: `agentdeck workflows …` control its workflows; open the dashboard once "
+            "it ends",
+        ) from exc
     except TimeoutError as exc:
         await link.close()
         raise DatabaseUnavailable(

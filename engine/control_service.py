@@ -37,7 +37,7 @@ class ControlService:
     ``STREAMS`` are the operations that answer with a stream of items (``stream``) instead of one result.
     """
 
-    STREAMS = ("events", "watch")
+    STREAMS: tuple[str, ...] = ("events", "watch")
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine

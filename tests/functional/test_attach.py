@@ -17,11 +17,15 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 
 from db.errors import DatabaseUnavailable, QueryFailed
+from engine.attached import attach
+from engine.control import ControlServer, ControlService
+from engine.errors import ControlError
 from engine.private_paths import control_socket_path, control_token_path
 from tests.functional.test_dashboard import tree_text
 from tests.integration.test_cli_engine import (
@@ -233,3 +237,30 @@ async def test_an_engine_that_refuses_the_dashboard_is_a_clear_error_and_the_run
     assert isinstance(app.failure, DatabaseUnavailable) and "refused" in str(app.failure)
     assert "token" in str(app.failure.hint)
     assert headless.run.proc.poll() is None
+
+
+class OlderService(ControlService):
+    """The control operations of an agentdeck from before attaching (served by the real ``ControlServer``): the
+    CLI's operations only, so ``hello`` is unknown to it."""
+
+    STREAMS = ()
+
+    def __init__(self) -> None:  # no engine: nothing here is ever reached
+        pass
+
+    async def call(self, op: str, args: dict[str, Any]) -> Any:
+        raise ControlError(f"unknown control operation {op!r}")
+
+
+async def test_an_engine_that_cannot_serve_a_dashboard_is_a_clear_error(tmp_path: Path) -> None:
+    url = f"surrealkv://{tmp_path / 'state.db'}"
+    socket = control_socket_path(url)
+    assert socket is not None
+    server = ControlServer(OlderService(), socket)
+    await server.start()
+    try:
+        with pytest.raises(DatabaseUnavailable, match="cannot serve a dashboard") as raised:
+            await attach(url, socket)
+        assert "workflows" in raised.value.hint
+    finally:
+        await server.close()
