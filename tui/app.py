@@ -105,13 +105,12 @@ class AgentDeckApp(App[int]):
         assert isinstance(startup, StartupScreen)
         url = self._db_url or "mem://"
         try:
-            # Off the event loop, so the spinner turns: the engine, SurrealDB and the main screen take seconds
-            # to import on a busy machine.
-            await asyncio.to_thread(importlib.import_module, "tui.screens.main")
+            # Imports go off the event loop, so the spinner turns (the engine, SurrealDB and the main screen take
+            # seconds to import on a busy machine); what opening the database needs first, so a database that
+            # cannot be had is said at once, before the rest is loaded.
+            await asyncio.to_thread(importlib.import_module, "db.connection")
             from db.connection import open_database
             from db.errors import DatabaseUnavailable
-            from engine.control import ControlChannels
-            from engine.engine import Engine
 
             loop = asyncio.get_running_loop()
             # After an attached engine ended, its process may still be closing the database for a moment.
@@ -129,6 +128,10 @@ class AgentDeckApp(App[int]):
                     startup.step(f"waiting for the engine that held {url} to let go of it…")
                     await asyncio.sleep(0.2)
             startup.step("starting the engine…")
+            await asyncio.to_thread(importlib.import_module, "tui.screens.main")
+            from engine.control import ControlChannels
+            from engine.engine import Engine
+
             self._engine = self._local = Engine(self._owned, redis_url=self._redis_url)
             await self._local.start()
             if self._serve_controls:  # other terminals' `agentdeck workflows …` reach this engine
@@ -144,12 +147,14 @@ class AgentDeckApp(App[int]):
 
     async def _attach_to_owner(self, url: str) -> bool:
         """Attach to the engine that holds ``url`` and serves its socket; False when none does."""
-        from engine.attached import attach
         from engine.private_paths import control_socket_path
 
         socket = control_socket_path(url)
         if socket is None or not socket.exists():
             return False
+        await asyncio.to_thread(importlib.import_module, "engine.attached")
+        from engine.attached import attach
+
         startup = self.screen
         assert isinstance(startup, StartupScreen)
         startup.step(f"attaching to the engine serving {url}…")
@@ -158,6 +163,7 @@ class AgentDeckApp(App[int]):
             return False  # a stale socket: its engine is gone, the database is free
         self._engine = self.attached = attached
         self._follow_owner(attached)
+        await asyncio.to_thread(importlib.import_module, "tui.screens.main")
         await self._show_main()
         self.notify(
             f"attached to the engine of process {attached.owner_pid}, which holds {url}: controls act on its "
