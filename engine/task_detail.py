@@ -72,6 +72,8 @@ class Attempts:
         if event.type == EventType.TASK_STARTED:
             self.attempts.append(Attempt(number=event.attempt, started_at=event.ts))
             return self.attempts[-1]
+        if event.type != EventType.TASK_OUTPUT and event.type not in _ENDINGS:
+            return None  # queued, skipped, paused …: nothing of an attempt's own
         if not self.attempts:  # output or an ending with no start stored (a database from before starts were events)
             self.attempts.append(Attempt(number=0, started_at=None))
         current = self.attempts[-1]

@@ -17,11 +17,12 @@ def ev(seq: int, kind: str, task: str | None = "t", **data: Any) -> Event:
 
 HISTORY = [
     ev(1, "workflow.started", task=None),
-    ev(2, "task.started", attempt=1),
-    ev(3, "task.output", stream="stdout", lines=["one", "two"]),
-    ev(4, "task.output", task="other", lines=["not mine"]),
-    ev(5, "task.output", stream="stderr", lines=["bad"]),
-    ev(6, "task.retrying", attempt=1, error="exit code 3\nmore"),
+    ev(2, "task.queued"),  # before the first start: no attempt of its own (it showed as "no start recorded")
+    ev(3, "task.started", attempt=1),
+    ev(4, "task.output", stream="stdout", lines=["one", "two"]),
+    ev(5, "task.output", task="other", lines=["not mine"]),
+    ev(6, "task.output", stream="stderr", lines=["bad"]),
+    ev(7, "task.retrying", attempt=1, error="exit code 3\nmore"),
     ev(8, "task.started", attempt=2),
     ev(9, "task.output", lines=["three"]),
     ev(11, "task.completed", duration_s=3.0),
@@ -32,7 +33,7 @@ def test_each_start_begins_an_attempt_with_its_own_output_and_ending() -> None:
     first, second = attempts_of(HISTORY, "t")
     assert (first.number, first.outcome, first.error) == (1, "failed, retried", "exit code 3\nmore")
     assert first.lines == [("stdout", "one"), ("stdout", "two"), ("stderr", "bad")]
-    assert first.duration_s == 4.0
+    assert first.duration_s == 4.0  # started at 3, retried at 7
     assert (second.number, second.outcome, second.lines, second.duration_s) == (
         2,
         "completed",
@@ -43,11 +44,12 @@ def test_each_start_begins_an_attempt_with_its_own_output_and_ending() -> None:
 
 def test_a_running_attempt_has_no_ending_and_live_events_extend_it_once() -> None:
     attempts = Attempts("t")
-    attempts.add_all(HISTORY[:3])
+    attempts.add_all(HISTORY[:4])
+    assert len(attempts.attempts) == 1
     assert attempts.attempts[-1].outcome == "running" and attempts.attempts[-1].duration_s is None
-    assert attempts.add(HISTORY[2]) is None, "an event already seen (by seq) is not added twice"
-    assert attempts.add(HISTORY[3]) is None, "another task's event"
-    touched = attempts.add(HISTORY[4])
+    assert attempts.add(HISTORY[3]) is None, "an event already seen (by seq) is not added twice"
+    assert attempts.add(HISTORY[4]) is None, "another task's event"
+    touched = attempts.add(HISTORY[5])
     assert touched is not None and touched.lines[-1] == ("stderr", "bad")
 
 
