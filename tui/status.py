@@ -20,6 +20,7 @@ ICONS = {
     "queued": ("◌", "grey62"),
     "running": ("▶", "green"),
     "paused": ("⏸", "yellow"),
+    "waiting": ("✋", "orange1"),  # for a person: an open approval
     "retrying": ("↻", "dark_orange"),
     "completed": ("✔", "green3"),
     "failed": ("✘", "red"),

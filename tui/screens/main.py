@@ -208,7 +208,8 @@ class MainScreen(WorkflowControls):
         self.query_one(EventLog).load_history(events)
         # Tasks that started before this dashboard saw them (it attached to another engine) get their panes too.
         tasks = self.query_one(WorkflowTree).tasks.get(workflow, {})
-        running = [t for t in tasks.values() if t.status in (TaskStatus.RUNNING, TaskStatus.PAUSED)]
+        live = (TaskStatus.RUNNING, TaskStatus.PAUSED, TaskStatus.WAITING)
+        running = [t for t in tasks.values() if t.status in live]
         self.query_one(AgentGrid).restore(workflow, running, events)
 
     @on(WorkflowTree.Selected)

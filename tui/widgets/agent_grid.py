@@ -66,6 +66,8 @@ class AgentGrid(Grid):
             pane = self._add_pane(key, task.agent)
             pane.set_state("running", attempt=task.attempts or 1, at=task.started_at)
             self.consume(own[starts[-1] :] if starts else own)
+            if task.status.value in ("paused", "waiting"):  # as the tree says: frozen, or waiting for a person
+                pane.set_state(task.status.value)
 
     def _add_pane(self, key: tuple[str, str], agent: str) -> AgentPane:
         pane = AgentPane(key[0], key[1], agent, usage=self.usage)
