@@ -265,12 +265,9 @@ def with_after() -> WorkflowSpec:
     return WorkflowSpec.model_validate({**spec.model_dump(mode="json"), "tasks": [*spec.model_dump()["tasks"], after]})
 
 
-async def replay_step_2(pilot: Pilot[int], app: AgentDeckApp) -> ChoiceScreen:
-    """t on the graph task, step 2, Enter, yes: the question about the completed task after it."""
-    await select_build(pilot, app)
-    await pilot.press("t")
-    await until(lambda: isinstance(app.screen, TimeTravelScreen), pilot=pilot)
-    await pilot.press("down", "down", "enter")
+async def to_choice(pilot: Pilot[int], app: AgentDeckApp) -> ChoiceScreen:
+    """Enter on the highlighted step, yes: the question about the completed task after it."""
+    await pilot.press("enter")
     await until(lambda: isinstance(app.screen, ConfirmScreen), pilot=pilot)
     await pilot.press("y")
     await until(lambda: isinstance(app.screen, ChoiceScreen), pilot=pilot)
@@ -281,47 +278,34 @@ async def replay_step_2(pilot: Pilot[int], app: AgentDeckApp) -> ChoiceScreen:
     return choice
 
 
-async def test_a_replay_asks_about_completed_tasks_after_it_and_yes_runs_them_again(engine: Engine) -> None:
+@pytest.mark.parametrize("answer, attempts", [("y", 2), ("n", 1)])
+async def test_a_replay_asks_whether_the_completed_tasks_after_it_run_again(
+    engine: Engine, answer: str, attempts: int
+) -> None:
+    """y: the task after it runs again on the new output; n: it keeps its output; Esc: no fork at all."""
     app = make_app(engine, start=with_after())
     async with app.run_test(size=SIZE) as pilot:
         await until(lambda: "✔ graph-ui" in tree_text(app), pilot=pilot)
         wf = app.started_workflow
         assert wf is not None
         graphs.RUNS.clear()
-        await replay_step_2(pilot, app)
-        await pilot.press("y")
-        await until(lambda: notified(app, "forked at step 2; running steps after it, then 1 task after it"),
-                    pilot=pilot)  # fmt: skip
-        await until(lambda: graphs.RUNS["report"] == 1, pilot=pilot)
-        await completes(pilot, engine, wf)
-        after = await engine.stores.tasks.get(wf, "after")
-        assert after is not None and after.attempts == 2, "the task after it ran again"
-        assert dict(graphs.RUNS) == {"check": 1, "report": 1}
-
-
-async def test_a_replay_can_keep_the_tasks_after_it_or_be_called_off(engine: Engine) -> None:
-    app = make_app(engine, start=with_after())
-    async with app.run_test(size=SIZE) as pilot:
-        await until(lambda: "✔ graph-ui" in tree_text(app), pilot=pilot)
-        wf = app.started_workflow
-        assert wf is not None
-        graphs.RUNS.clear()
-        # Esc: no fork at all; time travel stays open.
-        await replay_step_2(pilot, app)
-        await pilot.press("escape")
+        await select_build(pilot, app)
+        await pilot.press("t")
+        await until(lambda: isinstance(app.screen, TimeTravelScreen), pilot=pilot)
+        await pilot.press("down", "down")
+        await to_choice(pilot, app)
+        await pilot.press("escape")  # called off: time travel stays open, nothing forked
         await until(lambda: isinstance(app.screen, TimeTravelScreen), pilot=pilot)
         assert [e for e in await engine.stores.events.list(wf) if e.type == "graph.forked"] == []
-        # n: the fork runs, the task after it keeps its output.
-        await pilot.press("enter")
-        await until(lambda: isinstance(app.screen, ConfirmScreen), pilot=pilot)
-        await pilot.press("y")
-        await until(lambda: isinstance(app.screen, ChoiceScreen), pilot=pilot)
-        await pilot.press("n")
-        await until(lambda: notified(app, "forked at step 2; running steps after it"), pilot=pilot)
+
+        await to_choice(pilot, app)
+        await pilot.press(answer)
+        then = ", then 1 task after it" if answer == "y" else ""
+        await until(lambda: notified(app, f"forked at step 2; running steps after it{then}"), pilot=pilot)
         await until(lambda: graphs.RUNS["report"] == 1, pilot=pilot)
         await completes(pilot, engine, wf)
         after = await engine.stores.tasks.get(wf, "after")
-        assert after is not None and after.attempts == 1, "the task after it was kept"
+        assert after is not None and after.attempts == attempts
         assert dict(graphs.RUNS) == {"check": 1, "report": 1}
 
 
