@@ -30,11 +30,22 @@ SETTLE_MARGIN_MS = 10
 ABANDONED_WRITE_S = 5.0
 
 
+# Anything that can change a store, wherever it stands (a write nests in a subquery: ``RETURN (CREATE x)``).
+_WRITES = re.compile(
+    r"\b(?:CREATE|UPDATE|UPSERT|DELETE|INSERT|RELATE|DEFINE|REMOVE|ALTER|REBUILD|KILL|LIVE|BEGIN|COMMIT|CANCEL|"
+    r"LET|USE|SLEEP|THROW|OPTION|ACCESS|IMPORT|EXPORT)\b",
+    re.IGNORECASE,
+)
+# String literals and comments, taken out before looking for those words (a value may say "delete").
+_LITERALS = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|--[^\n]*|//[^\n]*|#[^\n]*|/\*.*?\*/", re.DOTALL)
+
+
 def reads_only(sql: str) -> bool:
-    """Whether every statement of ``sql`` is a read (statements split at ``;``: a ``;`` inside a string makes a
-    read look like more statements, which can only refuse a read, never pass a write)."""
-    statements = [part for part in sql.split(";") if part.strip()]
-    return bool(statements) and all(_READ_ONLY.match(part) for part in statements)
+    """Whether ``sql`` only reads: every statement starts as a read and no word that writes (or opens a
+    transaction, or defines anything) stands anywhere outside its string literals and comments. Errs on refusing."""
+    bare = _LITERALS.sub(" ", sql)
+    statements = [part for part in bare.split(";") if part.strip()]
+    return bool(statements) and all(_READ_ONLY.match(part) for part in statements) and not _WRITES.search(bare)
 
 
 class CommitSignal:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import logging
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,8 @@ from engine.settings import EngineSettings
 from engine.spec import WorkflowSpec
 
 __all__ = ["AttachedDatabase", "AttachedEngine", "attach"]
+
+log = logging.getLogger(__name__)
 
 
 class AttachedDatabase(Database):
@@ -127,21 +130,29 @@ class AttachedEngine:
     async def close(self) -> None:
         if self._pump is not None:
             self._pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
-                await self._pump
+            await asyncio.wait([self._pump])  # however it ended; the rest is closed all the same
         await self.memory.close()
         await self.bus.close()
         await self.link.close()
         await self.db.close()
 
     async def _follow_events(self) -> None:
-        async with contextlib.aclosing(self.link.stream("events")) as items:
-            async for item in items:
-                event = Event.model_validate(item)
-                if not self.bus.publish_nowait(event):
-                    await self.bus.publish(event)
-                if event.type.startswith("workflow."):
-                    await self._refresh_runs()
+        try:
+            async with contextlib.aclosing(self.link.stream("events")) as items:
+                async for item in items:
+                    event = Event.model_validate(item)
+                    if not self.bus.publish_nowait(event):
+                        await self.bus.publish(event)
+                    if event.type.startswith("workflow."):
+                        with contextlib.suppress(ControlError, TimeoutError):
+                            await self._refresh_runs()
+        except (asyncio.CancelledError, ConnectionError):
+            raise
+        except Exception:
+            # Live events stopped while the link is up: say so and let go of the owner, so the dashboard does
+            # what it does when an owner goes away (opens the database, or attaches again) instead of freezing.
+            log.exception("the attached engine's event stream failed")
+            await self.link.close()
 
     async def _refresh_runs(self) -> None:
         runs = await self.link.call("runs")
@@ -151,7 +162,7 @@ class AttachedEngine:
         try:
             return await self.link.call(op, args)
         finally:
-            with contextlib.suppress(ControlError, ConnectionError):
+            with contextlib.suppress(ControlError, ConnectionError, TimeoutError):
                 await self._refresh_runs()  # what the next p decides from
 
     # ---- the Engine API the dashboard uses -------------------------------------------------------------------

@@ -124,8 +124,12 @@ class ControlServer:
                     tag = {"id": request["id"]} if isinstance(request, dict) and "id" in request else {}
                     await connection.send({**tag, "ok": False, "refused": True, "error": refusal})
                     return
-                if "id" in request:
+                if not isinstance(request, dict) or not isinstance(request.get("id", 0), int | str):
+                    await connection.send({"ok": False, "error": "a request is a JSON object; its id a number"})
+                elif "id" in request:
                     connection.start(request)  # in flight beside the others; the reply names its id
+                elif request.get("op") in self.service.STREAMS:
+                    await connection.send({"ok": False, "error": "a stream needs an id (to stop it by)"})
                 else:
                     await connection.serve(request)
         except (ConnectionError, asyncio.IncompleteReadError, ValueError):
@@ -172,8 +176,10 @@ class _Connection:
     async def serve(self, request: dict[str, Any]) -> None:
         tag = {"id": request["id"]} if "id" in request else {}
         op = str(request.get("op"))
-        args = dict(request.get("args") or {})
         try:
+            args = request.get("args") or {}
+            if not isinstance(args, dict):
+                raise ControlError("args must be a JSON object")
             if op in self.service.STREAMS:
                 async with contextlib.aclosing(self.service.stream(op, args)) as items:
                     async for item in items:

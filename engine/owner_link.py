@@ -61,9 +61,12 @@ class OwnerLink:
         self._calls[ident] = answer
         try:
             await self._send({"id": ident, "op": op, "args": args or {}, "token": self._token})
-            reply = await asyncio.wait_for(answer, timeout_s)
+            async with asyncio.timeout(timeout_s):  # not wait_for: on 3.11 it can swallow a cancellation
+                reply = await answer
         finally:
             self._calls.pop(ident, None)
+            if answer.done() and not answer.cancelled():
+                answer.exception()  # read: a loss set while sending must not be reported as never retrieved
         if reply.get("refused"):
             raise ControlRefused(str(reply.get("error")))
         if not reply.get("ok"):
@@ -98,8 +101,7 @@ class OwnerLink:
     async def close(self) -> None:
         self._gone("the dashboard detached")
         self._reading.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._reading
+        await asyncio.wait([self._reading])  # its outcome is ours to ignore; a cancel of close() itself is not
         self._writer.close()
         with contextlib.suppress(Exception):
             await self._writer.wait_closed()

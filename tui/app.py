@@ -162,9 +162,9 @@ class AgentDeckApp(App[int]):
         if attached is None:
             return False  # a stale socket: its engine is gone, the database is free
         self._engine = self.attached = attached
-        self._follow_owner(attached)
         await asyncio.to_thread(importlib.import_module, "tui.screens.main")
         await self._show_main()
+        self._follow_owner(attached)  # after the screen is up (a loss before it is seen all the same: an Event)
         self.notify(
             f"attached to the engine of process {attached.owner_pid}, which holds {url}: controls act on its "
             "workflows; q detaches and leaves them running",

@@ -5,6 +5,7 @@ clients even when they hold it (a plain-mode task runs as the engine's user), an
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import shutil
 import stat
@@ -18,6 +19,7 @@ import pytest
 
 from db import connect
 from engine.control import ControlServer, ControlService, call_owner
+from engine.control_socket import read_token
 from engine.engine import Engine
 from engine.private_paths import control_socket_path, control_token_path
 from engine.sandbox import LocalSandbox
@@ -134,3 +136,33 @@ def test_the_cli_without_the_token_is_refused_with_exit_3(counting: CountingRun)
     served = agentdeck("workflows", "list", "--json", env=counting.env)
     assert served.returncode == 0, served.stderr
     assert counting.workflow in {row["id"] for row in json.loads(served.stdout)}
+
+
+async def test_malformed_requests_get_an_answer_and_a_write_through_query_is_refused(
+    control_server: ControlServer,
+) -> None:
+    """A client with the token that sends nonsense gets an error at once (not a silence until it gives up), and
+    the query an attached dashboard may send is read-only in fact, a write nested in a subquery included."""
+    token = read_token(control_server.path)
+    reader, writer = await asyncio.open_unix_connection(str(control_server.path))
+    engine = control_server.service.engine
+
+    async def ask(request: dict[str, Any]) -> dict[str, Any]:
+        writer.write(json.dumps({**request, "token": token}).encode() + b"\n")
+        await writer.drain()
+        reply = json.loads(await asyncio.wait_for(reader.readline(), PATIENCE_S))
+        assert isinstance(reply, dict)
+        return reply
+
+    try:
+        assert (await ask({"id": 1, "op": "list", "args": [1]}))["error"] == "args must be a JSON object"
+        assert "id" in (await ask({"id": [1], "op": "list"}))["error"]
+        assert "stream needs an id" in (await ask({"op": "events"}))["error"]
+        write = engine.db.prepare("RETURN (CREATE workflow:sneaky SET name = 'x')").frame
+        assert write is not None
+        refused = await ask({"id": 2, "op": "query", "args": {"frame": base64.b64encode(write).decode()}})
+        assert refused["ok"] is False and "only reads" in refused["error"]
+        assert await engine.db.query_one("SELECT * FROM workflow:sneaky") == []
+        assert (await ask({"id": 3, "op": "runs"}))["ok"] is True, "the connection still serves"
+    finally:
+        writer.close()
