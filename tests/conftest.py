@@ -12,6 +12,9 @@ from db import Database, DbSettings, connect
 
 # Tests never touch the user's real data dir, whatever a test forgets to pass.
 os.environ.setdefault("XDG_DATA_HOME", str(Path("/tmp") / f"agentdeck-tests-{os.getpid()}"))
+# The e2b SDK reads this once, when first imported: with its connection retries on, a connection that failed leaves a
+# thread that aborts the interpreter at exit (design.md). Set before any test module imports it.
+os.environ.setdefault("E2B_CONNECTION_RETRIES", "0")
 
 EMBEDDED_KINDS = ["mem", "surrealkv"]
 
