@@ -86,6 +86,11 @@ class Sandbox(ABC):
 
     #: The per-task working directory: commands start in it and ``write_file``/``read_file`` paths are under it.
     workdir: Path
+    #: Commands run on another machine (E2B): ``pids`` are not this machine's, and ``workdir`` is a path there.
+    remote: bool = False
+    #: Closing the sandbox once its task is over frees what it costs (a per-task remote sandbox); a local one, or
+    #: one shared by several tasks, stays until the workflow ends.
+    release_when_done: bool = False
 
     @abstractmethod
     async def run(

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from engine.sandbox.base import Sandbox, SandboxUnavailable
+from engine.sandbox.base import Sandbox
 from engine.sandbox.local import LocalSandbox
 
 #: The backend names a workflow or ``AGENTDECK_SANDBOX`` may use.
@@ -20,15 +20,15 @@ def make_sandbox(kind: str, workdir: Path, *, hidden: Sequence[Path] = (), **opt
     directories (``Engine.sandbox_hidden``); ``workdir`` stays visible. A remote backend has nothing to hide.
 
     Raises:
-        SandboxUnavailable: The backend cannot be used (E2B is not implemented yet; bubblewrap requested but
+        SandboxUnavailable: The backend cannot be used (E2B without an API key; bubblewrap requested but
             missing).
         ValueError: ``kind`` names no backend.
     """
     if kind == "local":
         return LocalSandbox(workdir, hidden=hidden, **opts)
     if kind == "e2b":
-        raise SandboxUnavailable(
-            "the E2B sandbox backend is not implemented yet; use the 'local' sandbox "
-            "(AGENTDECK_SANDBOX=local or 'sandbox: local' in the workflow defaults)"
-        )
+        # Here, not at the top: the e2b SDK is loaded only by workflows that use it.
+        from engine.sandbox.e2b import E2BSandbox
+
+        return E2BSandbox(workdir, **opts)
     raise ValueError(f"unknown sandbox kind {kind!r}; expected one of: {', '.join(SANDBOX_KINDS)}")

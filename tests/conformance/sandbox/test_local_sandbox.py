@@ -312,9 +312,12 @@ def test_make_sandbox_builds_local_sandboxes(tmp_path: Path) -> None:
     assert sandbox.kill_grace_s == 1.0
 
 
-def test_make_sandbox_e2b_is_unavailable_for_now(tmp_path: Path) -> None:
-    with pytest.raises(SandboxUnavailable, match="E2B sandbox backend is not implemented"):
-        make_sandbox("e2b", tmp_path)
+def test_make_sandbox_builds_e2b_sandboxes_when_a_key_is_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("E2B_API_KEY", "e2b_not_used_here")
+    sandbox = make_sandbox("e2b", tmp_path / "wf" / "task")
+    # Nothing is created before first use; the working directory is the one inside the sandbox.
+    assert type(sandbox).__name__ == "E2BSandbox" and sandbox.remote
+    assert str(sandbox.workdir) == "/home/user/agentdeck/wf/task"
 
 
 def test_make_sandbox_rejects_unknown_kinds(tmp_path: Path) -> None:
