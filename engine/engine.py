@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from db.connection import Database, embedded_path
 from db.models import Approval, Checkpoint, EventType, Task, TaskStatus, Workflow, WorkflowStatus
@@ -36,6 +36,9 @@ from engine.run import WorkflowRun
 from engine.settings import EngineSettings
 from engine.spec import WorkflowSpec
 from engine.writer import StateWriter
+
+if TYPE_CHECKING:
+    from engine.sandbox._e2b_pool import E2BPool
 
 LEASE = timedelta(seconds=15)
 _LIVE = (WorkflowStatus.RUNNING, WorkflowStatus.PAUSED)
@@ -89,6 +92,7 @@ class Engine:
         self.stopped: list[tuple[str, str]] = []
         self._heartbeat: asyncio.Task[None] | None = None
         self._started = False
+        self._e2b: E2BPool | None = None
 
     async def _flush_events(self) -> None:
         await self.recorder.flush()
@@ -129,6 +133,8 @@ class Engine:
             handle.cancel()
         if self._run_tasks:
             await asyncio.gather(*self._run_tasks.values(), return_exceptions=True)
+        if self._e2b is not None:
+            await self._e2b.close()  # every E2B sandbox still held is killed: none outlives the engine
         await self.recorder.close()
         await self.metrics.close()
         await self.memory.close()
@@ -153,6 +159,15 @@ class Engine:
     def workdir_for(self, workflow: str, task: str) -> Path:
         """A task's working directory (created by its sandbox on first use); it persists across retries."""
         return self.workdir_root / workflow / task
+
+    def e2b_pool(self) -> E2BPool:
+        """The E2B sandboxes of this engine's tasks (made on first use, from ``E2B_*``/``AGENTDECK_E2B_*``)."""
+        if self._e2b is None:
+            from engine.sandbox._e2b_pool import E2BPool
+            from engine.sandbox.e2b_settings import e2b_settings
+
+            self._e2b = E2BPool(e2b_settings())
+        return self._e2b
 
     def _running_pids(self) -> list[tuple[str, str, list[int]]]:
         out = []

@@ -102,6 +102,8 @@ class WorkflowRun(RunControls):
             for sandbox in self._sandboxes.values():
                 with contextlib.suppress(Exception):
                     await sandbox.close()
+            if self._releasing:
+                await asyncio.gather(*self._releasing, return_exceptions=True)
             unhook()
             self._seal_checkpoint()  # also when the engine is closing: what completed keeps its checkpoint
         if stopped:
@@ -172,9 +174,33 @@ class WorkflowRun(RunControls):
 
     def _sandbox(self, key: str) -> Sandbox:
         if key not in self._sandboxes:
-            kind = self._task_specs[key].effective_sandbox(self.spec.defaults, fallback=self.engine.settings.sandbox)
-            self._sandboxes[key] = make_sandbox(kind, self._workdir(key), hidden=self.engine.sandbox_hidden)
+            tspec = self._task_specs[key]
+            kind = tspec.effective_sandbox(self.spec.defaults, fallback=self.engine.settings.sandbox)
+            if kind == "e2b":
+                pool = self.engine.e2b_pool()
+                shared = pool.settings.scope == "agent"
+                self._sandboxes[key] = make_sandbox(
+                    kind,
+                    self._workdir(key),
+                    pool=pool,
+                    # One remote sandbox per task, or per agent (and network setting) of this workflow.
+                    key=f"{self.id}/{tspec.agent}/{tspec.network}" if shared else None,
+                    network=tspec.network,
+                    metadata={"agentdeck_workflow": self.id, "agentdeck_task": key, "agentdeck_agent": tspec.agent},
+                )
+            else:
+                self._sandboxes[key] = make_sandbox(kind, self._workdir(key), hidden=self.engine.sandbox_hidden)
         return self._sandboxes[key]
+
+    def _release_sandbox(self, key: str) -> None:
+        """A finished task's per-task remote sandbox is closed now (it costs while it lives), not at the run's end."""
+        sandbox = self._sandboxes.get(key)
+        if sandbox is None or not sandbox.release_when_done or not self.tasks[key].status.finished:
+            return
+        del self._sandboxes[key]
+        closing = asyncio.ensure_future(sandbox.close())
+        self._releasing.add(closing)
+        closing.add_done_callback(self._releasing.discard)
 
     def _context(self, key: str, attempt: int) -> TaskContext:
         tspec = self._task_specs[key]
@@ -301,6 +327,7 @@ class WorkflowRun(RunControls):
         self._timeouts.pop(key, None)
         self._frozen.pop(key, None)
         self._contexts.pop(key, None)
+        self._release_sandbox(key)
         self._wake.set()
 
     async def _attempt(self, key: str, agent: Agent, limit_s: float | None) -> Any:

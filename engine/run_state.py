@@ -70,6 +70,7 @@ class RunState:
         self._running: dict[str, asyncio.Task[None]] = {}
         self._resetting: set[str] = set()  # running tasks a rollback is sending back to pending
         self._sandboxes: dict[str, Sandbox] = {}
+        self._releasing: set[asyncio.Future[None]] = set()  # finished tasks' sandboxes being closed
         self._contexts: dict[str, TaskContext] = {}
         # timeout clocks
         self._timeouts: dict[str, asyncio.Timeout] = {}
@@ -137,6 +138,8 @@ class RunState:
         """(task key, its sandbox's live processes) for each task whose sandbox has some: for the metrics."""
         out = []
         for key, sandbox in list(self._sandboxes.items()):
+            if sandbox.remote:  # its processes are another machine's
+                continue
             pids = sandbox.pids()
             if pids:
                 out.append((key, pids))

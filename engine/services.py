@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from engine.graph.approvals import Approvals
     from engine.memory import MemoryService
     from engine.metrics import MetricsCollector
+    from engine.sandbox._e2b_pool import E2BPool
     from engine.settings import EngineSettings
 
 
@@ -46,5 +47,7 @@ class RunServices(ThreadSource, Protocol):
     def sandbox_hidden(self) -> list[Path]: ...
 
     def workdir_for(self, workflow: str, task: str) -> Path: ...
+
+    def e2b_pool(self) -> E2BPool: ...
 
     def forget(self, run: LiveRun) -> None: ...

@@ -98,10 +98,19 @@ def _announce_if_big(file: Path) -> None:
 def check_settings() -> None:
     """Read the ``AGENTDECK_*`` settings now, so a bad one is reported before a database is opened."""
     from db.settings import DbSettings
+    from engine.sandbox.e2b_settings import e2b_settings
     from engine.settings import EngineSettings
 
     DbSettings()
     EngineSettings()
+    e2b_settings()
+
+
+def check_sandboxes(spec: WorkflowSpec) -> None:
+    """Exit 3 before anything starts when the workflow's sandboxes cannot be used here (E2B without a key)."""
+    from tui.cli.sandbox_check import check_sandboxes as check
+
+    check(spec)
 
 
 def register(app: typer.Typer) -> None:
@@ -113,6 +122,7 @@ def register(app: typer.Typer) -> None:
         need_a_terminal()
         check_settings()
         spec = load_checked(DEMO, None)
+        check_sandboxes(spec)
         raise typer.Exit(run_async(lambda: run_dashboard(db, None, spec)))
 
     @app.command()
@@ -131,6 +141,7 @@ def register(app: typer.Typer) -> None:
 
         check_settings()
         spec = load_checked(file, var)
+        check_sandboxes(spec)
         variables = parse_vars(var)
         if not headless:
             from tui.cli.dashboard import need_a_terminal, run_dashboard

@@ -1,0 +1,239 @@
+"""Workflows whose tasks run in E2B sandboxes, end to end: engine → e2b SDK → a FAKE E2B cloud.
+
+The cloud is out of reach, so ``tests.support.fake_e2b`` serves a fake of E2B's REST API (sandboxes created, listed,
+paused, killed) and a fake of envd (the agent in each sandbox, running the processes on this machine); the SDK is
+the real, unmodified one, configured through the environment exactly as a user configures it. What is checked is
+what a user of E2B would notice: output, exit codes, no sandbox left running (and so billed), no key anywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from db import connect
+from db.models import TaskStatus, WorkflowStatus
+from engine.engine import Engine
+from engine.sandbox._e2b_pool import E2BPool, record_path
+from engine.sandbox.e2b import E2BSandbox
+from engine.sandbox.e2b_settings import e2b_settings
+from engine.spec import WorkflowSpec
+from tests.conformance.sandbox.suite import Transcript
+from tests.support.fake_e2b import FakeCloud, fake_e2b_cloud
+from tests.support.polling import until
+
+AGENTDECK = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "agentdeck")
+
+
+@pytest.fixture
+async def cloud(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeCloud]:
+    async with fake_e2b_cloud(tmp_path, monkeypatch) as fake:
+        yield fake
+
+
+@pytest.fixture
+async def engine(cloud: FakeCloud, tmp_path: Path) -> AsyncIterator[Engine]:
+    async with connect("mem://") as db, Engine(db, workdir_root=tmp_path / "work") as eng:
+        yield eng
+
+
+def e2b_spec(tasks: list[dict[str, Any]], **defaults: Any) -> WorkflowSpec:
+    return WorkflowSpec.model_validate(
+        {
+            "name": "in-the-cloud",
+            "agents": {"sh": {"kind": "shell"}},
+            "defaults": {"sandbox": "e2b", **defaults},
+            "tasks": tasks,
+        }
+    )
+
+
+async def everything_stored(engine: Engine, workflow: str) -> str:
+    """Every event and task row of ``workflow`` as text, to look for what must not be there."""
+    await engine.recorder.flush()
+    events = await engine.stores.events.list(workflow)
+    tasks = await engine.stores.tasks.list(workflow)
+    return json.dumps([e.model_dump(mode="json") for e in events] + [t.model_dump(mode="json") for t in tasks])
+
+
+async def output_of(engine: Engine, workflow: str, task: str) -> list[str]:
+    await engine.recorder.flush()
+    lines: list[str] = []
+    for event in await engine.stores.events.list(workflow):
+        if event.type == "task.output" and event.task == task:
+            lines.extend(event.data.get("lines", []))
+    return lines
+
+
+async def test_a_workflow_runs_in_e2b_sandboxes_and_leaves_none_running(
+    engine: Engine, cloud: FakeCloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEPLOY_TOKEN", "tok-4f9a8e7d6c5b")
+    wf = await engine.submit(
+        e2b_spec(
+            [
+                {
+                    "id": "build",
+                    "agent": "sh",
+                    "secrets": ["DEPLOY_TOKEN"],
+                    "run": 'echo "built with $DEPLOY_TOKEN"; echo oops >&2; echo \'::output::{"ok": true}\'',
+                },
+                {"id": "test", "agent": "sh", "depends_on": ["build"], "run": "cat .agentdeck/input.json; exit 3"},
+            ]
+        )
+    )
+    assert await engine.wait(wf) is WorkflowStatus.FAILED
+    build = await engine.stores.tasks.get(wf, "build")
+    test = await engine.stores.tasks.get(wf, "test")
+    assert build is not None and test is not None
+    assert build.status is TaskStatus.COMPLETED and build.output == {"ok": True}
+    assert test.status is TaskStatus.FAILED and test.error is not None and test.error.startswith("exit code 3")
+    # Output streamed back, the secret redacted, upstream output handed over inside the sandbox.
+    assert await output_of(engine, wf, "build") == ["built with ***", "oops"]
+    assert any('"build": {"ok": true}' in line for line in await output_of(engine, wf, "test"))
+    # Each task got its own sandbox, labelled with where it came from, and each was killed.
+    made = list(cloud.api.sandboxes.values())
+    assert sorted(s.metadata["agentdeck_task"] for s in made) == ["build", "test"]
+    assert {s.metadata["agentdeck_workflow"] for s in made} == {wf}
+    assert cloud.api.alive() == []
+    # The API key went to E2B, and nowhere else.
+    assert all(call.api_key == cloud.key for call in cloud.api.calls)
+    stored = await everything_stored(engine, wf)
+    assert cloud.key not in stored and "tok-4f9a8e7d6c5b" not in stored
+    assert not any(cloud.key in str(c) for c in cloud.envd.process.started)
+
+
+async def test_tasks_of_one_agent_share_a_sandbox_when_scoped_by_agent(
+    cloud: FakeCloud, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AGENTDECK_E2B_SCOPE", "agent")
+    async with connect("mem://") as db, Engine(db, workdir_root=tmp_path / "work") as engine:
+        wf = await engine.submit(
+            e2b_spec(
+                [
+                    {"id": "write", "agent": "sh", "run": "echo kept > ../shared.txt"},
+                    {"id": "read", "agent": "sh", "depends_on": ["write"], "run": "cat ../shared.txt"},
+                ]
+            )
+        )
+        assert await engine.wait(wf) is WorkflowStatus.COMPLETED
+        assert await output_of(engine, wf, "read") == ["kept"]
+    assert len(cloud.api.sandboxes) == 1
+    assert cloud.api.alive() == []
+
+
+async def test_cancel_stops_the_command_in_the_sandbox(engine: Engine, cloud: FakeCloud) -> None:
+    wf = await engine.submit(e2b_spec([{"id": "long", "agent": "sh", "run": "echo started; exec sleep 1000"}]))
+    await until(lambda: sleeping(cloud) != [], "the command to run in the sandbox")
+    await engine.cancel(wf)
+    assert await engine.wait(wf) is WorkflowStatus.CANCELLED
+    assert sleeping(cloud) == []
+    assert cloud.api.alive() == []
+
+
+def sleeping(cloud: FakeCloud) -> list[psutil.Process]:
+    """The fake sandbox's ``sleep 1000`` processes (the fake envd runs them on this machine)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "environ"]):
+        with_home = (proc.info.get("environ") or {}).get("HOME", "")
+        if proc.info.get("cmdline") == ["sleep", "1000"] and with_home.startswith(str(cloud.workdir)):
+            found.append(proc)
+    return found
+
+
+async def test_pause_freezes_the_command_then_pauses_the_sandbox_and_resume_brings_both_back(
+    cloud: FakeCloud, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AGENTDECK_E2B_PAUSE_AFTER", "0.2")
+    pool = E2BPool(e2b_settings())
+    sandbox = E2BSandbox(tmp_path / "work" / "wf" / "count", pool=pool)
+    transcript = Transcript()
+    counter = "i=0; while :; do i=$((i+1)); echo $i; sleep 0.05; done"
+    task = asyncio.create_task(sandbox.run(counter, on_output=transcript))
+    try:
+        await transcript.wait_for(lambda lines: len(lines) >= 3, "three counter lines")
+        await sandbox.pause()
+        # The processes are stopped (state T in /proc), then E2B is asked to pause the sandbox itself.
+        (shell,) = [psutil.Process(pid) for pid in sandbox.pids()]
+        assert shell.status() == psutil.STATUS_STOPPED
+        await until(lambda: [s.state for s in cloud.api.sandboxes.values()] == ["paused"], "the sandbox to be paused")
+        frozen_at = len(transcript.text())
+        await sandbox.resume()
+        assert [s.state for s in cloud.api.sandboxes.values()] == ["running"]
+        await transcript.wait_for(lambda lines: len(lines) >= frozen_at + 3, "counter lines after resume")
+        assert shell.status() != psutil.STATUS_STOPPED
+        await sandbox.kill()
+        assert (await asyncio.wait_for(task, 60)).cancelled
+        numbers = [int(n) for n in transcript.text()]
+        assert numbers == list(range(1, len(numbers) + 1)), "the same process went on counting after the resume"
+        routes = [path.rsplit("/", 1)[-1] for _, path in cloud.api.routes]
+        assert routes.index("pause") < routes.index("connect")
+    finally:
+        await sandbox.close()
+        await pool.close()
+    assert cloud.api.alive() == []
+
+
+async def test_a_sandbox_left_by_a_crashed_engine_is_killed_when_its_task_runs_again(
+    cloud: FakeCloud, tmp_path: Path
+) -> None:
+    workdir = tmp_path / "work" / "wf" / "task"
+    crashed = E2BPool(e2b_settings())
+    first = E2BSandbox(workdir, pool=crashed)
+    assert (await first.run("true")).exit_code == 0
+    # The engine dies here: nothing is closed, the record of its sandbox stays.
+    assert record_path(workdir).exists()
+    (leftover,) = cloud.api.alive()
+    pool = E2BPool(e2b_settings())
+    again = E2BSandbox(workdir, pool=pool)
+    try:
+        assert (await again.run("true")).exit_code == 0
+        assert cloud.api.sandboxes[leftover.sandbox_id].state == "killed"
+        assert [s.sandbox_id for s in cloud.api.alive()] != [leftover.sandbox_id]
+    finally:
+        await again.close()
+        await pool.close()
+    assert cloud.api.alive() == []
+    assert not record_path(workdir).exists()
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        (None, "agentdeck: the E2B sandbox needs an API key: set E2B_API_KEY"),
+        ("e2b_wrong_key", "agentdeck: E2B cannot be used: E2B rejected the API key"),
+    ],
+)
+async def test_run_without_a_usable_key_exits_3_before_anything_starts(
+    cloud: FakeCloud, tmp_path: Path, key: str | None, message: str
+) -> None:
+    flow = tmp_path / "flow.yaml"
+    flow.write_text("name: cloud\nagents:\n  sh: {kind: shell}\ntasks:\n  - {id: a, agent: sh, run: 'echo hi'}\n")
+    env = {k: v for k, v in os.environ.items() if k != "E2B_API_KEY"}
+    env.update({"AGENTDECK_SANDBOX": "e2b", "XDG_DATA_HOME": str(tmp_path / "data")})
+    if key is not None:
+        env["E2B_API_KEY"] = key
+    # Not subprocess.run: the fake cloud answers from this test's event loop, which must keep running.
+    proc = await asyncio.create_subprocess_exec(
+        AGENTDECK,
+        *["run", str(flow), "--headless", "--db", f"surrealkv://{tmp_path / 'state.db'}"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    _, raw = await asyncio.wait_for(proc.communicate(), 120)
+    stderr = raw.decode()
+    assert proc.returncode == 3, stderr
+    assert stderr.startswith(message), stderr
+    assert "Traceback" not in stderr
+    assert key is None or key not in stderr
+    assert not (tmp_path / "state.db").exists(), "something was stored before the check"
