@@ -93,6 +93,7 @@ class Engine:
         self._heartbeat: asyncio.Task[None] | None = None
         self._started = False
         self._e2b: E2BPool | None = None
+        self._sweeps: set[asyncio.Future[int]] = set()
 
     async def _flush_events(self) -> None:
         await self.recorder.flush()
@@ -133,6 +134,8 @@ class Engine:
             handle.cancel()
         if self._run_tasks:
             await asyncio.gather(*self._run_tasks.values(), return_exceptions=True)
+        if self._sweeps:
+            await asyncio.gather(*self._sweeps, return_exceptions=True)
         if self._e2b is not None:
             await self._e2b.close()  # every E2B sandbox still held is killed: none outlives the engine
         await self.recorder.close()
@@ -168,6 +171,16 @@ class Engine:
 
             self._e2b = E2BPool(e2b_settings())
         return self._e2b
+
+    def _sweep_e2b(self, workflow: str) -> None:
+        """A workflow taken over (resumed, or adopted after a crash): kill the E2B sandboxes its tasks had before,
+        which nobody holds now (a glob of the workflow's directory; nothing more when it used none)."""
+        directory = self.workdir_root / workflow
+        if not any(directory.glob(".*.agentdeck-e2b")):
+            return
+        sweeping = asyncio.ensure_future(self.e2b_pool().sweep(directory))
+        self._sweeps.add(sweeping)
+        sweeping.add_done_callback(self._sweeps.discard)
 
     def _running_pids(self) -> list[tuple[str, str, list[int]]]:
         out = []
@@ -267,6 +280,8 @@ class Engine:
         return WorkflowRun(self, workflow, spec, tasks, adopted=True)
 
     def _launch(self, run: WorkflowRun, resumed: bool) -> None:
+        if resumed:
+            self._sweep_e2b(run.id)
         self.runs[run.id] = run
         handle = asyncio.create_task(run.run(resumed=resumed), name=f"agentdeck-workflow-{run.id}")
         self._run_tasks[run.id] = handle

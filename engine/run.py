@@ -33,7 +33,7 @@ from engine.errors import TaskFailed
 from engine.graph.support import GraphSupport, default_thread
 from engine.run_controls import RunControls
 from engine.run_state import now as _now
-from engine.sandbox import Sandbox, make_sandbox
+from engine.sandbox import Sandbox, SandboxError, make_sandbox
 from engine.spec import WorkflowSpec
 
 if TYPE_CHECKING:
@@ -348,7 +348,7 @@ class WorkflowRun(RunControls):
                     self._frozen.pop(key, None)
         except TimeoutError as exc:
             raise _Attempt(f"timed out after {limit_s:g}s") from exc
-        except TaskFailed as exc:
+        except (TaskFailed, SandboxError) as exc:  # a sandbox that failed (E2B unreachable) fails the attempt
             raise _Attempt(str(exc)) from exc
 
     def _complete(self, key: str, output: Any, duration: float) -> None:

@@ -187,6 +187,14 @@ class E2BPool:
             with contextlib.suppress(OSError):
                 remote.record.unlink()
 
+    async def sweep(self, directory: Path) -> int:
+        """Kill the sandboxes recorded for task directories under ``directory`` (a workflow's, when the engine
+        takes it over after a crash) that this pool does not hold; returns how many records there were."""
+        records = await asyncio.to_thread(lambda: sorted(directory.glob(f".*{_RECORD}")))
+        for record in records:
+            await self._kill_recorded(record.with_name(record.name[1 : -len(_RECORD)]))
+        return len(records)
+
     async def _kill_recorded(self, workdir: Path) -> None:
         """Kill the sandbox a crashed engine made for ``workdir`` (its record is still there)."""
         record = record_path(workdir)

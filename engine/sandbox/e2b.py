@@ -34,8 +34,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
 from engine.sandbox import _e2b_tree
-from engine.sandbox._e2b_pool import E2BPool, describe
+from engine.sandbox._e2b_pool import E2BPool, describe, transient
 from engine.sandbox._lines import LineSplitter
 from engine.sandbox.base import (
     LinesCallback,
@@ -61,6 +63,9 @@ _SIGNALS = {(signal.strsignal(s) or "").lower(): int(s) for s in signal.valid_si
 
 #: How long a cancelled run still waits for envd to report the command's pid (so it can stop the command).
 START_PATIENCE_S = 30.0
+
+#: Attempts at re-attaching to a command whose output stream broke, before the run fails.
+REATTACH_ATTEMPTS = 5
 
 #: How long output must have been quiet before the sandbox itself is paused (what was in flight has arrived).
 QUIET_BEFORE_PAUSE_S = 1.0
@@ -90,6 +95,7 @@ class _Run:
         self.clock_changed = asyncio.Event()
         self.stopping: asyncio.Future[None] | None = None  # the tree being stopped after a callback broke
         self.ended = asyncio.Event()  # run() is over, its tree stopped
+        self.backlog: OutputBacklog | None = None
         self.detached = False  # the output stream was let go on purpose (the sandbox itself is being paused)
 
     def deliver(self, stream: str, lines: list[str]) -> None:
@@ -195,6 +201,7 @@ class E2BSandbox(Sandbox):
             raise SandboxBusy("a command is already running in this sandbox")
         self._busy = True
         run = self._run = _Run(on_output, on_lines, redact)
+        run.backlog = backlog
         started = time.monotonic()
         try:
             box = await self._sandbox()
@@ -320,6 +327,11 @@ class E2BSandbox(Sandbox):
                     code, error = result.exit_code, result.error
                 except CommandExitException as exc:
                     code, error = exc.exit_code, exc.error
+                except Exception as exc:  # the stream broke (network): the command may well still run
+                    if run.stopped_by is not None or run.failure is not None:
+                        raise
+                    await self._reattach_lost(run, exc)
+                    continue
                 break
             finally:
                 if not ending.done():
@@ -331,6 +343,32 @@ class E2BSandbox(Sandbox):
                 with contextlib.suppress(Exception):
                     run.deliver(stream, splitter.flush())
         return exit_status(code, error)
+
+    async def _reattach_lost(self, run: _Run, lost: BaseException) -> None:
+        """Re-attach to the command after its output stream broke, retrying with backoff while the trouble looks
+        like the network's. Output the command wrote while no stream was attached is not delivered (envd keeps no
+        backlog). Raises SandboxError when it cannot."""
+        from e2b.exceptions import NotFoundException
+
+        log.warning("lost the output stream of an E2B command (%s); re-attaching", describe(lost, self._pool.api_key))
+        try:
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception(transient),
+                stop=stop_after_attempt(REATTACH_ATTEMPTS),
+                wait=wait_exponential_jitter(multiplier=0.2, max=4.0),
+                reraise=True,
+            ):
+                with attempt:
+                    await self._reattach(run)
+        except NotFoundException:
+            raise SandboxError(
+                "E2B: the command ended while its output stream was lost; its exit status is unknown"
+            ) from None
+        except Exception as exc:
+            raise SandboxError(
+                f"E2B: lost the command's output stream ({describe(lost, self._pool.api_key)}) and could not "
+                f"re-attach: {describe(exc, self._pool.api_key)}"
+            ) from None
 
     async def _stop_tree(self, run: _Run) -> None:
         """SIGTERM, then SIGKILL, the run's whole tree; returns when none of it runs."""
@@ -419,8 +457,8 @@ class E2BSandbox(Sandbox):
         run.handle = await self._box.commands.connect(
             run.pid,
             timeout=0,
-            on_stdout=lambda chunk: self._on_chunk(run, "stdout", chunk, None),
-            on_stderr=lambda chunk: self._on_chunk(run, "stderr", chunk, None),
+            on_stdout=lambda chunk: self._on_chunk(run, "stdout", chunk, run.backlog),
+            on_stderr=lambda chunk: self._on_chunk(run, "stderr", chunk, run.backlog),
         )
         del old
         run.detached = False

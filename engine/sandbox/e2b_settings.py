@@ -26,7 +26,9 @@ KEY_HINT = (
 class E2BSettings(BaseSettings):
     """How agentdeck uses E2B (see the README's "Running tasks in E2B sandboxes")."""
 
-    model_config = SettingsConfigDict(env_prefix="AGENTDECK_E2B_", extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(
+        env_prefix="AGENTDECK_E2B_", extra="ignore", populate_by_name=True, env_parse_none_str="none"
+    )
 
     template: str = "base"
     """AGENTDECK_E2B_TEMPLATE: the sandbox template (name or id) every sandbox is made from."""
@@ -40,7 +42,7 @@ class E2BSettings(BaseSettings):
     """AGENTDECK_E2B_WORKDIR: where task working directories go inside a sandbox (``WORKDIR/WORKFLOW/TASK``)."""
     pause_after: float | None = Field(default=60.0, ge=0)
     """AGENTDECK_E2B_PAUSE_AFTER: seconds a paused task's processes stay frozen before the sandbox itself is paused
-    (E2B stops charging for it; it resumes on the next resume). Empty: never pause the sandbox itself."""
+    (E2B stops charging for it; it resumes on the next resume). ``none``: never pause the sandbox itself."""
     kill_grace: float = Field(default=3.0, gt=0)
     """AGENTDECK_E2B_KILL_GRACE: seconds between SIGTERM and SIGKILL when a command is stopped."""
 
@@ -53,7 +55,7 @@ class E2BSettings(BaseSettings):
         try:
             return handler(data)
         except ValidationError as exc:
-            raise SettingsError(explain_settings(exc)) from None
+            raise SettingsError(explain_settings(exc, prefix="AGENTDECK_E2B_", secret=frozenset({"api_key"}))) from None
 
     def missing_key(self) -> str | None:
         """Why E2B cannot be used as configured (no API key outside debug mode), else None."""

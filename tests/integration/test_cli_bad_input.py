@@ -132,6 +132,8 @@ def test_a_step_module_that_cannot_import_names_its_file_and_line(
     [
         ({"AGENTDECK_SANDBOX": "docker"}, ["run", QUICKSTART, "--headless", "--db", "mem://"],
          "agentdeck: AGENTDECK_SANDBOX='docker': input should be 'local' or 'e2b'"),
+        ({"AGENTDECK_E2B_SCOPE": "everything"}, ["run", QUICKSTART, "--headless", "--db", "mem://"],
+         "agentdeck: AGENTDECK_E2B_SCOPE='everything': input should be 'task' or 'agent'"),
         ({"AGENTDECK_EMBEDDING_DIMENSION": "many"}, ["workflows", "list", "--db", "mem://"],
          "agentdeck: AGENTDECK_EMBEDDING_DIMENSION='many': input should be a valid integer"),
         ({"AGENTDECK_EMBEDDING_DIMENSION": "0"}, ["run", QUICKSTART, "--headless", "--db", "mem://"],

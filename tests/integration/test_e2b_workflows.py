@@ -26,9 +26,10 @@ from engine.sandbox._e2b_pool import E2BPool, record_path
 from engine.sandbox.e2b import E2BSandbox
 from engine.sandbox.e2b_settings import e2b_settings
 from engine.spec import WorkflowSpec
-from tests.conformance.sandbox.suite import Transcript
+from tests.conformance.sandbox.suite import WAIT_FOR_GO, Transcript
 from tests.support.fake_e2b import FakeCloud, fake_e2b_cloud
 from tests.support.polling import until
+from tests.support.tcp_proxy import cuttable_proxy
 
 AGENTDECK = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "agentdeck")
 
@@ -182,6 +183,28 @@ async def test_pause_freezes_the_command_then_pauses_the_sandbox_and_resume_brin
     assert cloud.api.alive() == []
 
 
+async def test_a_broken_output_stream_is_reattached_and_the_run_goes_on(
+    cloud: FakeCloud, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with cuttable_proxy(("127.0.0.1", int(cloud.envd.url.rsplit(":", 1)[1]))) as network:
+        monkeypatch.setenv("E2B_SANDBOX_URL", network.url)  # everything to envd goes through the cuttable path
+        pool = E2BPool(e2b_settings())
+        sandbox = E2BSandbox(tmp_path / "work" / "wf" / "net", pool=pool)
+        transcript = Transcript()
+        task = asyncio.create_task(sandbox.run(f"echo before; {WAIT_FOR_GO}; echo after; exit 4", on_output=transcript))
+        try:
+            await transcript.wait_for_line("before")
+            network.cut()
+            await until(lambda: cloud.envd.process.connects >= 1, "the backend to re-attach to the command")
+            await sandbox.write_file("go", "")
+            result = await asyncio.wait_for(task, 60)
+        finally:
+            await sandbox.close()
+            await pool.close()
+    assert result.exit_code == 4, "the exit status came through the new stream"
+    assert transcript.text() == ["before", "after"]
+
+
 async def test_a_sandbox_left_by_a_crashed_engine_is_killed_when_its_task_runs_again(
     cloud: FakeCloud, tmp_path: Path
 ) -> None:
@@ -203,6 +226,32 @@ async def test_a_sandbox_left_by_a_crashed_engine_is_killed_when_its_task_runs_a
         await pool.close()
     assert cloud.api.alive() == []
     assert not record_path(workdir).exists()
+
+
+async def test_taking_a_workflow_over_kills_the_sandboxes_its_crashed_engine_left(
+    cloud: FakeCloud, tmp_path: Path
+) -> None:
+    workflow_dir = tmp_path / "work" / "wf-1"
+    crashed = E2BPool(e2b_settings())
+    for task in ("a", "b"):
+        assert (await E2BSandbox(workflow_dir / task, pool=crashed).run("true")).exit_code == 0
+    assert len(cloud.api.alive()) == 2  # the engine died holding both
+    assert await E2BPool(e2b_settings()).sweep(workflow_dir) == 2
+    assert cloud.api.alive() == []
+    assert not list(workflow_dir.glob(".*agentdeck-e2b*"))
+
+
+async def test_a_sandbox_that_cannot_be_made_fails_the_task_with_the_reason_and_retries_it(
+    engine: Engine, cloud: FakeCloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AGENTDECK_E2B_TEMPLATE", "no-such-template")
+    cloud.api.known_templates = {"base"}
+    wf = await engine.submit(e2b_spec([{"id": "a", "agent": "sh", "run": "true"}], retries=1, retry_backoff=0.01))
+    assert await engine.wait(wf) is WorkflowStatus.FAILED
+    task = await engine.stores.tasks.get(wf, "a")
+    assert task is not None and task.attempts == 2
+    assert task.error is not None and task.error.startswith("could not create an E2B sandbox:"), task.error
+    assert "no-such-template" in task.error and cloud.key not in task.error
 
 
 @pytest.mark.parametrize(

@@ -132,7 +132,9 @@ async def test_retries_wait_what_the_spec_says(engine: Engine) -> None:
 async def test_agentdeck_sandbox_applies_unless_the_workflow_or_task_names_one(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setenv("AGENTDECK_SANDBOX", "e2b")  # not implemented: a task sent there fails saying so
+    monkeypatch.setenv("AGENTDECK_SANDBOX", "e2b")  # without an E2B key: a task sent there fails saying so
+    monkeypatch.delenv("E2B_API_KEY", raising=False)
+    monkeypatch.delenv("E2B_DEBUG", raising=False)
     tasks = [
         {"id": "follows", "agent": "sh", "run": "true"},
         {"id": "local", "agent": "sh", "run": "true", "sandbox": "local"},
@@ -145,7 +147,10 @@ async def test_agentdeck_sandbox_applies_unless_the_workflow_or_task_names_one(
         states = {t.key: (t.status, t.error) for t in await engine.stores.tasks.list(follows)}
     assert states["local"] == (TaskStatus.COMPLETED, None)
     status, error = states["follows"]
-    assert status is TaskStatus.FAILED and error is not None and "E2B sandbox backend is not implemented" in error
+    assert status is TaskStatus.FAILED and error == (
+        "the E2B sandbox needs an API key: set E2B_API_KEY (create a key at https://e2b.dev/dashboard?tab=keys), "
+        "or run the tasks locally with AGENTDECK_SANDBOX=local"
+    )
 
 
 async def test_fail_fast_skips_downstream_and_continue_keeps_independent_branches(engine: Engine) -> None:

@@ -108,6 +108,8 @@ class FakeE2BApi:
         self.url = ""  # set by serve_fake_e2b_api
         self.sandboxes: dict[str, FakeSandbox] = {}
         self.calls: list[ApiCall] = []
+        #: When set, creating a sandbox from any other template answers 404, as E2B does for an unknown template.
+        self.known_templates: set[str] | None = None
 
     @property
     def routes(self) -> list[tuple[str, str]]:
@@ -200,6 +202,8 @@ class FakeE2BApi:
         template, timeout = body.get("templateID"), body.get("timeout", DEFAULT_TIMEOUT_S)
         if not isinstance(template, str) or not isinstance(timeout, int):
             raise _error(400, "templateID (str) is required and timeout must be an int")
+        if self.known_templates is not None and template not in self.known_templates:
+            raise _error(404, f"template '{template}' not found")
         now = self.clock()
         sandbox = FakeSandbox(
             sandbox_id=secrets.token_hex(10),

@@ -126,6 +126,7 @@ class FakeProcessService(Process):
         self.home = home
         self.processes: dict[int, _Process] = {}
         self.started: list[process_pb.ProcessConfig] = []
+        self.connects = 0  # Connect calls (a client re-attaching to a running process)
 
     def _find(self, selector: process_pb.ProcessSelector | None) -> _Process:
         chosen = selector.selector if selector is not None else None
@@ -171,6 +172,7 @@ class FakeProcessService(Process):
     async def connect(
         self, request: process_pb.ConnectRequest, ctx: Any, /
     ) -> AsyncIterator[process_pb.ConnectResponse]:
+        self.connects += 1
         process = self._find(request.process)
         stream = process.attach()
         yield process_pb.ConnectResponse(event=_event(start=process_pb.ProcessEvent.StartEvent(pid=process.pid)))
