@@ -91,6 +91,7 @@ class E2BPool:
         if "api_key" not in self.connection and settings.api_key is not None:
             self.connection["api_key"] = settings.api_key.get_secret_value()
         self._remotes: dict[str, _Remote] = {}
+        self._discarding: set[asyncio.Future[None]] = set()  # sandboxes being made for a caller that gave up
         self._closed = False
 
     @property
@@ -116,7 +117,15 @@ class E2BPool:
         async with remote.lock:
             if remote.sandbox is None:
                 await self._kill_recorded(workdir)
-                remote.sandbox = await self._create(network, metadata)
+                creating = asyncio.ensure_future(self._create(network, metadata))
+                try:
+                    remote.sandbox = await asyncio.shield(creating)
+                except asyncio.CancelledError:
+                    # E2B is making it anyway: kill it once it is made, or it runs (and costs) unseen.
+                    discarding = asyncio.ensure_future(self._discard(creating))
+                    self._discarding.add(discarding)
+                    discarding.add_done_callback(self._discarding.discard)
+                    raise
                 remote.record = record_path(workdir)
                 _write_record(remote.record, remote.sandbox.sandbox_id)
                 if not self.connection.get("debug"):
@@ -140,7 +149,15 @@ class E2BPool:
         """Kill every sandbox still held (the engine is closing)."""
         self._closed = True
         remotes, self._remotes = list(self._remotes.values()), {}
-        await asyncio.gather(*(self._kill(remote) for remote in remotes), return_exceptions=True)
+        await asyncio.gather(*(self._kill(remote) for remote in remotes), *self._discarding, return_exceptions=True)
+
+    async def _discard(self, creating: asyncio.Future[AsyncSandbox]) -> None:
+        """Kill the sandbox ``creating`` makes, once it is made (its caller was cancelled meanwhile)."""
+        try:
+            sandbox = await creating
+        except Exception:
+            return  # it was never made
+        await self._kill(_Remote(sandbox=sandbox))
 
     async def _create(self, network: bool, metadata: dict[str, str]) -> AsyncSandbox:
         from e2b import AsyncSandbox

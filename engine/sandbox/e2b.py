@@ -92,11 +92,21 @@ class _Run:
         self.stopped_by: str | None = None  # "kill" or "timeout"
         self.failure: BaseException | None = None  # an output callback raised
         self.last_output = time.monotonic()
-        self.clock_changed = asyncio.Event()
+        self._changed: asyncio.Future[None] | None = None
         self.stopping: asyncio.Future[None] | None = None  # the tree being stopped after a callback broke
         self.ended = asyncio.Event()  # run() is over, its tree stopped
         self.backlog: OutputBacklog | None = None
         self.detached = False  # the output stream was let go on purpose (the sandbox itself is being paused)
+
+    def next_change(self) -> asyncio.Future[None]:
+        """A future that completes at the next :meth:`changed` (pause, resume, stream swapped)."""
+        self._changed = asyncio.get_running_loop().create_future()
+        return self._changed
+
+    def changed(self) -> None:
+        """Wake the wait for the command's end: the clock or the stream changed."""
+        if self._changed is not None and not self._changed.done():
+            self._changed.set_result(None)
 
     def deliver(self, stream: str, lines: list[str]) -> None:
         if not lines:
@@ -242,12 +252,15 @@ class E2BSandbox(Sandbox):
                 raise run.failure from None
             raise SandboxError(f"E2B: {describe(exc, self._pool.api_key)}") from None
         finally:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self._sweep(run))
-            self._run = None
-            self._busy = False
-            self._paused = False
-            run.ended.set()
+            try:
+                # Shielded: cancelled here (a fail_fast sibling, the engine closing), the sweep still completes.
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._sweep(run))
+            finally:
+                self._run = None
+                self._busy = False
+                self._paused = False
+                run.ended.set()
         if run.failure is not None:
             raise run.failure
         return RunResult(
@@ -307,8 +320,7 @@ class E2BSandbox(Sandbox):
             ending = asyncio.ensure_future(handle.wait())
             try:
                 while not ending.done() or (run.detached and run.handle is handle):
-                    run.clock_changed.clear()
-                    changed = asyncio.ensure_future(run.clock_changed.wait())
+                    changed = run.next_change()
                     counting = left is not None and not self._paused and not run.detached
                     began = time.monotonic()
                     waits = {changed} if ending.done() else {ending, changed}
@@ -389,7 +401,7 @@ class E2BSandbox(Sandbox):
         if run is None or self._paused:
             return
         self._paused = True
-        run.clock_changed.set()
+        run.changed()
         if run.pid is not None:
             await self._control(_e2b_tree.signal_tree(run.pid, "STOP"))
             after = self._pool.settings.pause_after
@@ -406,7 +418,7 @@ class E2BSandbox(Sandbox):
         if run.pid is not None:
             await self._control(_e2b_tree.signal_tree(run.pid, "CONT"))
         self._paused = False
-        run.clock_changed.set()
+        run.changed()
 
     async def _pause_box_later(self, run: _Run, after: float) -> None:
         """Pause the sandbox itself once the processes have been frozen ``after`` seconds and output is quiet."""
@@ -462,7 +474,7 @@ class E2BSandbox(Sandbox):
         )
         del old
         run.detached = False
-        run.clock_changed.set()
+        run.changed()
 
     async def kill(self) -> None:
         run = self._run

@@ -150,6 +150,49 @@ def sleeping(cloud: FakeCloud) -> list[psutil.Process]:
     return found
 
 
+async def test_fail_fast_while_sandboxes_are_being_made_ends_the_workflow_and_kills_them_all(
+    cloud: FakeCloud, tmp_path: Path
+) -> None:
+    cloud.api.create_delay_s = 1.0  # the local task fails while E2B is still making the others' sandboxes
+    tasks = [
+        {"id": "fails", "agent": "sh", "sandbox": "local", "run": "exit 1"},
+        {"id": "b", "agent": "sh", "run": "sleep 30"},
+        {"id": "c", "agent": "sh", "run": "sleep 30"},
+    ]
+    async with connect("mem://") as db, Engine(db, workdir_root=tmp_path / "work") as engine:
+        wf = await engine.submit(e2b_spec(tasks))
+        assert await asyncio.wait_for(engine.wait(wf), 120) is WorkflowStatus.FAILED
+        await until(lambda: len(cloud.api.sandboxes) == 2, "E2B to have made both sandboxes")
+    # Made for tasks that were cancelled before they knew of them: killed all the same.
+    assert cloud.api.alive() == []
+
+
+async def test_a_run_cancelled_while_it_cleans_up_leaves_the_sandbox_closable(
+    cloud: FakeCloud, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pool = E2BPool(e2b_settings())
+    sandbox = E2BSandbox(tmp_path / "work" / "wf" / "t", pool=pool)
+    sweeping, release = asyncio.Event(), asyncio.Event()
+    sweep = E2BSandbox._sweep
+
+    async def slow_sweep(self: E2BSandbox, run: Any) -> None:  # the clean-up after the command, held open
+        sweeping.set()
+        await release.wait()
+        await sweep(self, run)
+
+    monkeypatch.setattr(E2BSandbox, "_sweep", slow_sweep)
+    task = asyncio.create_task(sandbox.run("exit 1"))
+    await asyncio.wait_for(sweeping.wait(), 60)
+    task.cancel()  # as a fail_fast sibling's failure cancels this task
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not sandbox.running
+    release.set()
+    await asyncio.wait_for(sandbox.close(), 60)
+    await pool.close()
+    assert cloud.api.alive() == []
+
+
 async def test_pause_freezes_the_command_then_pauses_the_sandbox_and_resume_brings_both_back(
     cloud: FakeCloud, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

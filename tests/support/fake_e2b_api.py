@@ -108,6 +108,9 @@ class FakeE2BApi:
         self.url = ""  # set by serve_fake_e2b_api
         self.sandboxes: dict[str, FakeSandbox] = {}
         self.calls: list[ApiCall] = []
+        #: Seconds a create takes (E2B boots a micro-VM): the sandbox exists once the request arrives, the answer
+        #: comes after this, so a client that gives up meanwhile has made a sandbox it does not know of.
+        self.create_delay_s = 0.0
         #: When set, creating a sandbox from any other template answers 404, as E2B does for an unknown template.
         self.known_templates: set[str] | None = None
 
@@ -150,6 +153,8 @@ class FakeE2BApi:
             reply = self._route(method, path.strip("/").split("/"), query, body)
         except _Reply as raised:
             reply = raised
+        if self.create_delay_s and (method, path.rstrip("/")) == ("POST", "/v2/sandboxes"):
+            await asyncio.sleep(self.create_delay_s)
         payload = b"" if reply.body is None else json.dumps(reply.body).encode()
         out = [(b"content-length", str(len(payload)).encode())]
         if payload:
