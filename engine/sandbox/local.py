@@ -172,6 +172,7 @@ class LocalSandbox(_TreeControl, Sandbox):
             raise SandboxBusy(f"{self!r} is already running a command")
         loop = asyncio.get_running_loop()
         started = loop.time()
+        cancelled_while_starting = False
         protocol = _RunProtocol(loop, on_output, redact, backlog, on_lines)
         self._starting = True
         self._pause_when_started = self._kill_when_started = False
@@ -189,17 +190,30 @@ class LocalSandbox(_TreeControl, Sandbox):
         try:
             # start_new_session: own session and process group (signals reach the whole group; the terminal's
             # Ctrl-C does not). The preexec runs in the child after setsid and before exec (see child_setup).
-            transport, _ = await loop.subprocess_exec(
-                lambda: protocol,
-                *launch.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                cwd=self.workdir,
-                env=launch.env,
-                start_new_session=True,
-                preexec_fn=launch.preexec,
+            starting = asyncio.ensure_future(
+                loop.subprocess_exec(
+                    lambda: protocol,
+                    *launch.argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    cwd=self.workdir,
+                    env=launch.env,
+                    start_new_session=True,
+                    preexec_fn=launch.preexec,
+                )
             )
+            try:
+                transport, _ = await asyncio.shield(starting)
+            except asyncio.CancelledError:
+                # Cancelled mid-start (a fail_fast sibling, a workflow cancel). Not passed on to the start: Python
+                # 3.11's subprocess_exec, cancelled before it connected the pipes, waits forever for them. Let it
+                # finish, stop what started, then end cancelled.
+                while not starting.done():
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await asyncio.shield(starting)
+                transport, _ = starting.result()
+                cancelled_while_starting = self._kill_when_started = True
         except BaseException:
             self._launch = None
             launch.finish()
@@ -233,6 +247,8 @@ class LocalSandbox(_TreeControl, Sandbox):
             self._run = self._launch = None
             transport.close()
             launch.finish()
+        if cancelled_while_starting:
+            raise asyncio.CancelledError
         stopped = timed_out or run.stop_requested
         return RunResult(
             exit_code=None if stopped else _exit_status(transport.get_returncode()),

@@ -377,3 +377,17 @@ async def test_pause_during_start_freezes_the_command_once_it_exists(local_sandb
     await transcript.wait_for(lambda lines: len(lines) >= frozen_at + 3, "counter lines after resume")
     await local_sandbox.kill()
     assert (await asyncio.wait_for(task, PATIENCE_S)).cancelled
+
+
+async def test_cancelling_during_start_ends_the_run_and_leaves_nothing(local_sandbox: LocalSandbox) -> None:
+    """Python 3.11's subprocess_exec, cancelled before it connects the pipes, waits forever; a cancel (a fail_fast
+    sibling, a workflow cancel) that lands there must still end the run, with nothing of the command left."""
+    task = asyncio.create_task(local_sandbox.run(TREE))
+    await starting(local_sandbox)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, PATIENCE_S)
+    assert not local_sandbox.running
+    left = [p for p in psutil.process_iter(["cwd", "cmdline"]) if p.info["cwd"] == str(local_sandbox.workdir)]
+    assert left == [], left
+    assert (await local_sandbox.run("true")).exit_code == 0
