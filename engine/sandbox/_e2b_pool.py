@@ -22,6 +22,7 @@ import contextlib
 import json
 import logging
 import os
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -113,25 +114,33 @@ class E2BPool:
         """The sandbox for ``key``, made on first use; each call must be matched by a :meth:`release`."""
         if self._closed:
             raise SandboxUnavailable("the engine is closing; no new E2B sandbox is made")
-        remote = self._remotes.setdefault(key, _Remote())
-        async with remote.lock:
-            if remote.sandbox is None:
-                await self._kill_recorded(workdir)
-                creating = asyncio.ensure_future(self._create(network, metadata))
-                try:
-                    remote.sandbox = await asyncio.shield(creating)
-                except asyncio.CancelledError:
-                    # E2B is making it anyway: kill it once it is made, or it runs (and costs) unseen.
-                    discarding = asyncio.ensure_future(self._discard(creating))
-                    self._discarding.add(discarding)
-                    discarding.add_done_callback(self._discarding.discard)
-                    raise
-                remote.record = record_path(workdir)
-                _write_record(remote.record, remote.sandbox.sandbox_id)
-                if not self.connection.get("debug"):
-                    remote.renewing = asyncio.ensure_future(self._renew(remote.sandbox))
-            remote.users += 1
-            return remote.sandbox
+        while True:
+            remote = self._remotes.setdefault(key, _Remote())
+            async with remote.lock:
+                if self._remotes.get(key) is not remote:  # released (and killed) while we waited: start afresh
+                    continue
+                return await self._acquire_locked(remote, workdir, network, metadata)
+
+    async def _acquire_locked(
+        self, remote: _Remote, workdir: Path, network: bool, metadata: dict[str, str]
+    ) -> AsyncSandbox:
+        if remote.sandbox is None:
+            await self._kill_recorded(workdir)
+            creating = asyncio.ensure_future(self._create(network, metadata))
+            try:
+                remote.sandbox = await asyncio.shield(creating)
+            except asyncio.CancelledError:
+                # E2B is making it anyway: kill it once it is made, or it runs (and costs) unseen.
+                discarding = asyncio.ensure_future(self._discard(creating))
+                self._discarding.add(discarding)
+                discarding.add_done_callback(self._discarding.discard)
+                raise
+            remote.record = record_path(workdir)
+            _write_record(remote.record, remote.sandbox.sandbox_id)
+            if not self.connection.get("debug"):
+                remote.renewing = asyncio.ensure_future(self._renew(remote.sandbox))
+        remote.users += 1
+        return remote.sandbox
 
     async def release(self, key: str) -> None:
         """One user of ``key`` is done; the last one's release kills the sandbox."""
@@ -162,6 +171,10 @@ class E2BPool:
     async def _create(self, network: bool, metadata: dict[str, str]) -> AsyncSandbox:
         from e2b import AsyncSandbox
 
+        # The same key on every try: if E2B made the sandbox but its answer was lost, a retry gets that sandbox
+        # back instead of making a second one nobody would know of.
+        idempotency_key = str(uuid.uuid4())
+
         try:
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception(transient),
@@ -175,6 +188,7 @@ class E2BPool:
                         timeout=self.settings.lifetime,
                         metadata=metadata,
                         allow_internet_access=network,
+                        idempotency_key=idempotency_key,
                         **self.connection,
                     )
         except Exception as exc:
@@ -201,8 +215,7 @@ class E2BPool:
             log.warning("could not kill E2B sandbox %s: %s", remote.sandbox.sandbox_id, describe(exc, self.api_key))
             return  # keep the record: the next run on this directory tries again
         if remote.record is not None:
-            with contextlib.suppress(OSError):
-                remote.record.unlink()
+            _forget_record(remote.record, remote.sandbox.sandbox_id)
 
     async def sweep(self, directory: Path) -> int:
         """Kill the sandboxes recorded for task directories under ``directory`` (a workflow's, when the engine
@@ -215,9 +228,8 @@ class E2BPool:
     async def _kill_recorded(self, workdir: Path) -> None:
         """Kill the sandbox a crashed engine made for ``workdir`` (its record is still there)."""
         record = record_path(workdir)
-        try:
-            sandbox_id = json.loads(record.read_text())["sandbox_id"]
-        except (OSError, ValueError, KeyError, TypeError):
+        sandbox_id = _recorded_id(record)
+        if sandbox_id is None:
             return
         live = {r.sandbox.sandbox_id for r in self._remotes.values() if r.sandbox is not None}
         if sandbox_id in live:
@@ -227,14 +239,28 @@ class E2BPool:
             log.info("killed E2B sandbox %s left by an engine that stopped without cleaning up", sandbox_id)
         except Exception as exc:
             log.warning("could not kill leftover E2B sandbox %s: %s", sandbox_id, describe(exc, self.api_key))
-        with contextlib.suppress(OSError):
-            record.unlink()
+        _forget_record(record, sandbox_id)
 
 
 async def _kill_by_id(sandbox_id: str, connection: dict[str, Any]) -> None:
     from e2b import AsyncSandbox
 
     await AsyncSandbox.kill(sandbox_id, **connection)
+
+
+def _recorded_id(path: Path) -> str | None:
+    try:
+        value = json.loads(path.read_text())["sandbox_id"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def _forget_record(path: Path, sandbox_id: str) -> None:
+    """Remove the record if it still names ``sandbox_id`` (a newer sandbox for the directory may have replaced it)."""
+    if _recorded_id(path) == sandbox_id:
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 def _write_record(path: Path, sandbox_id: str) -> None:

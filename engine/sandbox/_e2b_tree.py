@@ -1,8 +1,9 @@
 """Shell snippets that find, freeze, thaw and stop a command's whole process tree inside an E2B sandbox.
 
 envd signals only the process it started, and only with SIGTERM or SIGKILL (``SendSignal``), and it starts that
-process in its own process group. So the E2B backend starts every command as the leader of a new session
-(``exec setsid``: the pid envd reports is then the session and group id of the whole command) and reaches the tree
+process in envd's own process group (no ``Setpgid``). So the E2B backend starts every command as the leader of a new
+session (``exec setsid``: not a group leader, the process calls setsid(2) itself without forking, and the pid envd
+reports is then the session and group id of the whole command) and reaches the tree
 with these snippets, run as separate commands in the same sandbox. A process belongs to the tree when its session
 or process group is the command's, or when its parent does (a child that called ``setsid`` itself); the scan reads
 ``/proc/*/stat`` with ``awk``, both in every Linux image E2B builds templates from.

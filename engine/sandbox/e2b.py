@@ -18,8 +18,9 @@ tree. How, over what envd (the agent in the sandbox) offers:
   (``AGENTDECK_E2B_WORKDIR/WORKFLOW/TASK`` inside the sandbox).
 
 Exit statuses are the shell's: envd reports a death by signal as ``-1`` and ``signal: killed``, turned back into
-``128 + N`` here. The remote sandboxes themselves (made on first use, shared by a task's retries, always killed)
-belong to an :class:`~engine.sandbox._e2b_pool.E2BPool`.
+``128 + N`` here (``_e2b_run``). The remote sandboxes themselves (made on first use, shared by a task's retries,
+always killed) belong to an :class:`~engine.sandbox._e2b_pool.E2BPool`; reaching them and keeping a command's output
+stream attached is ``_e2b_remote``.
 """
 
 from __future__ import annotations
@@ -28,17 +29,15 @@ import asyncio
 import contextlib
 import logging
 import posixpath
-import signal
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
-
 from engine.sandbox import _e2b_tree
-from engine.sandbox._e2b_pool import E2BPool, describe, transient
-from engine.sandbox._lines import LineSplitter
+from engine.sandbox._e2b_pool import E2BPool, describe
+from engine.sandbox._e2b_remote import E2BRemote
+from engine.sandbox._e2b_run import E2BRun, exit_status
 from engine.sandbox.base import (
     LinesCallback,
     OutputBacklog,
@@ -58,67 +57,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Go's names for signals (``signal: killed``), as envd reports a death by signal, to signal numbers.
-_SIGNALS = {(signal.strsignal(s) or "").lower(): int(s) for s in signal.valid_signals() if signal.strsignal(s)}
-
 #: How long a cancelled run still waits for envd to report the command's pid (so it can stop the command).
 START_PATIENCE_S = 30.0
 
-#: Attempts at re-attaching to a command whose output stream broke, before the run fails.
-REATTACH_ATTEMPTS = 5
 
-#: How long output must have been quiet before the sandbox itself is paused (what was in flight has arrived).
-QUIET_BEFORE_PAUSE_S = 1.0
-
-
-def exit_status(exit_code: int, error: str | None) -> int:
-    """The shell's exit status from envd's end event: ``128 + N`` for a death by signal N."""
-    if exit_code == -1 and error and error.startswith("signal: "):
-        number = _SIGNALS.get(error.removeprefix("signal: ").strip())
-        if number is not None:
-            return 128 + number
-    return exit_code
-
-
-class _Run:
-    """What one ``run`` holds while its command runs."""
-
-    def __init__(self, on_output: OutputCallback | None, on_lines: LinesCallback | None, redact: Sequence[str]):
-        self.on_output = on_output
-        self.on_lines = on_lines
-        self.splitters = {"stdout": LineSplitter(redact), "stderr": LineSplitter(redact)}
-        self.handle: AsyncCommandHandle[Any] | None = None
-        self.pid: int | None = None
-        self.stopped_by: str | None = None  # "kill" or "timeout"
-        self.failure: BaseException | None = None  # an output callback raised
-        self.last_output = time.monotonic()
-        self._changed: asyncio.Future[None] | None = None
-        self.stopping: asyncio.Future[None] | None = None  # the tree being stopped after a callback broke
-        self.ended = asyncio.Event()  # run() is over, its tree stopped
-        self.backlog: OutputBacklog | None = None
-        self.detached = False  # the output stream was let go on purpose (the sandbox itself is being paused)
-
-    def next_change(self) -> asyncio.Future[None]:
-        """A future that completes at the next :meth:`changed` (pause, resume, stream swapped)."""
-        self._changed = asyncio.get_running_loop().create_future()
-        return self._changed
-
-    def changed(self) -> None:
-        """Wake the wait for the command's end: the clock or the stream changed."""
-        if self._changed is not None and not self._changed.done():
-            self._changed.set_result(None)
-
-    def deliver(self, stream: str, lines: list[str]) -> None:
-        if not lines:
-            return
-        if self.on_lines is not None:
-            self.on_lines(stream, lines)
-        elif self.on_output is not None:
-            for line in lines:
-                self.on_output(stream, line)
-
-
-class E2BSandbox(Sandbox):
+class E2BSandbox(E2BRemote, Sandbox):
     """Runs a task's commands in an E2B sandbox (see the module docstring).
 
     Args:
@@ -157,7 +100,7 @@ class E2BSandbox(Sandbox):
         self._metadata = {"agentdeck": "1", **(metadata or {})}
         self._box: AsyncSandbox | None = None
         self._acquiring: asyncio.Lock | None = None
-        self._run: _Run | None = None
+        self._run: E2BRun | None = None
         self._busy = False
         self._paused = False
         self._box_paused = False
@@ -166,29 +109,6 @@ class E2BSandbox(Sandbox):
         self._closed = False
 
     # ---- the remote sandbox -----------------------------------------------------------------------------
-
-    async def _sandbox(self) -> AsyncSandbox:
-        if self._closed:
-            raise SandboxClosed("the sandbox was closed")
-        if self._acquiring is None:
-            self._acquiring = asyncio.Lock()
-        async with self._acquiring:
-            if self._box is None:
-                self._box = await self._pool.acquire(
-                    self._key, self.local_workdir, network=self._network, metadata=self._metadata
-                )
-            return self._box
-
-    async def _control(self, script: str, limit_s: float = 120.0) -> str:
-        """Run a helper command in the sandbox (not the task's: it may run beside it) and return its stdout."""
-        from e2b.sandbox.commands.command_handle import CommandExitException
-
-        box = await self._sandbox()
-        try:
-            result = await box.commands.run(script, timeout=limit_s, envs={"LC_ALL": "C"})
-        except CommandExitException as exc:
-            return exc.stdout or ""
-        return result.stdout or ""
 
     # ---- running a command ------------------------------------------------------------------------------
 
@@ -210,7 +130,7 @@ class E2BSandbox(Sandbox):
         if self._busy:
             raise SandboxBusy("a command is already running in this sandbox")
         self._busy = True
-        run = self._run = _Run(on_output, on_lines, redact)
+        run = self._run = E2BRun(on_output, on_lines, redact)
         run.backlog = backlog
         started = time.monotonic()
         try:
@@ -270,7 +190,7 @@ class E2BSandbox(Sandbox):
             duration_s=time.monotonic() - started,
         )
 
-    async def _sweep(self, run: _Run) -> None:
+    async def _sweep(self, run: E2BRun) -> None:
         """After a run: stop what the command left running in the background (its session outlives it)."""
         await self._stop_box_pause()
         if run.stopping is not None:
@@ -282,7 +202,7 @@ class E2BSandbox(Sandbox):
             await self._wake_box()
         await self._control(_e2b_tree.stop_tree(run.pid, self.kill_grace_s))
 
-    async def _started(self, run: _Run, starting: asyncio.Future[AsyncCommandHandle[Any]]) -> None:
+    async def _started(self, run: E2BRun, starting: asyncio.Future[AsyncCommandHandle[Any]]) -> None:
         """Wait for envd to report the command started. Cancelled meanwhile, it still waits (a while) for the pid:
         the process may exist already, and only with its pid can the tree be stopped."""
         try:
@@ -295,7 +215,7 @@ class E2BSandbox(Sandbox):
             raise
         run.pid = run.handle.pid
 
-    async def _on_chunk(self, run: _Run, stream: str, chunk: str, backlog: OutputBacklog | None) -> None:
+    async def _on_chunk(self, run: E2BRun, stream: str, chunk: str, backlog: OutputBacklog | None) -> None:
         if run.failure is not None:
             return
         run.last_output = time.monotonic()
@@ -308,7 +228,7 @@ class E2BSandbox(Sandbox):
         if backlog is not None and (waiting := backlog()) is not None:
             await waiting
 
-    async def _wait(self, run: _Run, limit_s: float | None) -> int:
+    async def _wait(self, run: E2BRun, limit_s: float | None) -> int:
         """Wait for the command to end; stop it when it outruns ``timeout`` (paused time not counted). The output
         stream may be swapped meanwhile (the sandbox itself paused and resumed): the wait follows the new one."""
         from e2b.sandbox.commands.command_handle import CommandExitException
@@ -323,16 +243,20 @@ class E2BSandbox(Sandbox):
                     changed = run.next_change()
                     counting = left is not None and not self._paused and not run.detached
                     began = time.monotonic()
-                    waits = {changed} if ending.done() else {ending, changed}
+                    waits: set[asyncio.Future[Any]] = {changed} if ending.done() else {ending, changed}
                     await asyncio.wait(waits, timeout=left if counting else None, return_when="FIRST_COMPLETED")
                     changed.cancel()
                     if counting and left is not None:
                         left -= time.monotonic() - began
-                        if not ending.done() and left <= 0 and run.stopped_by is None:
-                            run.stopped_by = "timeout"
-                            await self._stop_tree(run)
-                            left = None
+                        if not ending.done() and left <= 0:
+                            left = None  # the clock has run out, once: whatever happens next, it counts no more
+                            if run.stopped_by is None:
+                                run.stopped_by = "timeout"
+                                await self._stop_tree(run)
                 if run.handle is not handle:  # detached on purpose and attached again: follow the new stream
+                    continue
+                if ending.cancelled():  # detached on purpose, and attaching again failed: keep trying
+                    await self._reattach_lost(run, SandboxError("the output stream was let go to pause the sandbox"))
                     continue
                 try:
                     result = ending.result()
@@ -356,33 +280,7 @@ class E2BSandbox(Sandbox):
                     run.deliver(stream, splitter.flush())
         return exit_status(code, error)
 
-    async def _reattach_lost(self, run: _Run, lost: BaseException) -> None:
-        """Re-attach to the command after its output stream broke, retrying with backoff while the trouble looks
-        like the network's. Output the command wrote while no stream was attached is not delivered (envd keeps no
-        backlog). Raises SandboxError when it cannot."""
-        from e2b.exceptions import NotFoundException
-
-        log.warning("lost the output stream of an E2B command (%s); re-attaching", describe(lost, self._pool.api_key))
-        try:
-            async for attempt in AsyncRetrying(
-                retry=retry_if_exception(transient),
-                stop=stop_after_attempt(REATTACH_ATTEMPTS),
-                wait=wait_exponential_jitter(multiplier=0.2, max=4.0),
-                reraise=True,
-            ):
-                with attempt:
-                    await self._reattach(run)
-        except NotFoundException:
-            raise SandboxError(
-                "E2B: the command ended while its output stream was lost; its exit status is unknown"
-            ) from None
-        except Exception as exc:
-            raise SandboxError(
-                f"E2B: lost the command's output stream ({describe(lost, self._pool.api_key)}) and could not "
-                f"re-attach: {describe(exc, self._pool.api_key)}"
-            ) from None
-
-    async def _stop_tree(self, run: _Run) -> None:
+    async def _stop_tree(self, run: E2BRun) -> None:
         """SIGTERM, then SIGKILL, the run's whole tree; returns when none of it runs."""
         if run.pid is None:
             return
@@ -420,62 +318,6 @@ class E2BSandbox(Sandbox):
         self._paused = False
         run.changed()
 
-    async def _pause_box_later(self, run: _Run, after: float) -> None:
-        """Pause the sandbox itself once the processes have been frozen ``after`` seconds and output is quiet."""
-        await asyncio.sleep(after)
-        # Output time is a clock reading, not an event: sleep until it has been quiet long enough.
-        while (still := QUIET_BEFORE_PAUSE_S - (time.monotonic() - run.last_output)) > 0:  # noqa: ASYNC110
-            await asyncio.sleep(still)
-        box = self._box
-        if box is None or run.handle is None or not self._paused:
-            return
-        self._box_pausing = True  # from here on a resume waits for this to finish instead of interrupting it
-        run.detached = True
-        await run.handle.disconnect()
-        try:
-            await box.pause()
-        except Exception as exc:
-            log.warning("could not pause E2B sandbox %s: %s", box.sandbox_id, describe(exc, self._pool.api_key))
-        else:
-            self._box_paused = True
-        finally:
-            if not self._box_paused:
-                await self._reattach(run)
-
-    async def _stop_box_pause(self) -> None:
-        """Call off a pending pause of the sandbox itself, or let one under way finish (its state is then known)."""
-        pausing, self._pausing = self._pausing, None
-        if pausing is None:
-            return
-        if not self._box_pausing:
-            pausing.cancel()
-        with contextlib.suppress(BaseException):
-            await pausing
-        self._box_pausing = False
-
-    async def _wake_box(self) -> None:
-        """Resume a paused sandbox (connecting to it resumes it) and re-attach the command's output."""
-        box, run = self._box, self._run
-        if box is None:
-            return
-        await box.connect(**self._pool.connection)
-        self._box_paused = False
-        if run is not None:
-            await self._reattach(run)
-
-    async def _reattach(self, run: _Run) -> None:
-        assert self._box is not None and run.pid is not None and run.handle is not None
-        old = run.handle
-        run.handle = await self._box.commands.connect(
-            run.pid,
-            timeout=0,
-            on_stdout=lambda chunk: self._on_chunk(run, "stdout", chunk, run.backlog),
-            on_stderr=lambda chunk: self._on_chunk(run, "stderr", chunk, run.backlog),
-        )
-        del old
-        run.detached = False
-        run.changed()
-
     async def kill(self) -> None:
         run = self._run
         if run is None:
@@ -499,7 +341,8 @@ class E2BSandbox(Sandbox):
     async def write_file(self, relpath: str, data: bytes | str) -> None:
         target = self._remote_path(relpath)
         box = await self._sandbox()
-        await box.files.write(target, data.encode() if isinstance(data, str) else data)
+        payload = data.encode() if isinstance(data, str) else data
+        await self._retrying(lambda: box.files.write(target, payload))
 
     async def read_file(self, relpath: str) -> bytes:
         from e2b.exceptions import NotFoundException
@@ -507,7 +350,7 @@ class E2BSandbox(Sandbox):
         target = self._remote_path(relpath)
         box = await self._sandbox()
         try:
-            return bytes(await box.files.read(target, format="bytes"))
+            return bytes(await self._retrying(lambda: box.files.read(target, format="bytes")))
         except NotFoundException:
             raise FileNotFoundError(f"no file {relpath!r} in the sandbox working directory") from None
 

@@ -112,6 +112,51 @@ async def test_a_workflow_runs_in_e2b_sandboxes_and_leaves_none_running(
     assert not any(cloud.key in str(c) for c in cloud.envd.process.started)
 
 
+async def test_a_finished_tasks_sandbox_is_killed_while_the_workflow_goes_on(engine: Engine, cloud: FakeCloud) -> None:
+    wf = await engine.submit(
+        e2b_spec(
+            [
+                {"id": "first", "agent": "sh", "run": "echo done"},
+                {"id": "hold", "agent": "sh", "sandbox": "local", "depends_on": ["first"], "run": WAIT_FOR_GO},
+            ]
+        )
+    )
+    hold_dir = engine.workdir_for(wf, "hold")
+    await until(lambda: (hold_dir / ".agentdeck").exists(), "the local task to start")
+    (first,) = cloud.api.sandboxes.values()
+    await until(lambda: first.state == "killed", "the finished task's sandbox to be killed")
+    assert (await engine.stores.tasks.get(wf, "hold")).status is TaskStatus.RUNNING  # type: ignore[union-attr]
+    (hold_dir / "go").write_text("")
+    assert await engine.wait(wf) is WorkflowStatus.COMPLETED
+
+
+async def test_resuming_a_workflow_kills_a_sandbox_its_dead_engine_left_for_a_finished_task(
+    engine: Engine, cloud: FakeCloud
+) -> None:
+    wf = await engine.submit(
+        e2b_spec(
+            [
+                {"id": "done", "agent": "sh", "run": "true"},
+                {"id": "hold", "agent": "sh", "sandbox": "local", "depends_on": ["done"], "run": "sleep 1000"},
+            ]
+        )
+    )
+    await until(lambda: wf in engine.runs and engine.runs[wf].is_task_running("hold"), "the local task to run")
+    # What a dead engine leaves: a sandbox made for the finished task, recorded beside its directory, never killed.
+    dead = E2BPool(e2b_settings())
+    leftover = E2BSandbox(engine.workdir_for(wf, "done"), pool=dead)
+    await leftover.write_file("x", "")
+    (orphan,) = cloud.api.alive()
+    await engine.cancel(wf)
+    assert await engine.wait(wf) is WorkflowStatus.CANCELLED
+    assert orphan.state == "running"
+    await engine.resume(wf)  # taken over again: the finished task does not run, its orphan is found all the same
+    await until(lambda: orphan.state == "killed", "the orphan sandbox to be killed")
+    await engine.cancel(wf)
+    assert await engine.wait(wf) is WorkflowStatus.CANCELLED
+    assert cloud.api.alive() == []
+
+
 async def test_tasks_of_one_agent_share_a_sandbox_when_scoped_by_agent(
     cloud: FakeCloud, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -20,7 +20,8 @@ import pytest
 
 from engine.sandbox import Sandbox, SandboxUnavailable, make_sandbox
 from engine.sandbox._e2b_pool import E2BPool
-from engine.sandbox.e2b import E2BSandbox, exit_status
+from engine.sandbox._e2b_run import exit_status
+from engine.sandbox.e2b import E2BSandbox
 from engine.sandbox.e2b_settings import E2BSettings
 from tests.conformance.sandbox.suite import SandboxConformance, SandboxFactory, Transcript
 from tests.support.fake_envd import FakeEnvd, serve_fake_envd
@@ -87,7 +88,14 @@ class TestE2BSandbox(SandboxConformance):
 
 @pytest.mark.parametrize(
     ("code", "error", "status"),
-    [(0, None, 0), (3, "exit status 3", 3), (-1, "signal: killed", 137), (-1, "signal: terminated", 143)],
+    [
+        (0, None, 0),
+        (3, "exit status 3", 3),
+        (-1, "signal: killed", 137),
+        (-1, "signal: terminated", 143),
+        (-1, "signal: segmentation fault (core dumped)", 139),  # envd runs with LimitCORE=infinity
+        (-1, "signal: aborted (core dumped)", 134),
+    ],
 )
 def test_envd_end_events_become_shell_exit_statuses(code: int, error: str | None, status: int) -> None:
     assert exit_status(code, error) == status
