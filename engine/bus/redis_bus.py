@@ -32,6 +32,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
 import redis.asyncio as aioredis
+import redis.exceptions
 from pydantic import ValidationError
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
@@ -73,7 +74,19 @@ return redis.call('PUBLISH', ARGV[1], cjson.encode(marks))
 """
 
 
+#: What Redis answers when it wants credentials it did not get (or got wrong).
+_AUTH_WORDS = ("noauth", "authentication required", "hello must be called with the client already authenticated",
+               "invalid username-password pair", "wrongpass", "invalid password")  # fmt: skip
+
+
 def _unavailable(url: str, exc: BaseException) -> BusUnavailable:
+    if isinstance(exc, redis.exceptions.AuthenticationError) or any(w in str(exc).lower() for w in _AUTH_WORDS):
+        given = "its credentials were refused" if "@" in url.split("//", 1)[-1] else "it requires a password"
+        return BusUnavailable(
+            f"Redis at {redact_url(url)} refused this connection: {given}",
+            hint="give them in the URL (redis://[USER]:PASSWORD@HOST:PORT, rediss:// for TLS); set it in "
+            "AGENTDECK_REDIS to keep the password out of your shell history",
+        )
     return BusUnavailable(
         f"cannot reach Redis at {redact_url(url)}: {describe(exc, url)}",
         hint="start Redis, or point --redis / AGENTDECK_REDIS at a running server (or leave it unset)",

@@ -282,6 +282,27 @@ async def test_a_redis_never_reached_is_an_error_whose_message_hides_the_passwor
     assert error.value.hint
 
 
+@pytest.mark.parametrize(("credentials", "reason"), [("", "it requires a password"), (":wrong-pw@", "refused")])
+async def test_a_redis_that_wants_credentials_says_so_and_the_right_ones_work(
+    store: EventStore, redis_server: RedisServer, credentials: str, reason: str
+) -> None:
+    bad = f"redis://{credentials}127.0.0.1:{redis_server.port}/0"
+    for url, works in ((bad, False), (redis_server.url, True)):
+        bus = RedisBus(url, store, connect_timeout=5.0)
+        try:
+            if works:
+                await bus.ping()
+                continue
+            with pytest.raises(BusUnavailable) as error:
+                await bus.ping()
+        finally:
+            await bus.close()
+    message = str(error.value)
+    assert message.startswith(f"Redis at redis://{'' if not credentials else ':***@'}127.0.0.1") and reason in message
+    assert "wrong-pw" not in message and PASSWORD not in message
+    assert "PASSWORD@HOST" in error.value.hint
+
+
 async def test_a_frozen_redis_never_holds_up_publishing(store: EventStore, redis_server: RedisServer) -> None:
     """Redis stops answering (SIGSTOP) without closing anything: publishing returns regardless, and what queued
     meanwhile goes out, in order, once it answers again."""
