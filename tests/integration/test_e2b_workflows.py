@@ -29,7 +29,7 @@ from engine.spec import WorkflowSpec
 from tests.conformance.sandbox.suite import WAIT_FOR_GO, Transcript
 from tests.support.fake_e2b import FakeCloud, fake_e2b_cloud
 from tests.support.polling import until
-from tests.support.tcp_proxy import cuttable_proxy
+from tests.support.tcp_proxy import tcp_proxy
 
 AGENTDECK = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "agentdeck")
 
@@ -274,7 +274,7 @@ async def test_pause_freezes_the_command_then_pauses_the_sandbox_and_resume_brin
 async def test_a_broken_output_stream_is_reattached_and_the_run_goes_on(
     cloud: FakeCloud, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with cuttable_proxy(("127.0.0.1", int(cloud.envd.url.rsplit(":", 1)[1]))) as network:
+    async with tcp_proxy(("127.0.0.1", int(cloud.envd.url.rsplit(":", 1)[1]))) as network:
         monkeypatch.setenv("E2B_SANDBOX_URL", network.url)  # everything to envd goes through the cuttable path
         pool = E2BPool(e2b_settings())
         sandbox = E2BSandbox(tmp_path / "work" / "wf" / "net", pool=pool)

@@ -22,53 +22,15 @@ from db.models import TaskStatus, WorkflowStatus
 from engine.engine import Engine
 from tests.conftest import server_settings
 from tests.integration.fault_support import Live, check_consistent, make_spec
+from tests.support.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.server
 
 
-class Outage:
-    """A TCP proxy to ``host:port`` that can cut every connection and refuse new ones, then let them in again."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.target = (host, port)
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self.target)
-        except OSError:
-            writer.close()
-            return
-        self._writers |= {writer, up_writer}
-
-        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(OSError, asyncio.IncompleteReadError):
-                while data := await source.read(65536):
-                    sink.write(data)
-                    await sink.drain()
-            sink.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-
-    async def up(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def down(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        for writer in list(self._writers):
-            writer.close()
-        self._writers.clear()
-        await self._server.wait_closed()
-
-
 @pytest.fixture
-async def outage(surreal_server_url: str) -> AsyncIterator[Outage]:
+async def outage(surreal_server_url: str) -> AsyncIterator[TcpProxy]:
     host, port = surreal_server_url.removeprefix("ws://").split(":")
-    proxy = Outage(host, int(port))
+    proxy = TcpProxy((host, int(port)))
     await proxy.up()
     yield proxy
     with contextlib.suppress(Exception):
@@ -76,7 +38,7 @@ async def outage(surreal_server_url: str) -> AsyncIterator[Outage]:
 
 
 async def test_a_run_outlives_a_database_outage_and_stores_everything_after_it(
-    outage: Outage, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    outage: TcpProxy, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = server_settings(f"outage_{uuid.uuid4().hex[:8]}")
     tasks = [

@@ -1,4 +1,4 @@
-"""A TCP proxy whose connections a test can cut, to play a network failure between a client and a server."""
+"""A TCP proxy a test can cut or take down, to play network failures between a client and a real server."""
 
 from __future__ import annotations
 
@@ -7,13 +7,17 @@ import contextlib
 from collections.abc import AsyncIterator
 
 
-class CuttableProxy:
-    """Forwards 127.0.0.1:``port`` to ``target``; :meth:`cut` drops every connection open now (new ones work)."""
+class TcpProxy:
+    """Forwards 127.0.0.1:``port`` to ``target``.
+
+    :meth:`cut` drops every open connection (a reset, as when a network path goes away) while new ones still get
+    through; :meth:`down` also stops accepting them (the server is gone) until :meth:`up`, on the same port.
+    """
 
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
         self.port = 0
-        self.cuts = 0
+        self._server: asyncio.Server | None = None
         self._open: set[asyncio.StreamWriter] = set()
 
     @property
@@ -26,34 +30,39 @@ class CuttableProxy:
         except OSError:
             writer.close()
             return
-        self._open.update((writer, up_writer))
+        self._open |= {writer, up_writer}
 
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(OSError, asyncio.CancelledError):
-                while chunk := await src.read(65536):
-                    dst.write(chunk)
-                    await dst.drain()
-            dst.close()
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            sink.close()
 
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-        self._open.difference_update((writer, up_writer))
+        self._open -= {writer, up_writer}
+
+    async def up(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
 
     def cut(self) -> None:
-        """Drop every open connection, both ways (a reset, as when a network path goes away)."""
-        self.cuts += 1
         for writer in list(self._open):
             writer.transport.abort()
         self._open.clear()
 
+    async def down(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        self.cut()
+        await self._server.wait_closed()
+
 
 @contextlib.asynccontextmanager
-async def cuttable_proxy(target: tuple[str, int]) -> AsyncIterator[CuttableProxy]:
-    proxy = CuttableProxy(target)
-    server = await asyncio.start_server(proxy._serve, "127.0.0.1", 0)
-    proxy.port = server.sockets[0].getsockname()[1]
+async def tcp_proxy(target: tuple[str, int]) -> AsyncIterator[TcpProxy]:
+    proxy = TcpProxy(target)
+    await proxy.up()
     try:
         yield proxy
     finally:
-        proxy.cut()
-        server.close()
-        await server.wait_closed()
+        await proxy.down()
