@@ -35,11 +35,16 @@ def icon(status: str) -> str:
     return f"[{colour}]{glyph}[/]"
 
 
+def now_utc() -> datetime:
+    """The clock running times are measured against (one place, so a snapshot test can stop it)."""
+    return datetime.now(UTC)
+
+
 def elapsed(start: datetime | None, end: datetime | None = None) -> str:
     """``1m05s`` between start and end (or now); empty when it never started."""
     if start is None:
         return ""
-    seconds = max(0, int(((end or datetime.now(UTC)) - start).total_seconds()))
+    seconds = max(0, int(((end or now_utc()) - start).total_seconds()))
     if seconds < 60:
         return f"{seconds}s"
     if seconds < 3600:

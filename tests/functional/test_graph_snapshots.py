@@ -19,6 +19,7 @@ from db.models import Approval, GraphNode, Task, TaskStatus, Workflow, WorkflowS
 from engine.engine import Engine
 from engine.graph.threads import HistoryEntry
 from tests.support.polling import until
+from tui import status
 from tui.app import AgentDeckApp, make_app
 from tui.screens import approval as approval_screen
 from tui.screens.approval import ApprovalScreen
@@ -177,6 +178,9 @@ SIZES = [(80, 24), (100, 30), (160, 48)]
 @pytest.mark.parametrize("size", SIZES, ids=lambda size: f"{size[0]}x{size[1]}")
 def test_approval_prompt_snapshot(snap_compare: Any, monkeypatch: pytest.MonkeyPatch, size: tuple[int, int]) -> None:
     monkeypatch.setattr(approval_screen, "now_utc", lambda: T0)  # "auto-answers "hold" in 12 s", every run
+    # The waiting task's pane clock runs from its (real) start event: stopped before it, it reads 0s on every run,
+    # however slow the machine (it read 1s now and then).
+    monkeypatch.setattr(status, "now_utc", lambda: T0)
     assert snap_compare(app(waiting=True), terminal_size=size, run_before=prompt_shown)
 
 

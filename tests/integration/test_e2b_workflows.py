@@ -22,6 +22,7 @@ import pytest
 from db import connect
 from db.models import TaskStatus, WorkflowStatus
 from engine.engine import Engine
+from engine.sandbox import SandboxError
 from engine.sandbox._e2b_pool import E2BPool, record_path
 from engine.sandbox.e2b import E2BSandbox
 from engine.sandbox.e2b_settings import e2b_settings
@@ -290,6 +291,36 @@ async def test_a_broken_output_stream_is_reattached_and_the_run_goes_on(
             await sandbox.close()
             await pool.close()
     assert result.exit_code == 4, "the exit status came through the new stream"
+    assert transcript.text() == ["before", "after"]
+
+
+async def test_a_resume_while_envd_is_unreachable_fails_and_leaves_the_task_paused_then_goes_on(
+    cloud: FakeCloud, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AGENTDECK_E2B_PAUSE_AFTER", "0.2")
+    async with tcp_proxy(("127.0.0.1", int(cloud.envd.url.rsplit(":", 1)[1]))) as network:
+        monkeypatch.setenv("E2B_SANDBOX_URL", network.url)
+        pool = E2BPool(e2b_settings())
+        sandbox = E2BSandbox(tmp_path / "work" / "wf" / "net", pool=pool)
+        transcript = Transcript()
+        task = asyncio.create_task(sandbox.run(f"echo before; {WAIT_FOR_GO}; echo after; exit 5", on_output=transcript))
+        try:
+            await transcript.wait_for_line("before")
+            await sandbox.pause()
+            await until(lambda: [s.state for s in cloud.api.sandboxes.values()] == ["paused"], "the sandbox paused")
+            await network.down()  # envd unreachable: the sandbox resumes, the command can be neither reached nor thawed
+            with pytest.raises(SandboxError, match="E2B"):
+                await sandbox.resume()
+            assert sandbox.paused, "a resume that failed leaves the task paused, to be resumed again"
+            await network.up()
+            await sandbox.resume()  # the user tries again once E2B answers
+            await until(lambda: cloud.envd.process.connects > 0, "the run to re-attach to its command")
+            await sandbox.write_file("go", "")
+            result = await asyncio.wait_for(task, 60)
+        finally:
+            await sandbox.close()
+            await pool.close()
+    assert result.exit_code == 5
     assert transcript.text() == ["before", "after"]
 
 
