@@ -59,6 +59,17 @@ def transient(exc: BaseException) -> bool:
     return any(word in text for word in ("connect", "unreachable", "timed out", "502", "503", "504"))
 
 
+def network_retries(attempts: int, first_s: float, max_s: float) -> AsyncRetrying:
+    """Up to ``attempts`` tries while the trouble looks like the network's (:func:`transient`), waiting about
+    ``first_s``, then twice that each time (with jitter, at most ``max_s``); the last error is raised as it was."""
+    return AsyncRetrying(
+        retry=retry_if_exception(transient),
+        stop=stop_after_attempt(attempts),
+        wait=wait_exponential_jitter(multiplier=first_s, max=max_s),
+        reraise=True,
+    )
+
+
 def describe(exc: BaseException, api_key: str | None) -> str:
     """A one-line account of an SDK error, with the API key scrubbed should the SDK have quoted it."""
     from e2b.exceptions import AuthenticationException
@@ -176,12 +187,7 @@ class E2BPool:
         idempotency_key = str(uuid.uuid4())
 
         try:
-            async for attempt in AsyncRetrying(
-                retry=retry_if_exception(transient),
-                stop=stop_after_attempt(CREATE_ATTEMPTS),
-                wait=wait_exponential_jitter(multiplier=0.5, max=8.0),
-                reraise=True,
-            ):
+            async for attempt in network_retries(CREATE_ATTEMPTS, first_s=0.5, max_s=8.0):
                 with attempt:
                     return await AsyncSandbox.create(
                         template=self.settings.template,

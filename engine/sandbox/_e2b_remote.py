@@ -15,9 +15,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
-
-from engine.sandbox._e2b_pool import E2BPool, describe, transient
+from engine.sandbox._e2b_pool import E2BPool, describe, network_retries
 from engine.sandbox._e2b_run import E2BRun
 from engine.sandbox.base import OutputBacklog, SandboxClosed, SandboxError
 
@@ -88,12 +86,7 @@ class E2BRemote:
         from e2b.sandbox.commands.command_handle import CommandExitException
 
         try:
-            async for attempt in AsyncRetrying(
-                retry=retry_if_exception(transient),
-                stop=stop_after_attempt(SDK_ATTEMPTS),
-                wait=wait_exponential_jitter(multiplier=0.2, max=4.0),
-                reraise=True,
-            ):
+            async for attempt in network_retries(SDK_ATTEMPTS, first_s=0.2, max_s=4.0):
                 with attempt:
                     return await call()
         except (SandboxError, NotFoundException, CommandExitException):
@@ -110,12 +103,7 @@ class E2BRemote:
 
         log.warning("lost the output stream of an E2B command (%s); re-attaching", describe(lost, self._pool.api_key))
         try:
-            async for attempt in AsyncRetrying(
-                retry=retry_if_exception(transient),
-                stop=stop_after_attempt(REATTACH_ATTEMPTS),
-                wait=wait_exponential_jitter(multiplier=0.2, max=4.0),
-                reraise=True,
-            ):
+            async for attempt in network_retries(REATTACH_ATTEMPTS, first_s=0.2, max_s=4.0):
                 with attempt:
                     await self._reattach(run)
         except NotFoundException:

@@ -49,7 +49,7 @@ def list_tree(root: int) -> str:
     """Print ``pid start-time command line`` for each live process of the tree (for tests and diagnostics)."""
     return (
         f"{_TREE}tree {root} | while read -r p s; do "
-        "c=$(tr '\\0' ' ' < /proc/$p/cmdline 2>/dev/null) && echo \"$p $s ${c% }\"; done"
+        "c=$(tr '\\0' ' ' 2>/dev/null < /proc/$p/cmdline) && echo \"$p $s ${c% }\"; done; true"
     )
 
 
