@@ -125,7 +125,8 @@ async def test_ui_attaches_to_a_headless_run_and_pause_from_the_dashboard_freeze
 
         # p: the other process's task is frozen (its shell stopped), the tree and the owner say paused.
         await pilot.press("p")
-        await until(headless.frozen, "the counting shell stopped (T) in the other process", pilot=pilot)
+        await until(headless.frozen, lambda: f"the counting shell stopped (T) in the other process; {notices(app)}",
+                    pilot=pilot)  # fmt: skip
         await until(lambda: "⏸ cli-counter" in tree_text(app), pilot=pilot)
         await until(lambda: any(e["type"] == "workflow.paused" for e in run.snapshot()), pilot=pilot)
         assert app.attached.is_paused(workflow) is True

@@ -418,6 +418,23 @@ async def test_a_failed_task_shows_its_error_on_its_row_and_the_workflow_counts_
         assert "red" in str(row.label.get_style_at_offset(app.console, 2))  # the row takes its state's colour
 
 
+async def test_tasks_arriving_already_failed_in_the_frame_of_their_workflow_are_counted(engine: Engine) -> None:
+    """On a busy machine one frame can bring a workflow's row and its tasks' first rows, already finished: the
+    workflow's row is drawn first, and must still count them."""
+    app = make_app(engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        tree = tree_of(app)
+        await until(lambda: tree.is_mounted, pilot=pilot)
+        workflow = Workflow(name="busy", status=WorkflowStatus.FAILED)
+        ok = Task(workflow=workflow.id, key="ok", agent="sh", status=TaskStatus.COMPLETED)
+        broken = Task(workflow=workflow.id, key="broken", agent="sh", status=TaskStatus.FAILED)
+        tree.receive(Change("workflow", "update", workflow.id, workflow, 1))
+        for task in (ok, broken):
+            tree.receive(Change("task", "update", task.id, task, 1))
+        await until(lambda: "broken" in tree_text(app), pilot=pilot)
+        assert "1/2 ✘1" in tree_text(app).splitlines()[0]
+
+
 async def test_a_failed_tasks_pane_stays_until_x_dismisses_it(engine: Engine) -> None:
     tasks = [
         {"id": "fine", "agent": "sh", "run": "echo fine"},

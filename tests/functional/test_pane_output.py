@@ -85,17 +85,20 @@ async def test_title_and_progress_change_without_asking_for_a_layout(engine: Eng
         pane = the_pane(app)
         assert pane is not None
         await until(lambda: "50%" in pane.header_text(), pilot=pilot)
-        mounted = len(posted)  # from here on, only updates: the title, as time passes
+        # The header can be given its text before it is mounted and laid out (a busy machine shows it late): from
+        # when it has its size on screen, only updates come (the title, as time passes).
+        await until(lambda: pane.header.is_mounted and pane.header.size.width > 0, pilot=pilot)
+        await pilot.pause()
+        mounted = len(posted)
         repaints = pane.header.repaints
-        await until(lambda: " 2s" in pane.header_text(), limit_s=10, pilot=pilot)  # the elapsed time ticks
-        assert pane.header.repaints > repaints
+        await until(lambda: pane.header.repaints >= repaints + 2, pilot=pilot)  # the elapsed time ticks, twice
         assert "hold · sh · running" in pane.header_text()
 
         def in_header(widget: Widget) -> bool:
             return any(isinstance(node, PaneHeader) for node in widget.ancestors_with_self)
 
         layouts = [m for m in posted[mounted:] if isinstance(m, messages.Layout) and in_header(m.widget)]
-        assert not layouts, "the pane header asked for a layout"
+        assert not layouts, f"the pane header asked for a layout: {[posted.index(m) - mounted for m in layouts]}"
         assert app.started_workflow is not None
         await engine.cancel(app.started_workflow)
 

@@ -44,8 +44,16 @@ async def open_detail(app: AgentDeckApp, pilot: Any, task: str) -> TaskDetailScr
     tree.focus()
     await until(lambda: (main.selected_workflow, task) in tree._node_index, pilot=pilot)
     tree.select_task(main.selected_workflow, task)
+    row = tree._node_index[(main.selected_workflow, task)]
+    # As a person would: Enter once the cursor is seen on the row and the tree has the keyboard.
+    await until(lambda: app.focused is tree and tree.cursor_node is row, pilot=pilot)
     await pilot.press("enter")
-    await until(lambda: isinstance(app.screen, TaskDetailScreen), pilot=pilot)
+
+    def where() -> str:
+        cursor = tree.cursor_node.data if tree.cursor_node is not None else None
+        return f"the task's detail open (screen {app.screen!r}, focus {app.focused!r}, cursor {cursor})"
+
+    await until(lambda: isinstance(app.screen, TaskDetailScreen), where, pilot=pilot)
     assert isinstance(app.screen, TaskDetailScreen)
     return app.screen
 

@@ -30,7 +30,7 @@ def describe(predicate: Callable[..., object]) -> str:
 
 async def until(
     predicate: Callable[[], object],
-    what: str | None = None,
+    what: str | Callable[[], str] | None = None,
     *,
     limit_s: float = LIMIT_S,
     pause_s: float | None = None,
@@ -38,7 +38,8 @@ async def until(
 ) -> Any:
     """Poll ``predicate`` (sync or async) until it returns something truthy, and return that.
 
-    Fails the test after ``limit_s`` with ``what`` (by default the predicate's source) and the last value seen.
+    Fails the test after ``limit_s`` with ``what`` (by default the predicate's source; a callable is asked then,
+    to describe the state it failed in) and the last value seen.
     With ``pilot``, pauses through ``pilot.pause`` so a Textual app keeps processing between checks (every 50 ms
     by default, else every 20 ms).
     """
@@ -62,4 +63,5 @@ async def until(
             return await poll()
     except TimeoutError:
         last = repr(seen[0])[:500] if seen else "nothing (the predicate never returned)"
-        pytest.fail(f"waited {limit_s:g}s for {what or describe(predicate)}; last value seen: {last}")
+        said = what() if callable(what) else what  # a callable says what it saw when the wait ran out
+        pytest.fail(f"waited {limit_s:g}s for {said or describe(predicate)}; last value seen: {last}")

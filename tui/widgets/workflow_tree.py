@@ -185,11 +185,13 @@ class WorkflowTree(Tree[NodeRef]):
             self._node_index[(task.workflow, task.key)] = node
         else:
             node.set_label(self._task_label(task))
-            workflow = self.workflows[task.workflow]
-            if before is None or before.status != task.status:  # the workflow's done/total count follows
-                self._node_index[(task.workflow, None)].set_label(self._workflow_label(workflow))
             if before is None or before.thread != task.thread:  # only a retry changes it: not on every update
                 self._drop_other_threads(task)
+        # The workflow's done/total and failed counts follow a new task or a new state. A new task counts too: its
+        # workflow's row may have been drawn first in the same frame (or listed first on load), and a task can
+        # arrive already finished.
+        if before is None or before.status != task.status:
+            self._node_index[(task.workflow, None)].set_label(self._workflow_label(self.workflows[task.workflow]))
 
     def _thread_of(self, workflow: str, key: str) -> str | None:
         task = self.tasks.get(workflow, {}).get(key)
