@@ -166,8 +166,8 @@ class StateWriter:
     async def commit(self, upto: int | None = None) -> None:
         """Wait until everything appended so far (or before ``upto``) is stored (at once if it is)."""
         mark = self._appended if upto is None else upto
-        if self._committed >= mark:
-            return
+        if self._committed >= mark or self._abandoned:
+            return  # abandoned: nothing more will be stored, so nothing is worth waiting for (Engine.close would hang)
         if self._task is None:
             raise RuntimeError("the state writer is not running")
         future = asyncio.get_running_loop().create_future()
@@ -228,6 +228,10 @@ class StateWriter:
                         self.backlog,
                         self._backlog_bytes // 1024,
                     )
+                while self._waiters:  # they will not be stored: nobody waits for them
+                    _, future = self._waiters.popleft()
+                    if not future.done():
+                        future.set_result(None)
                 return
             if ahead is None:
                 if not self._ops:

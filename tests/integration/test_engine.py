@@ -396,3 +396,18 @@ async def test_metrics_are_recorded(engine: Engine) -> None:
     assert await engine.stores.metrics.query("task_duration_s", workflow=wf)
     rss = await engine.stores.metrics.query("rss_mb", workflow=wf)
     assert rss and all(m.value > 0 for m in rss), "RSS of the sandbox process was not sampled"
+
+
+async def test_an_engine_abandoned_while_a_workflow_runs_closes_and_leaves_it_resumable(tmp_path: Path) -> None:
+    """A second Ctrl-C: ``abandon`` then ``close`` stores nothing more, yet must not wait for it (it hung)."""
+    url = f"surrealkv://{tmp_path / 'state.db'}"
+    async with connect(url) as db:
+        engine = Engine(db, workdir_root=tmp_path / "work")
+        await engine.start()
+        wf = await engine.submit(spec([{"id": "long", "agent": "sh", "run": "sleep 60"}]))
+        await until(lambda: engine.runs[wf].tasks["long"].status is TaskStatus.RUNNING)
+        engine.abandon()
+        async with asyncio.timeout(60):
+            await engine.close()
+        found = await Engine(db).stores.workflows.get(wf)
+    assert found is not None and found.status in (WorkflowStatus.RUNNING, WorkflowStatus.STOPPED)
