@@ -32,6 +32,7 @@ from engine.graph.threads import HistoryEntry, LiveRun
 from engine.memory import MemoryService
 from engine.metrics import MetricsCollector
 from engine.private_paths import hidden_from_sandboxes
+from engine.remote_backends import RemoteBackends
 from engine.run import WorkflowRun
 from engine.settings import EngineSettings
 from engine.spec import WorkflowSpec
@@ -39,6 +40,7 @@ from engine.writer import StateWriter
 
 if TYPE_CHECKING:
     from engine.sandbox._e2b_pool import E2BPool
+    from engine.workers.dispatcher import Dispatcher
 
 LEASE = timedelta(seconds=15)
 _LIVE = (WorkflowStatus.RUNNING, WorkflowStatus.PAUSED)
@@ -92,8 +94,7 @@ class Engine:
         self.stopped: list[tuple[str, str]] = []
         self._heartbeat: asyncio.Task[None] | None = None
         self._started = False
-        self._e2b: E2BPool | None = None
-        self._sweeps: set[asyncio.Future[int]] = set()
+        self.remote = RemoteBackends(redis_url or self.settings.redis, self.owner)
 
     async def _flush_events(self) -> None:
         await self.recorder.flush()
@@ -134,10 +135,7 @@ class Engine:
             handle.cancel()
         if self._run_tasks:
             await asyncio.gather(*self._run_tasks.values(), return_exceptions=True)
-        if self._sweeps:
-            await asyncio.gather(*self._sweeps, return_exceptions=True)
-        if self._e2b is not None:
-            await self._e2b.close()  # every E2B sandbox still held is killed: none outlives the engine
+        await self.remote.close()  # E2B sandboxes killed, workers told to stop this engine's commands
         await self.recorder.close()
         await self.metrics.close()
         await self.memory.close()
@@ -164,23 +162,10 @@ class Engine:
         return self.workdir_root / workflow / task
 
     def e2b_pool(self) -> E2BPool:
-        """The E2B sandboxes of this engine's tasks (made on first use, from ``E2B_*``/``AGENTDECK_E2B_*``)."""
-        if self._e2b is None:
-            from engine.sandbox._e2b_pool import E2BPool
-            from engine.sandbox.e2b_settings import e2b_settings
+        return self.remote.e2b_pool()
 
-            self._e2b = E2BPool(e2b_settings())
-        return self._e2b
-
-    def _sweep_e2b(self, workflow: str) -> None:
-        """A workflow taken over (resumed, or adopted after a crash): kill the E2B sandboxes its tasks had before,
-        which nobody holds now (a glob of the workflow's directory; nothing more when it used none)."""
-        directory = self.workdir_root / workflow
-        if not any(directory.glob(".*.agentdeck-e2b")):
-            return
-        sweeping = asyncio.ensure_future(self.e2b_pool().sweep(directory))
-        self._sweeps.add(sweeping)
-        sweeping.add_done_callback(self._sweeps.discard)
+    def worker_dispatcher(self) -> Dispatcher:
+        return self.remote.dispatcher()
 
     def _running_pids(self) -> list[tuple[str, str, list[int]]]:
         out = []
@@ -281,7 +266,7 @@ class Engine:
 
     def _launch(self, run: WorkflowRun, resumed: bool) -> None:
         if resumed:
-            self._sweep_e2b(run.id)
+            self.remote.sweep_e2b(self.workdir_root / run.id)
         self.runs[run.id] = run
         handle = asyncio.create_task(run.run(resumed=resumed), name=f"agentdeck-workflow-{run.id}")
         self._run_tasks[run.id] = handle

@@ -188,9 +188,28 @@ class WorkflowRun(RunControls):
                     network=tspec.network,
                     metadata={"agentdeck_workflow": self.id, "agentdeck_task": key, "agentdeck_agent": tspec.agent},
                 )
+            elif kind == "worker":
+                self._sandboxes[key] = make_sandbox(
+                    kind,
+                    self._workdir(key),
+                    dispatcher=self.engine.worker_dispatcher(),
+                    workflow=self.id,
+                    task=key,
+                    attempt=lambda: self.tasks[key].attempts,
+                    on_redelivered=lambda reason: self._redelivered(key, reason),
+                )
             else:
                 self._sandboxes[key] = make_sandbox(kind, self._workdir(key), hidden=self.engine.sandbox_hidden)
         return self._sandboxes[key]
+
+    def _redelivered(self, key: str, reason: str) -> None:
+        """A worker died running task ``key``'s command and another took it over (it runs again from the start):
+        recorded as a retry of the same attempt (``task.retrying`` with ``redelivered``), then running again."""
+        was = self.tasks[key].status
+        if self._transition(key, TaskStatus.RETRYING, error=reason):
+            attempt = self.tasks[key].attempts
+            self._emit(EventType.TASK_RETRYING, key, attempt=attempt, error=reason, delay_s=0.0, redelivered=True)
+            self._transition(key, was if was is TaskStatus.PAUSED else TaskStatus.RUNNING, error=None)
 
     def _release_sandbox(self, key: str) -> None:
         """A finished task's per-task remote sandbox is closed now (it costs while it lives), not at the run's end."""

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from engine.metrics import MetricsCollector
     from engine.sandbox._e2b_pool import E2BPool
     from engine.settings import EngineSettings
+    from engine.workers.dispatcher import Dispatcher
 
 
 class RunServices(ThreadSource, Protocol):
@@ -49,5 +50,7 @@ class RunServices(ThreadSource, Protocol):
     def workdir_for(self, workflow: str, task: str) -> Path: ...
 
     def e2b_pool(self) -> E2BPool: ...
+
+    def worker_dispatcher(self) -> Dispatcher: ...
 
     def forget(self, run: LiveRun) -> None: ...

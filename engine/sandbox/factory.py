@@ -10,7 +10,7 @@ from engine.sandbox.base import Sandbox
 from engine.sandbox.local import LocalSandbox
 
 #: The backend names a workflow or ``AGENTDECK_SANDBOX`` may use.
-SANDBOX_KINDS = ("local", "e2b")
+SANDBOX_KINDS = ("local", "e2b", "worker")
 
 
 def make_sandbox(kind: str, workdir: Path, *, hidden: Sequence[Path] = (), **opts: Any) -> Sandbox:
@@ -31,4 +31,9 @@ def make_sandbox(kind: str, workdir: Path, *, hidden: Sequence[Path] = (), **opt
         from engine.sandbox.e2b import E2BSandbox
 
         return E2BSandbox(workdir, **opts)
+    if kind == "worker":
+        # engine.workers imports redis' asyncio client: only for workflows that hand commands to workers.
+        from engine.workers.sandbox import WorkerSandbox
+
+        return WorkerSandbox(workdir, **opts)
     raise ValueError(f"unknown sandbox kind {kind!r}; expected one of: {', '.join(SANDBOX_KINDS)}")

@@ -20,7 +20,7 @@ from engine.spec.errors import SpecError, raise_if_any, show_value
 from engine.spec.graph import describe_cycle, find_cycles, graph_errors
 from engine.spec.kinds import agent_kinds, one_of
 
-Sandbox = Literal["local", "e2b"]
+Sandbox = Literal["local", "e2b", "worker"]
 FailurePolicy = Literal["fail_fast", "continue"]
 
 #: Longest wait between two attempts of a task, whatever the initial backoff.

@@ -10,10 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
 import signal
-import socket
-import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
@@ -28,8 +25,8 @@ from db.models import Event
 from db.stores import EventStore, Stores
 from engine.bus import BusUnavailable, RedisBus, Subscription, _redis_publisher
 from tests.support.polling import until
+from tests.support.redis_server import PASSWORD, RedisServer, own_redis, unused_port
 
-PASSWORD = "s3cret-outage-pw"
 MAIN_REDIS_URL = os.environ.get("AGENTDECK_TEST_REDIS", "redis://127.0.0.1:6379/0")
 LIMIT_S = 60.0  # generous: only ever hit when something is broken
 
@@ -56,53 +53,6 @@ async def emit(store: EventStore, bus: RedisBus, events: Sequence[Event]) -> Non
     await bus.publish_many(events)
 
 
-def _unused_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class RedisServer:
-    """A ``redis-server`` process of the test's own, which the test can kill and start again on the same port."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.port = _unused_port()
-        self.url = f"redis://:{PASSWORD}@127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    async def start(self) -> None:
-        binary = shutil.which("redis-server")
-        assert binary is not None
-        options = {"port": str(self.port), "bind": "127.0.0.1", "save": "", "appendonly": "no", "daemonize": "no"}
-        options |= {"requirepass": PASSWORD, "dir": str(self.directory)}
-        # Starting a process does not block; its readiness is awaited below.
-        self.process = subprocess.Popen(  # noqa: ASYNC220
-            [binary, *(part for key, value in options.items() for part in (f"--{key}", value))],
-            cwd=self.directory,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = aioredis.Redis.from_url(self.url)
-        try:
-            async with asyncio.timeout(LIMIT_S):
-                while True:
-                    assert self.process.poll() is None, "redis-server exited at start"
-                    try:
-                        await client.ping()
-                        return
-                    except (RedisConnectionError, OSError):
-                        await asyncio.sleep(0.01)  # not listening yet
-        finally:
-            await client.aclose()
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(LIMIT_S)
-        self.process = None
-
-
 @pytest.fixture
 async def store() -> AsyncIterator[EventStore]:
     async with connect("mem://") as db:
@@ -111,14 +61,8 @@ async def store() -> AsyncIterator[EventStore]:
 
 @pytest.fixture
 async def redis_server(tmp_path: Path) -> AsyncIterator[RedisServer]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
-    server = RedisServer(tmp_path)
-    await server.start()
-    try:
+    async with own_redis(tmp_path) as server:
         yield server
-    finally:
-        server.kill()
 
 
 @pytest.fixture
@@ -269,7 +213,7 @@ async def test_events_shed_while_redis_lags_are_refilled_even_at_the_end_of_a_wo
 
 
 async def test_a_redis_never_reached_is_an_error_whose_message_hides_the_password(store: EventStore) -> None:
-    url = f"redis://:{PASSWORD}@127.0.0.1:{_unused_port()}/0"
+    url = f"redis://:{PASSWORD}@127.0.0.1:{unused_port()}/0"
     async with asyncio.timeout(LIMIT_S):
         bus = RedisBus(url, store, connect_timeout=2.0)
         try:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
 
-from tui.cli._common import EXIT_BAD_INPUT, DbOption, interrupted, not_yet, parse_vars, run_async
+from tui.cli._common import EXIT_BAD_INPUT, DbOption, interrupted, parse_vars, run_async
 
 if TYPE_CHECKING:
     from engine.engine import Engine
@@ -100,17 +100,20 @@ def check_settings() -> None:
     from db.settings import DbSettings
     from engine.sandbox.e2b_settings import e2b_settings
     from engine.settings import EngineSettings
+    from engine.workers.protocol import WorkerSettings
 
     DbSettings()
     EngineSettings()
     e2b_settings()
+    WorkerSettings()
 
 
-def check_sandboxes(spec: WorkflowSpec) -> None:
-    """Exit 3 before anything starts when the workflow's sandboxes cannot be used here (E2B without a key)."""
+def check_sandboxes(spec: WorkflowSpec, redis: str | None = None) -> None:
+    """Exit before anything starts when the workflow's sandboxes cannot be used here: 3 for E2B without a key, 2
+    for ``sandbox: worker`` with no Redis given."""
     from tui.cli.sandbox_check import check_sandboxes as check
 
-    check(spec)
+    check(spec, redis)
 
 
 def register(app: typer.Typer) -> None:
@@ -141,7 +144,7 @@ def register(app: typer.Typer) -> None:
 
         check_settings()
         spec = load_checked(file, var)
-        check_sandboxes(spec)
+        check_sandboxes(spec, redis)
         variables = parse_vars(var)
         if not headless:
             from tui.cli.dashboard import need_a_terminal, run_dashboard
@@ -180,8 +183,11 @@ def register(app: typer.Typer) -> None:
         db: DbOption = None,
         concurrency: Annotated[int, typer.Option("--concurrency", min=1, help="Tasks run at once.")] = 4,
     ) -> None:
-        """Take tasks from Redis Streams and run them (scale-out)."""
-        not_yet("worker")
+        """Take task commands from Redis Streams and run them (scale-out): see README, Running on more than one
+        machine."""
+        from tui.cli.worker import run_worker
+
+        raise typer.Exit(run_worker(redis, concurrency))
 
     @app.command()
     def validate(

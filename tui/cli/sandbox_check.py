@@ -10,23 +10,34 @@ from __future__ import annotations
 import asyncio
 
 from engine.spec import WorkflowSpec
-from tui.cli._common import EXIT_INFRA, fail
+from tui.cli._common import EXIT_BAD_INPUT, EXIT_INFRA, fail
 
 #: How long E2B may take to answer the check.
 CHECK_TIMEOUT_S = 15.0
 
 
-def uses_e2b(spec: WorkflowSpec) -> bool:
-    """Whether any task of ``spec`` runs in an E2B sandbox (its own choice, the file's, or ``AGENTDECK_SANDBOX``)."""
+def uses(spec: WorkflowSpec, kind: str) -> bool:
+    """Whether any task of ``spec`` runs in a ``kind`` sandbox (its own choice, the file's, or
+    ``AGENTDECK_SANDBOX``)."""
     from engine.settings import EngineSettings
 
     fallback = EngineSettings().sandbox
-    return any(task.effective_sandbox(spec.defaults, fallback) == "e2b" for task in spec.tasks)
+    return any(task.effective_sandbox(spec.defaults, fallback) == kind for task in spec.tasks)
 
 
-def check_sandboxes(spec: WorkflowSpec) -> None:
-    """Exit 3 with a hint when the workflow needs E2B and E2B cannot be used (no key, rejected, unreachable)."""
-    if not uses_e2b(spec):
+def check_sandboxes(spec: WorkflowSpec, redis: str | None = None) -> None:
+    """Exit 2 when the workflow hands commands to workers and no Redis is given; exit 3 with a hint when it needs
+    E2B and E2B cannot be used (no key, rejected, unreachable)."""
+    if uses(spec, "worker"):
+        from engine.settings import EngineSettings
+
+        if not (redis or EngineSettings().redis):
+            fail(
+                f"workflow {spec.name!r} runs commands on workers (sandbox: worker), which take them from Redis",
+                EXIT_BAD_INPUT,
+                "give --redis URL (or AGENTDECK_REDIS), and start `agentdeck worker --redis URL` where they run",
+            )
+    if not uses(spec, "e2b"):
         return
     from engine.sandbox.e2b_settings import e2b_settings
 

@@ -1,0 +1,191 @@
+"""One command on a worker: from the entry it took to the ``ended`` reply and the ``XACK``.
+
+The command runs in a ``LocalSandbox`` (bubblewrap when installed) in the worker's directory for its task, which
+persists across the task's retries on that worker. Its output is sent in the pieces the sandbox reads, and the
+next piece is read only once the last one is on the coordinator's reply stream (and that stream is not too long:
+a coordinator that stores output slowly slows the command down, it does not fill Redis). While it runs, the job
+renews its lease and checks that its coordinator is alive; a coordinator gone kills it, a lease lost (another
+worker took the entry over) kills it too. The worker acknowledges the entry only after the end is sent, so a
+worker that dies mid-command leaves it for another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from engine.bus._redis_publisher import CONNECTION_ERRORS
+from engine.sandbox import LocalSandbox, SandboxError
+from engine.sandbox.base import resolve_inside
+from engine.workers.protocol import Control, Reply, RunRequest
+
+if TYPE_CHECKING:
+    from engine.workers.worker import Worker
+
+log = logging.getLogger(__name__)
+
+#: Replies waiting on a coordinator's stream beyond which a command's output is held back.
+REPLY_STREAM_CAP = 50_000
+_CAP_CHECK_S = 0.5
+
+
+def safe_name(value: str) -> str:
+    """A workflow or task id as one path component."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", value)[:120] or "_"
+
+
+class Job:
+    """The command of one tasks-stream entry on this worker."""
+
+    def __init__(self, worker: Worker, entry: str, request: RunRequest, reclaimed: bool) -> None:
+        self.worker = worker
+        self.entry = entry
+        self.request = request
+        self.reclaimed = reclaimed
+        self.sandbox: LocalSandbox | None = None
+        self.state: Control | None = None  # the last control asked for
+        self.lost = False  # another worker holds the entry now
+        self.finished = False  # its end is said (or it was dropped): the entry is being acknowledged
+        self._pending: list[tuple[str, list[str]]] = []
+        self._cap_checked = 0.0
+        self._go = asyncio.Event()  # set unless paused before the command started
+
+    @property
+    def client(self):  # type: ignore[no-untyped-def]
+        return self.worker.client
+
+    async def send(self, kind: str, **data: object) -> None:
+        reply = Reply(run=self.request.run, kind=kind, worker=self.worker.name, data=dict(data))  # type: ignore[arg-type]
+        await self.client.xadd(self.request.reply, reply.encode())
+
+    async def run(self) -> None:
+        keys = self.worker.keys
+        request = self.request
+        if not await self.client.exists(keys.alive(request.coordinator)):
+            log.info("dropping %s: its coordinator %s is gone", request.run, request.coordinator)
+            await self._done()
+            return
+        self.state = await self.client.get(keys.control(request.run))
+        if self.state == "kill":
+            await self.send("ended", exit_code=None, timed_out=False, cancelled=True, duration_s=0.0)
+            await self._done()
+            return
+        await self.send("taken", reclaimed=self.reclaimed)
+        workdir = self.worker.root / safe_name(request.workflow) / safe_name(request.task)
+        try:
+            sandbox = self.sandbox = LocalSandbox(workdir, hidden=[self.worker.root])
+            for relpath, text in request.files.items():
+                target = resolve_inside(sandbox.workdir, relpath)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(text)
+        except (SandboxError, ValueError, OSError) as exc:
+            await self.send("failed", error=str(exc))
+            await self._done()
+            return
+        if self.state == "pause":  # paused before this worker took it (a reclaim): it starts when resumed
+            await self._go.wait()
+            if self.state == "kill":
+                await self.send("ended", exit_code=None, timed_out=False, cancelled=True, duration_s=0.0)
+                await self._done()
+                return
+        secrets = {name: os.environ[name] for name in request.secrets if name in os.environ}
+        started = asyncio.ensure_future(
+            sandbox.run(
+                request.command,
+                on_lines=self._on_lines,
+                env={**request.env, **secrets},
+                redact=[value for value in secrets.values() if value],
+                network=request.network,
+                timeout=request.timeout,
+                backlog=self._backlog,
+            )
+        )
+        try:
+            result = await asyncio.shield(started)
+        except asyncio.CancelledError:  # the worker is stopping: the command goes, the entry stays for another
+            started.cancel()
+            with contextlib.suppress(BaseException):
+                await started
+            await sandbox.close()
+            raise
+        except SandboxError as exc:
+            await self._flush()
+            await self.send("failed", error=str(exc))
+            await self._done()
+            return
+        finally:
+            self.sandbox = None
+        if self.lost:
+            return  # another worker runs it now; its end is the one that counts
+        await self._flush()
+        await self.send("ended", **asdict(result))
+        await self._done()
+
+    async def _done(self) -> None:
+        self.finished = True
+        await self.worker.done_with(self.entry)
+
+    async def control(self, action: Control) -> None:
+        """A pause, resume or kill from the coordinator."""
+        self.state = action
+        if action != "pause":
+            self._go.set()
+        sandbox = self.sandbox
+        if sandbox is None:
+            return
+        if action == "pause":
+            await sandbox.pause()
+        elif action == "resume":
+            await sandbox.resume()
+        else:
+            await sandbox.kill()
+
+    async def lose(self) -> None:
+        """The entry is no longer ours (taken over, or its coordinator is gone): stop the command, say nothing."""
+        self.lost = True
+        if self.sandbox is not None:
+            await self.sandbox.kill()
+
+    def _on_lines(self, stream: str, lines: list[str]) -> None:
+        if self._pending and self._pending[-1][0] == stream:
+            self._pending[-1][1].extend(lines)
+        else:
+            self._pending.append((stream, list(lines)))
+
+    def _backlog(self) -> asyncio.Future[None] | None:
+        return asyncio.ensure_future(self._flush()) if self._pending else None
+
+    async def _flush(self) -> None:
+        """What was read so far onto the reply stream; holds back while that stream is over its cap."""
+        pending, self._pending = self._pending, []
+        if not pending or self.lost:
+            return
+        now = time.monotonic()
+        if now - self._cap_checked > _CAP_CHECK_S:
+            self._cap_checked = now
+            delay = 0.05
+            while await self.client.xlen(self.request.reply) > REPLY_STREAM_CAP and not self.lost:
+                await asyncio.sleep(delay)
+                delay = min(1.0, delay * 2)
+        async with self.client.pipeline(transaction=False) as pipe:
+            for stream, lines in pending:
+                reply = Reply(run=self.request.run, kind="lines", worker=self.worker.name,
+                              data={"stream": stream, "lines": lines})  # fmt: skip
+                pipe.xadd(self.request.reply, reply.encode())
+            await pipe.execute()
+
+
+def workdir_root(configured: str | None) -> Path:
+    from db.settings import default_data_dir
+
+    return Path(configured) if configured else default_data_dir() / "worker"
+
+
+__all__ = ["CONNECTION_ERRORS", "Job", "safe_name", "workdir_root"]

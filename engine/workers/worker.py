@@ -1,0 +1,252 @@
+"""``agentdeck worker``: take commands from the tasks stream and run them, up to ``concurrency`` at once.
+
+The loop reads new entries with ``XREADGROUP`` (as many as it has free slots), and every half lease takes over
+entries a dead worker left idle for a whole lease (``XAUTOCLAIM``). Each entry becomes a ``Job``. A heartbeat
+renews the leases of the entries it holds (one Lua call: only those still its own, so it never takes back an
+entry another worker took over) and stops jobs whose coordinator is gone. Controls arrive on a pub/sub channel.
+
+Stopping the worker (SIGTERM, Ctrl-C) kills its commands and leaves their entries unacknowledged: another worker
+takes them over after the lease. A Redis outage is waited out (with backoff, one log line each way).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, cast
+
+import redis.exceptions
+
+from db.connection import redact_url
+from engine.bus._redis_publisher import CONNECTION_ERRORS, describe
+from engine.bus.base import BusUnavailable
+from engine.workers.dispatcher import redis_client
+from engine.workers.job import Job, workdir_root
+from engine.workers.protocol import Control, Keys, RunRequest, StreamRead, WorkerSettings, decode_control
+
+log = logging.getLogger(__name__)
+
+# KEYS[1]: the tasks stream. ARGV: group, consumer, entry ids. Renews (idle time 0) the ids this consumer still
+# holds and returns them; an id another consumer took over is left alone.
+_RENEW_LUA = """
+local pending = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 100000, ARGV[2])
+local mine = {}
+for _, p in ipairs(pending) do mine[p[1]] = true end
+local keep = {}
+for i = 3, #ARGV do
+  if mine[ARGV[i]] then table.insert(keep, ARGV[i]) end
+end
+if #keep > 0 then
+  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, unpack(keep))
+end
+return keep
+"""
+
+
+class Worker:
+    """One worker process's loop (see the module's docstring)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        concurrency: int = 4,
+        name: str | None = None,
+        keys: Keys | None = None,
+        settings: WorkerSettings | None = None,
+        root: Path | None = None,
+    ) -> None:
+        self.url = url
+        self.concurrency = concurrency
+        self.keys = keys or Keys()
+        self.settings = settings or WorkerSettings()
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        self.root = root or workdir_root(self.settings.dir)
+        self.client = redis_client(url, f"{self.keys.prefix}:worker:{self.name}")
+        self._renew = self.client.register_script(_RENEW_LUA)
+        self.jobs: dict[str, tuple[Job, asyncio.Task[None]]] = {}  # entry id -> job
+        self._slot_free = asyncio.Event()
+        self.taken = 0  # entries this worker has taken, new or taken over
+        self._side: set[asyncio.Future[None]] = set()
+
+    async def connect(self) -> None:
+        """Reach Redis and make sure the group exists; ``BusUnavailable`` (exit 3 at the CLI) when it cannot."""
+        try:
+            await self.client.xgroup_create(self.keys.tasks, self.keys.group, id="0", mkstream=True)
+        except redis.exceptions.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        except CONNECTION_ERRORS as exc:
+            from engine.bus.redis_bus import _unavailable
+
+            raise _unavailable(self.url, exc) from exc
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        """Take and run commands until ``stop`` is set; then kill what runs (left for another worker)."""
+        await self.connect()
+        loops = [
+            asyncio.create_task(self._listen_controls(), name="agentdeck-worker-controls"),
+            asyncio.create_task(self._heartbeat(), name="agentdeck-worker-heartbeat"),
+        ]
+        taking = asyncio.create_task(self._take_loop(), name="agentdeck-worker-take")
+        stopped = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait([taking, stopped], return_when=asyncio.FIRST_COMPLETED)
+            if taking.done():
+                taking.result()  # an unexpected error: raised here
+        finally:
+            for task in (taking, stopped, *loops):
+                task.cancel()
+            for _job, handle in list(self.jobs.values()):
+                handle.cancel()
+            await asyncio.gather(taking, stopped, *loops, *(h for _, h in self.jobs.values()), return_exceptions=True)
+            await self.client.aclose()
+
+    async def _take_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_reclaim = 0.0
+        delay = 0.05
+        down = False
+        while True:
+            free = self.concurrency - len(self.jobs)
+            if free <= 0:
+                self._slot_free.clear()
+                await self._slot_free.wait()
+                continue
+            try:
+                if loop.time() >= next_reclaim:
+                    next_reclaim = loop.time() + self.settings.lease / 2
+                    _next, claimed, _deleted = await self.client.xautoclaim(
+                        self.keys.tasks, self.keys.group, self.name, int(self.settings.lease * 1000), "0-0", count=free
+                    )
+                    for entry, fields in claimed:
+                        self._start(entry, fields, reclaimed=True)
+                    free = self.concurrency - len(self.jobs)
+                    if free <= 0:
+                        continue
+                block = max(1, int((next_reclaim - loop.time()) * 1000))
+                read = await self.client.xreadgroup(
+                    self.keys.group, self.name, {self.keys.tasks: ">"}, count=free, block=block
+                )
+                found = cast(StreamRead, read)  # RESP2 (redis-py's default): a list of (stream, entries)
+                if down:
+                    log.info("Redis is back: taking commands again")
+                    down = False
+                delay = 0.05
+            except CONNECTION_ERRORS as exc:
+                if not down:
+                    log.warning("cannot reach Redis at %s (retrying): %s", redact_url(self.url),
+                                describe(exc, self.url))  # fmt: skip
+                    down = True
+                await asyncio.sleep(delay)
+                delay = min(2.0, delay * 2)
+                continue
+            for _stream, entries in found or []:
+                for entry, fields in entries:
+                    self._start(entry, fields, reclaimed=False)
+
+    def _start(self, entry: str, fields: dict[str, str] | None, reclaimed: bool) -> None:
+        if entry in self.jobs:
+            return
+        try:
+            request = RunRequest.decode(fields or {})
+        except ValueError as exc:
+            log.warning("tasks stream entry %s dropped: %s", entry, exc)
+            self._background(self.done_with(entry))
+            return
+        self.taken += 1
+        job = Job(self, entry, request, reclaimed)
+        handle = asyncio.create_task(self._run_job(job), name=f"agentdeck-job-{request.run}")
+        self.jobs[entry] = (job, handle)
+
+    async def _run_job(self, job: Job) -> None:
+        try:
+            await job.run()
+        except CONNECTION_ERRORS as exc:  # the entry stays pending: this worker or another runs it again
+            log.warning("lost Redis while running %s: %s", job.request.run, describe(exc, self.url))
+        except Exception:
+            log.exception("running %s failed", job.request.run)
+        finally:
+            self.jobs.pop(job.entry, None)
+            self._slot_free.set()
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._side.add(task)
+        task.add_done_callback(self._side.discard)
+
+    async def done_with(self, entry: str) -> None:
+        """The entry's command ended and that is said: acknowledged and off the stream."""
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.xack(self.keys.tasks, self.keys.group, entry)
+            pipe.xdel(self.keys.tasks, entry)
+            await pipe.execute()
+
+    async def _heartbeat(self) -> None:
+        loop = asyncio.get_running_loop()
+        every = self.settings.lease / 3
+        while True:
+            due = loop.time() + every
+            await asyncio.sleep(every)
+            if (late := loop.time() - due) > every:  # a third of a lease: two more and another worker takes over
+                log.warning("lease renewal ran %.1f s late (this worker's event loop or machine is overloaded)", late)
+            if not self.jobs:
+                continue
+            asked = list(self.jobs)
+            try:
+                held = set(await self._renew(keys=[self.keys.tasks], args=[self.keys.group, self.name, *asked]))
+                coordinators = {job.request.coordinator for job, _ in self.jobs.values()}
+                alive = {c for c in coordinators if await self.client.exists(self.keys.alive(c))}
+            except CONNECTION_ERRORS:
+                continue  # the take loop logs the outage
+            for entry in asked:
+                job = self.jobs[entry][0] if entry in self.jobs else None
+                if job is None or job.finished:
+                    continue  # acknowledged meanwhile: not pending because it is done, not because it was taken
+                if entry not in held or job.request.coordinator not in alive:
+                    why = "taken over by another worker" if entry not in held else "its coordinator is gone"
+                    log.info("stopping %s: %s", job.request.run, why)
+                    self._background(job.lose())
+                    if entry in held:  # nobody wants it any more
+                        with contextlib.suppress(*CONNECTION_ERRORS):
+                            await self.done_with(entry)
+
+    async def _listen_controls(self) -> None:
+        delay = 0.05
+        while True:
+            try:
+                async with self.client.pubsub() as pubsub:
+                    await pubsub.subscribe(self.keys.control_channel)
+                    delay = 0.05
+                    # What was asked while not subscribed is in the control keys: each job reads its own.
+                    for job, _ in list(self.jobs.values()):
+                        state = await self.client.get(self.keys.control(job.request.run))
+                        if state in ("pause", "resume", "kill") and state != job.state:
+                            await job.control(cast(Control, state))
+                    async for message in pubsub.listen():
+                        if message.get("type") != "message":
+                            continue
+                        parsed = decode_control(message["data"])
+                        if parsed is None:
+                            continue
+                        run, action = parsed
+                        for job, _ in list(self.jobs.values()):
+                            if job.request.run == run:
+                                self._background(job.control(action))  # a kill waits its grace: not here
+            except CONNECTION_ERRORS:
+                await asyncio.sleep(delay)
+                delay = min(2.0, delay * 2)
+
+
+def check_url(url: str) -> None:
+    """Refuse a Redis URL redis-py cannot use, as bad input."""
+    try:
+        redis_client(url, "check")
+    except ValueError as exc:
+        raise BusUnavailable(f"bad Redis URL {redact_url(url)}: {exc}", hint="use redis://HOST:PORT/DB") from exc
