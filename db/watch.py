@@ -8,9 +8,10 @@ Two ways to learn that something changed, one way to read it:
   under load are spaced a few milliseconds apart, and an idle watcher reads once a second, for safety only.
   ``wake_on_commit=False`` keeps the adaptive poll it replaced (5 ms while changes flow, up to 50 ms idle),
   which ``agentdeck bench`` measures next to it.
-* On a server, ``LiveWatcher`` opens a ``LIVE SELECT`` and uses its notifications as the wake-up signal, then
-  reads the same CHANGEFEED. A live query alone cannot be resumed and carries no position; reading the feed
-  after each notification gives both, and a burst of notifications coalesces into one read.
+* On a server, ``LiveWatcher`` (``db._live_watch``) opens a ``LIVE SELECT`` and uses its notifications as the
+  wake-up signal, then reads the same CHANGEFEED. A live query alone cannot be resumed and carries no position;
+  reading the feed after each notification gives both, and a burst of notifications coalesces into one read. A
+  lost connection is waited out; the live queries are registered again and the feed read on from where it was.
 
 A position is a SurrealDB versionstamp. ``SINCE`` is inclusive, so a stream resumes from the last position
 it yielded + 1; changes committed in one transaction share a position and are always yielded together.
@@ -32,9 +33,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from db._aio import wait_event
 from db.connection import Database
-from db.errors import DatabaseUnavailable
 from db.models import Approval, Checkpoint, ControlRequest, Event, GraphNode, Task, Workflow
 from db.stores._codec import from_row
 
@@ -235,98 +234,17 @@ class ChangefeedWatcher(ChangeWatcher):
                 await asyncio.sleep(delay)
 
 
-class LiveWatcher(ChangeWatcher):
-    """LIVE SELECT notifications wake a CHANGEFEED read (servers)."""
-
-    # If a notification is ever lost (a dropped socket), the feed is still read at this beat.
-    SAFETY_BEAT_S = 1.0
-    FASTEST_S = 0.005
-
-    async def watch(self, table: str, since: int | None = None) -> AsyncGenerator[Change, None]:
-        _check_table(table)
-        sdk = self._db.sdk
-        wake = asyncio.Event()
-        live_id = await sdk.live(table)
-
-        async def pump() -> None:
-            async for _ in await sdk.subscribe_live(live_id):
-                wake.set()
-
-        pump_task = asyncio.create_task(pump(), name=f"agentdeck-live-{table}")
-        try:
-            feed = _Feed(await self.position() if since is None else since)
-            delay = self.FASTEST_S
-            while True:
-                found = False
-                async with contextlib.aclosing(self._read_on(table, feed)) as changes:
-                    async for change in changes:
-                        found = True
-                        yield change
-                # A notification can arrive before its commit shows in the feed, so after a wake-up the feed
-                # is re-read on a quickening-then-slowing beat until the idle ceiling, not just once.
-                delay = self.FASTEST_S if found else min(delay * 2, self.SAFETY_BEAT_S)
-                # Not asyncio.wait_for: on 3.11 it swallows a cancellation that lands as a notification
-                # arrives, and the watch then never ends (its reader's ``await`` hung for good).
-                if await wait_event(wake, delay):
-                    wake.clear()
-                    delay = self.FASTEST_S
-                if pump_task.done() and not pump_task.cancelled() and pump_task.exception() is not None:
-                    raise DatabaseUnavailable(f"live query on {table} failed: {pump_task.exception()}")
-        finally:
-            pump_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await pump_task
-            with contextlib.suppress(Exception):
-                await sdk.kill(live_id)
-
-    async def watch_many(self, tables: Sequence[str], since: int | None = None) -> AsyncGenerator[Change, None]:
-        for table in tables:
-            _check_table(table)
-        sdk = self._db.sdk
-        wake = asyncio.Event()
-        live_ids = [await sdk.live(table) for table in tables]
-
-        async def pump(live_id: Any) -> None:
-            async for _ in await sdk.subscribe_live(live_id):
-                wake.set()
-
-        pumps = [
-            asyncio.create_task(pump(i), name=f"agentdeck-live-{t}") for i, t in zip(live_ids, tables, strict=True)
-        ]
-        try:
-            start = await self.position() if since is None else since
-            feeds = {table: _Feed(start) for table in tables}
-            held: list[Change] = []
-            delay = self.FASTEST_S
-            while True:
-                ready, held = await self._merged_round(tables, feeds, held)
-                for change in ready:
-                    yield change
-                delay = self.FASTEST_S if ready or held else min(delay * 2, self.SAFETY_BEAT_S)
-                if await wait_event(wake, delay):
-                    wake.clear()
-                    delay = self.FASTEST_S
-                failed = [p for p in pumps if p.done() and not p.cancelled() and p.exception() is not None]
-                if failed:
-                    raise DatabaseUnavailable(f"live query failed: {failed[0].exception()}")
-        finally:
-            for task in pumps:
-                task.cancel()
-            for task in pumps:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-            for live_id in live_ids:
-                with contextlib.suppress(Exception):
-                    await sdk.kill(live_id)
-
-
 def watcher_for(db: Database) -> ChangeWatcher:
     """LIVE SELECT on servers, CHANGEFEED tailing on embedded databases; an attached dashboard's database says
     itself (``Database.watcher_factory``)."""
     if db.watcher_factory is not None:
         watcher: ChangeWatcher = db.watcher_factory(db)
         return watcher
-    return LiveWatcher(db) if db.supports_live_queries else ChangefeedWatcher(db)
+    if db.supports_live_queries:
+        from db._live_watch import LiveWatcher  # it builds on this module
+
+        return LiveWatcher(db)
+    return ChangefeedWatcher(db)
 
 
 def _check_table(table: str) -> None:
@@ -350,3 +268,11 @@ def _decode(table: str, item: dict[str, Any], position: int) -> Change | None:
         key = str(getattr(record_id, "id", record_id))
         return Change(table, "delete", key, None, position)
     return None  # schema changes (define_table) and anything newer we do not understand
+
+
+def __getattr__(name: str) -> Any:
+    if name == "LiveWatcher":  # defined in db._live_watch, which imports this module
+        from db._live_watch import LiveWatcher
+
+        return LiveWatcher
+    raise AttributeError(name)
