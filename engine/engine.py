@@ -319,12 +319,30 @@ class Engine:
             raise ControlError(f"cannot {action} workflow {workflow_id}: it is not running")
         return run
 
+    async def _elsewhere(self, workflow_id: str, op: str, **args: Any) -> bool:
+        """On a server database, a workflow another live engine runs (a dashboard attached from elsewhere) is
+        controlled by that engine, through a control request; returns whether it was."""
+        if self.db.is_embedded or workflow_id in self.runs:
+            return False
+        from engine.control_db import ask_owner_via_database  # it imports this module
+
+        try:
+            answer = await ask_owner_via_database(self.db, self.stores, workflow_id, op, args)
+        except TimeoutError:
+            raise ControlError(f"the engine running {workflow_id} did not answer within 15 s") from None
+        if answer is not None and not answer[0]:
+            raise ControlError(answer[1])
+        return answer is not None
+
     async def pause(self, workflow_id: str) -> None:
         await self._workflow(workflow_id)
-        await (await self._run(workflow_id, "pause")).pause()
+        if not await self._elsewhere(workflow_id, "pause"):
+            await (await self._run(workflow_id, "pause")).pause()
 
     async def resume(self, workflow_id: str) -> None:
         """Unpause a paused run; a stopped workflow (crash, cancel) is resumed from its last checkpoint."""
+        if await self._elsewhere(workflow_id, "resume"):
+            return
         run = await self._live_run(workflow_id)
         if run is not None:
             await run.resume()
@@ -334,6 +352,8 @@ class Engine:
     async def cancel(self, workflow_id: str) -> None:
         """Cancel a workflow: a live run stops its tasks; a stopped one (crashed, killed) is adopted and ended
         as cancelled the same way, so it is no longer offered for recovery."""
+        if await self._elsewhere(workflow_id, "cancel"):
+            return
         run = await self._live_run(workflow_id)
         if run is None:
             workflow = await self._workflow(workflow_id)
@@ -349,6 +369,8 @@ class Engine:
 
         A finished graph task runs afresh on a new thread; with ``fresh=False`` it continues from its thread's
         head instead (after a time-travel fork). A workflow nobody runs is adopted, retried, then started."""
+        if fresh and not downstream and await self._elsewhere(workflow_id, "retry", task=task):
+            return
         run = await self._live_run(workflow_id)
         if run is not None:
             await run.retry(task, fresh=fresh, downstream=downstream)
@@ -366,6 +388,8 @@ class Engine:
         checkpoint = await self.stores.checkpoints.get(checkpoint_id)
         if checkpoint is None or checkpoint.workflow != workflow_id:
             raise ControlError(f"workflow {workflow_id} has no checkpoint {checkpoint_id!r}")
+        if await self._elsewhere(workflow_id, "rollback", checkpoint=checkpoint_id):
+            return checkpoint
         run = await self._live_run(workflow_id)
         if run is not None:
             await run.rollback(checkpoint)
