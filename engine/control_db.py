@@ -8,13 +8,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import UTC, datetime
-from typing import Any
 
-from db.connection import Database
-from db.models import ControlRequest, WorkflowStatus
-from db.stores import Stores
+from db.models import ControlRequest
 from db.watch import watcher_for
+from engine.control_ask import ask_owner_via_database
 from engine.control_service import ControlService
 from engine.errors import ControlError
 
@@ -60,29 +57,3 @@ class DatabaseControlListener:
                 ok, message = False, f"internal error: {type(exc).__name__}: {exc}"
             with contextlib.suppress(Exception):
                 await engine.stores.control_requests.answer(request.id, ok=ok, message=message, by=engine.owner)
-
-
-async def ask_owner_via_database(
-    db: Database, stores: Stores, workflow: str, op: str, args: dict[str, Any], limit_s: float = 15
-) -> tuple[bool, str] | None:
-    """Send a control to the engine running ``workflow`` through the database; None if no live engine owns it.
-
-    Returns (ok, message). Raises ``TimeoutError`` if the owner holds a live lease but does not answer.
-    """
-    found = await stores.workflows.get(workflow)
-    if found is None or found.status not in (WorkflowStatus.RUNNING, WorkflowStatus.PAUSED):
-        return None
-    if found.lease_until is None or found.lease_until <= datetime.now(UTC):
-        return None
-    # The answer arrives the way the request reached the owner: through the control_request change feed (one
-    # channel both ways, no polling). The position is taken before the request exists, so no answer is missed.
-    watcher = watcher_for(db)
-    position = await watcher.position()
-    request = await stores.control_requests.create(ControlRequest(workflow=workflow, op=op, args=args))
-    async with asyncio.timeout(limit_s):
-        async with contextlib.aclosing(watcher.watch("control_request", since=position)) as changes:
-            async for change in changes:
-                answered = change.record
-                if isinstance(answered, ControlRequest) and answered.id == request.id and answered.status != "pending":
-                    return answered.status == "done", (answered.result or answered.error or "")
-    raise AssertionError("unreachable: a change feed does not end")  # pragma: no cover

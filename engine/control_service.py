@@ -20,7 +20,8 @@ from db.connection import decode_frame, redact_url
 from db.models import Workflow
 from db.watch import watcher_for
 from engine.embeddings import EmbedderError
-from engine.engine import Engine, lease_expired
+from engine.engine import Engine
+from engine.engine_controls import lease_expired
 from engine.errors import ControlError
 from engine.memory import MemoryInputError
 

@@ -20,10 +20,11 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from db.connection import Database, embedded_path
-from db.models import Approval, Checkpoint, EventType, Task, TaskStatus, Workflow, WorkflowStatus
+from db.models import EventType, Task, TaskStatus, Workflow, WorkflowStatus
 from db.settings import DbSettings, default_data_dir
 from db.stores import Stores
 from engine.bus import EventBus, make_bus
+from engine.engine_controls import EngineControls
 from engine.errors import ControlError
 from engine.events import EventRecorder
 from engine.graph import threads
@@ -51,7 +52,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class Engine:
+class Engine(EngineControls):
     def __init__(
         self,
         db: Database,
@@ -295,122 +296,7 @@ class Engine:
         run = self.runs.get(workflow_id)
         return None if run is None else run.paused
 
-    # ---- controls ---------------------------------------------------------------------------------------
-
-    async def _workflow(self, workflow_id: str) -> Workflow:
-        workflow = await self.stores.workflows.get(workflow_id)
-        if workflow is None:
-            raise ControlError(f"no workflow {workflow_id!r}")
-        return workflow
-
-    async def _live_run(self, workflow_id: str) -> WorkflowRun | None:
-        """The run of ``workflow_id`` in this engine, or None. A run that is already storing its end is waited
-        for and treated as stopped, so a control landing then acts on the finished workflow, never on a run
-        that can no longer schedule what the control asks for."""
-        run = self.runs.get(workflow_id)
-        if run is not None and run.ending:
-            await run.finished.wait()
-            return None
-        return run
-
-    async def _run(self, workflow_id: str, action: str) -> WorkflowRun:
-        run = await self._live_run(workflow_id)
-        if run is None:
-            raise ControlError(f"cannot {action} workflow {workflow_id}: it is not running")
-        return run
-
-    async def _elsewhere(self, workflow_id: str, op: str, **args: Any) -> bool:
-        """On a server database, a workflow another live engine runs (a dashboard attached from elsewhere) is
-        controlled by that engine, through a control request; returns whether it was."""
-        if self.db.is_embedded or workflow_id in self.runs:
-            return False
-        from engine.control_db import ask_owner_via_database  # it imports this module
-
-        try:
-            answer = await ask_owner_via_database(self.db, self.stores, workflow_id, op, args)
-        except TimeoutError:
-            raise ControlError(f"the engine running {workflow_id} did not answer within 15 s") from None
-        if answer is not None and not answer[0]:
-            raise ControlError(answer[1])
-        return answer is not None
-
-    async def pause(self, workflow_id: str) -> None:
-        await self._workflow(workflow_id)
-        if not await self._elsewhere(workflow_id, "pause"):
-            await (await self._run(workflow_id, "pause")).pause()
-
-    async def resume(self, workflow_id: str) -> None:
-        """Unpause a paused run; a stopped workflow (crash, cancel) is resumed from its last checkpoint."""
-        if await self._elsewhere(workflow_id, "resume"):
-            return
-        run = await self._live_run(workflow_id)
-        if run is not None:
-            await run.resume()
-        else:
-            await self.resume_workflow(workflow_id)
-
-    async def cancel(self, workflow_id: str) -> None:
-        """Cancel a workflow: a live run stops its tasks; a stopped one (crashed, killed) is adopted and ended
-        as cancelled the same way, so it is no longer offered for recovery."""
-        if await self._elsewhere(workflow_id, "cancel"):
-            return
-        run = await self._live_run(workflow_id)
-        if run is None:
-            workflow = await self._workflow(workflow_id)
-            if workflow.status.finished:
-                raise ControlError(f"workflow {workflow_id} already {workflow.status.value}")
-            run = await self._adopt(workflow_id, lease_ok=True)
-            self._launch(run, resumed=True)  # cancelled before its first step: it goes straight to its end
-        await run.cancel()
-
-    async def retry(self, workflow_id: str, task: str, *, fresh: bool = True, downstream: bool = False) -> None:
-        """Run one task again with its upstream outputs as they are (and what it blocked downstream; with
-        ``downstream``, the tasks after it that completed too, since they used its old output).
-
-        A finished graph task runs afresh on a new thread; with ``fresh=False`` it continues from its thread's
-        head instead (after a time-travel fork). A workflow nobody runs is adopted, retried, then started."""
-        if fresh and not downstream and await self._elsewhere(workflow_id, "retry", task=task):
-            return
-        run = await self._live_run(workflow_id)
-        if run is not None:
-            await run.retry(task, fresh=fresh, downstream=downstream)
-            return
-        spec = WorkflowSpec.model_validate((await self._workflow(workflow_id)).spec)
-        if task not in {t.id for t in spec.tasks}:  # checked before adopting: a refused retry claims nothing
-            raise ControlError(f"workflow {workflow_id} has no task {task!r}")
-        run = await self._adopt(workflow_id, completed_ok=True)
-        await run.retry(task, fresh=fresh, downstream=downstream)
-        self._launch(run, resumed=True)
-
-    async def rollback(self, workflow_id: str, checkpoint_id: str) -> Checkpoint:
-        """Return to a checkpoint: later tasks and memories are undone and run again; history is kept.
-        A workflow nobody runs is adopted, rolled back, then started."""
-        checkpoint = await self.stores.checkpoints.get(checkpoint_id)
-        if checkpoint is None or checkpoint.workflow != workflow_id:
-            raise ControlError(f"workflow {workflow_id} has no checkpoint {checkpoint_id!r}")
-        if await self._elsewhere(workflow_id, "rollback", checkpoint=checkpoint_id):
-            return checkpoint
-        run = await self._live_run(workflow_id)
-        if run is not None:
-            await run.rollback(checkpoint)
-            return checkpoint
-        run = await self._adopt(workflow_id, completed_ok=True)
-        await run.rollback(checkpoint)
-        self._launch(run, resumed=True)
-        return checkpoint
-
-    async def approve(
-        self, workflow_id: str, task: str, value: Any = True, *, deny: bool = False, by: str = "user"
-    ) -> Approval:
-        """Answer the open approval of a graph task (yes, no, or a value); the graph resumes with it."""
-        if await self._live_run(workflow_id) is not None:
-            return await self.approvals.answer(workflow_id, task, value, deny=deny, by=by)
-        workflow = await self._workflow(workflow_id)
-        if not self.db.is_embedded and not lease_expired(workflow) and workflow.status in _LIVE:
-            # Another engine runs it (a dashboard on a server database): it announces the answer itself.
-            return await self.approvals.answer(workflow_id, task, value, deny=deny, by=by, quiet=True)
-        await self.recorder.resume_sequence(workflow_id)  # nobody runs it: our events continue its sequence
-        return await self.approvals.answer(workflow_id, task, value, deny=deny, by=by)
+    # ---- graph controls (the others: engine.engine_controls) -----------------------------------------
 
     async def graph_history(self, workflow_id: str, task: str) -> list[HistoryEntry]:
         """The checkpoint history of a graph task's thread, newest first."""
@@ -452,9 +338,6 @@ class Engine:
         await self.retry(workflow_id, task, fresh=False, downstream=downstream)
         return head
 
-    async def checkpoint(self, workflow_id: str, reason: str = "manual") -> Checkpoint:
-        return await (await self._run(workflow_id, "checkpoint")).checkpoint(reason=reason)
-
     # ---- leases -----------------------------------------------------------------------------------------
 
     async def _heartbeat_loop(self) -> None:
@@ -463,16 +346,3 @@ class Engine:
             # Through the writer: no read-back of the workflow row (its spec can be megabytes), no extra round trip.
             for workflow_id in list(self.runs):
                 self.writer.workflow(workflow_id, {"owner": self.owner, "lease_until": _now() + LEASE})
-
-
-def lease_expired(workflow: Workflow, embedded: bool = False) -> bool:
-    """True when a running or paused workflow's owner stopped (it crashed or was killed): it is resumable.
-
-    On an embedded database whoever can read the workflow holds the lock, so its owner is gone unless it is
-    this process (callers exclude their own runs); on a server the lease must have run out.
-    """
-    if workflow.status is WorkflowStatus.STOPPED:
-        return True  # stopped on purpose: it has no owner
-    if workflow.status not in (WorkflowStatus.RUNNING, WorkflowStatus.PAUSED, WorkflowStatus.PENDING):
-        return False
-    return embedded or workflow.lease_until is None or workflow.lease_until <= _now()

@@ -189,14 +189,17 @@ class WorkflowRun(RunControls):
                     metadata={"agentdeck_workflow": self.id, "agentdeck_task": key, "agentdeck_agent": tspec.agent},
                 )
             elif kind == "worker":
-                self._sandboxes[key] = make_sandbox(
-                    kind,
+                # Here, not at the top: engine.workers loads redis' client, only for workflows that use workers.
+                from engine.workers.sandbox import WorkerSandbox
+
+                self._sandboxes[key] = WorkerSandbox(
                     self._workdir(key),
                     dispatcher=self.engine.worker_dispatcher(),
                     workflow=self.id,
                     task=key,
                     attempt=lambda: self.tasks[key].attempts,
                     on_redelivered=lambda reason: self._redelivered(key, reason),
+                    secrets=tspec.secrets,
                 )
             else:
                 self._sandboxes[key] = make_sandbox(kind, self._workdir(key), hidden=self.engine.sandbox_hidden)

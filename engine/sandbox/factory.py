@@ -32,8 +32,5 @@ def make_sandbox(kind: str, workdir: Path, *, hidden: Sequence[Path] = (), **opt
 
         return E2BSandbox(workdir, **opts)
     if kind == "worker":
-        # engine.workers imports redis' asyncio client: only for workflows that hand commands to workers.
-        from engine.workers.sandbox import WorkerSandbox
-
-        return WorkerSandbox(workdir, **opts)
+        raise ValueError("a worker sandbox is made by its run (engine.workers.sandbox), with the engine's dispatcher")
     raise ValueError(f"unknown sandbox kind {kind!r}; expected one of: {', '.join(SANDBOX_KINDS)}")

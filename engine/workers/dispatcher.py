@@ -79,7 +79,13 @@ class Dispatcher:
         """Connected, alive and reading replies (once; every run waits for it)."""
         if self._started is None:
             self._started = asyncio.ensure_future(self._start())
-        await asyncio.shield(self._started)
+        started = self._started
+        try:
+            await asyncio.shield(started)
+        except SandboxUnavailable:
+            if self._started is started:
+                self._started = None  # the next run tries again (Redis may be back by then)
+            raise
 
     async def _start(self) -> None:
         try:

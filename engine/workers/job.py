@@ -19,20 +19,34 @@ import re
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol, cast
+
+import redis.asyncio as aioredis
 
 from engine.bus._redis_publisher import CONNECTION_ERRORS
 from engine.sandbox import LocalSandbox, SandboxError
 from engine.sandbox.base import resolve_inside
-from engine.workers.protocol import Control, Reply, RunRequest
+from engine.workers.protocol import REPLY_TTL_S, Control, Keys, Reply, RunRequest
 
-if TYPE_CHECKING:
-    from engine.workers.worker import Worker
+
+class Holder(Protocol):
+    """What a job needs of its worker (``engine.workers.worker.Worker``)."""
+
+    name: str
+    root: Path
+    keys: Keys
+    secrets: frozenset[str]
+    client: aioredis.Redis
+
+    async def finish(self, entry: str, reply_stream: str = "", reply: str = "") -> bool: ...
+
 
 log = logging.getLogger(__name__)
 
-#: Replies waiting on a coordinator's stream beyond which a command's output is held back.
-REPLY_STREAM_CAP = 50_000
+#: Replies waiting on a coordinator's stream beyond which a command's output is held back (a reply holds one read
+#: of the command's pipe, at most 64 KiB, usually far less).
+REPLY_STREAM_CAP = 2_000
+
 _CAP_CHECK_S = 0.5
 
 
@@ -44,7 +58,7 @@ def safe_name(value: str) -> str:
 class Job:
     """The command of one tasks-stream entry on this worker."""
 
-    def __init__(self, worker: Worker, entry: str, request: RunRequest, reclaimed: bool) -> None:
+    def __init__(self, worker: Holder, entry: str, request: RunRequest, reclaimed: bool) -> None:
         self.worker = worker
         self.entry = entry
         self.request = request
@@ -58,24 +72,43 @@ class Job:
         self._go = asyncio.Event()  # set unless paused before the command started
 
     @property
-    def client(self):  # type: ignore[no-untyped-def]
+    def client(self) -> aioredis.Redis:
         return self.worker.client
 
+    def _reply(self, kind: str, **data: object) -> dict[str, str]:
+        return Reply(run=self.request.run, kind=kind, worker=self.worker.name, data=dict(data)).encode()  # type: ignore[arg-type]
+
     async def send(self, kind: str, **data: object) -> None:
-        reply = Reply(run=self.request.run, kind=kind, worker=self.worker.name, data=dict(data))  # type: ignore[arg-type]
-        await self.client.xadd(self.request.reply, reply.encode())
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.xadd(self.request.reply, self._reply(kind, **data))  # type: ignore[arg-type]
+            pipe.expire(self.request.reply, REPLY_TTL_S)  # a coordinator that died never trims it: it goes anyway
+            await pipe.execute()
+
+    async def _finish(self, kind: str | None = None, **data: object) -> None:
+        """Say how it ended (``kind``) and acknowledge the entry, in one step and only while this worker still
+        holds it: a worker that lost the entry to another must neither answer for it nor acknowledge it (that
+        would drop the other worker's run of it)."""
+        self.finished = True
+        reply = self._reply(kind, **data)["m"] if kind is not None else ""
+        await self.worker.finish(self.entry, self.request.reply, reply)
 
     async def run(self) -> None:
         keys = self.worker.keys
         request = self.request
         if not await self.client.exists(keys.alive(request.coordinator)):
             log.info("dropping %s: its coordinator %s is gone", request.run, request.coordinator)
-            await self._done()
+            await self._finish("failed", error="its coordinator's lease in Redis lapsed before a worker started it")
             return
-        self.state = await self.client.get(keys.control(request.run))
+        asked = await self.client.get(keys.control(request.run))
+        if self.state is None and asked in ("pause", "resume", "kill"):  # a control that came meanwhile is newer
+            self.state = cast(Control, asked)
         if self.state == "kill":
-            await self.send("ended", exit_code=None, timed_out=False, cancelled=True, duration_s=0.0)
-            await self._done()
+            await self._finish("ended", exit_code=None, timed_out=False, cancelled=True, duration_s=0.0)
+            return
+        refused = [name for name in request.secrets if name not in self.worker.secrets]
+        if refused:
+            await self._finish("failed", error=f"this worker does not give out {', '.join(refused)}: list the "
+                               "secrets it may hand to commands in AGENTDECK_WORKER_SECRETS")  # fmt: skip
             return
         await self.send("taken", reclaimed=self.reclaimed)
         workdir = self.worker.root / safe_name(request.workflow) / safe_name(request.task)
@@ -86,15 +119,13 @@ class Job:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(text)
         except (SandboxError, ValueError, OSError) as exc:
-            await self.send("failed", error=str(exc))
-            await self._done()
+            await self._finish("failed", error=str(exc))
             return
         if self.state == "pause":  # paused before this worker took it (a reclaim): it starts when resumed
             await self._go.wait()
-            if self.state == "kill":
-                await self.send("ended", exit_code=None, timed_out=False, cancelled=True, duration_s=0.0)
-                await self._done()
-                return
+        if self._killed():  # killed while it was being set up
+            await self._finish("ended", exit_code=None, timed_out=False, cancelled=True, duration_s=0.0)
+            return
         secrets = {name: os.environ[name] for name in request.secrets if name in os.environ}
         started = asyncio.ensure_future(
             sandbox.run(
@@ -117,20 +148,17 @@ class Job:
             raise
         except SandboxError as exc:
             await self._flush()
-            await self.send("failed", error=str(exc))
-            await self._done()
+            await self._finish("failed", error=str(exc))
             return
         finally:
             self.sandbox = None
         if self.lost:
             return  # another worker runs it now; its end is the one that counts
         await self._flush()
-        await self.send("ended", **asdict(result))
-        await self._done()
+        await self._finish("ended", **asdict(result))
 
-    async def _done(self) -> None:
-        self.finished = True
-        await self.worker.done_with(self.entry)
+    def _killed(self) -> bool:
+        return self.state == "kill" or self.lost
 
     async def control(self, action: Control) -> None:
         """A pause, resume or kill from the coordinator."""
@@ -163,10 +191,20 @@ class Job:
         return asyncio.ensure_future(self._flush()) if self._pending else None
 
     async def _flush(self) -> None:
-        """What was read so far onto the reply stream; holds back while that stream is over its cap."""
-        pending, self._pending = self._pending, []
-        if not pending or self.lost:
-            return
+        """What was read so far onto the reply stream; holds back while that stream is over its cap, and while
+        Redis cannot be reached (the command's output waits in its pipe meanwhile: nothing is dropped)."""
+        delay = 0.05
+        while self._pending and not self.lost:
+            try:
+                await self._send_pending()
+                return
+            except CONNECTION_ERRORS as exc:
+                if delay == 0.05:
+                    log.warning("cannot send %s's output (retrying): %s", self.request.run, exc)
+                await asyncio.sleep(delay)
+                delay = min(2.0, delay * 2)
+
+    async def _send_pending(self) -> None:
         now = time.monotonic()
         if now - self._cap_checked > _CAP_CHECK_S:
             self._cap_checked = now
@@ -174,12 +212,17 @@ class Job:
             while await self.client.xlen(self.request.reply) > REPLY_STREAM_CAP and not self.lost:
                 await asyncio.sleep(delay)
                 delay = min(1.0, delay * 2)
-        async with self.client.pipeline(transaction=False) as pipe:
-            for stream, lines in pending:
-                reply = Reply(run=self.request.run, kind="lines", worker=self.worker.name,
-                              data={"stream": stream, "lines": lines})  # fmt: skip
-                pipe.xadd(self.request.reply, reply.encode())
-            await pipe.execute()
+        pending, self._pending = self._pending, []
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for stream, lines in pending:
+                    reply = self._reply("lines", stream=stream, lines=lines)
+                    pipe.xadd(self.request.reply, reply)  # type: ignore[arg-type]
+                pipe.expire(self.request.reply, REPLY_TTL_S)
+                await pipe.execute()
+        except BaseException:
+            self._pending = pending + self._pending  # not sent: first in line again, before what came meanwhile
+            raise
 
 
 def workdir_root(configured: str | None) -> Path:

@@ -32,6 +32,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from db.settings import SettingsError, explain_settings
 
 PREFIX = "agentdeck"
+#: A reply stream nobody reads (its coordinator died) is gone this long after its last reply.
+REPLY_TTL_S = 3600
 Control = Literal["pause", "resume", "kill"]
 #: What XREAD and XREADGROUP answer: per stream, its entries (id, fields); None when the wait ran out.
 StreamRead = list[tuple[str, list[tuple[str, dict[str, str]]]]] | None
@@ -44,6 +46,7 @@ class WorkerSettings(BaseSettings):
 
     lease: float = Field(default=15.0, gt=0.2, le=3600)  # AGENTDECK_WORKER_LEASE: seconds
     dir: str | None = None  # AGENTDECK_WORKER_DIR: task directories (default: $XDG_DATA_HOME/agentdeck/worker)
+    secrets: str | None = None  # AGENTDECK_WORKER_SECRETS: comma-separated variables commands may ask for
 
     @model_validator(mode="wrap")
     @classmethod

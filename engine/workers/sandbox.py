@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from engine.bus._redis_publisher import CONNECTION_ERRORS
 from engine.sandbox.base import (
     LinesCallback,
     OutputBacklog,
@@ -32,7 +34,9 @@ from engine.sandbox.base import (
     resolve_inside,
 )
 from engine.workers.dispatcher import Dispatcher
-from engine.workers.protocol import Reply, RunRequest
+from engine.workers.protocol import Control, Reply, RunRequest
+
+log = logging.getLogger(__name__)
 
 #: After this long with no worker taking a command, its output says so (once).
 NO_WORKER_S = 10.0
@@ -54,12 +58,14 @@ class WorkerSandbox(Sandbox):
         task: str,
         attempt: Callable[[], int] = lambda: 1,
         on_redelivered: Callable[[str], None] | None = None,
+        secrets: Sequence[str] = (),
     ) -> None:
         self.workdir = workdir  # the task's name here; its directory is on the worker
         self.dispatcher = dispatcher
         self.workflow, self.task = workflow, task
         self._attempt = attempt
         self._on_redelivered = on_redelivered
+        self._secrets = list(secrets)  # the task's secret names: the worker reads them from its own environment
         self._files: dict[str, str] = {}
         self._run: str | None = None
         self._paused = False
@@ -94,6 +100,7 @@ class WorkerSandbox(Sandbox):
 
         secret_values = {value for value in redact if value}
         given = dict(env or {})
+        secrets = sorted(set(self._secrets) | {name for name, value in given.items() if value in secret_values})
         request = RunRequest(
             run=f"{self.workflow}/{self.task}/{self._attempt()}/{uuid.uuid4().hex[:12]}",
             reply=self.dispatcher.reply_stream,
@@ -101,8 +108,8 @@ class WorkerSandbox(Sandbox):
             workflow=self.workflow,
             task=self.task,
             command=command,
-            env={name: value for name, value in given.items() if value not in secret_values},
-            secrets=[name for name, value in given.items() if value in secret_values],
+            env={name: value for name, value in given.items() if value not in secret_values and name not in secrets},
+            secrets=secrets,
             network=network,
             timeout=timeout,
             files=self._files,
@@ -127,6 +134,8 @@ class WorkerSandbox(Sandbox):
                         self._on_redelivered(f"worker {worker} stopped answering; {reply.worker} runs it again")
                     worker = reply.worker
                     continue
+                if worker is None and reply.kind in ("ended", "failed"):
+                    worker = reply.worker  # it ended before it started (killed, or refused) on that worker
                 if reply.worker != worker:
                     continue  # a worker that lost the command (it was taken over): what it says no longer counts
                 if reply.kind == "lines":
@@ -153,6 +162,11 @@ class WorkerSandbox(Sandbox):
         await self.dispatcher.control(run, "kill")
         if entry is not None:
             await self.dispatcher.withdraw(entry)
+        while worker is None and not queue.empty():  # a worker's answer may be here already
+            reply = queue.get_nowait()
+            if reply.kind in ("ended", "failed"):
+                return
+            worker = reply.worker
         if worker is None:
             return  # nobody took it: a worker reading it now finds it killed, one reading later never sees it
         with contextlib.suppress(TimeoutError):
@@ -162,20 +176,29 @@ class WorkerSandbox(Sandbox):
                     if reply.kind in ("ended", "failed"):
                         return
 
+    async def _control(self, action: Control) -> bool:
+        """Send a control to the run's worker; Redis unreachable is logged, not raised (a cancel must go on)."""
+        if self._run is None:
+            return False
+        try:
+            await self.dispatcher.control(self._run, action)
+        except CONNECTION_ERRORS as exc:
+            log.warning("could not %s %s on its worker: Redis unreachable (%s)", action, self._run, exc)
+            return False
+        return True
+
     async def pause(self) -> None:
-        if self._run is not None and not self._paused:
+        if self._run is not None and not self._paused and await self._control("pause"):
             self._paused = True
-            await self.dispatcher.control(self._run, "pause")
 
     async def resume(self) -> None:
-        if self._run is not None and self._paused:
+        if self._run is not None and self._paused and await self._control("resume"):
             self._paused = False
-            await self.dispatcher.control(self._run, "resume")
 
     async def kill(self) -> None:
         if self._run is None:
             return
-        await self.dispatcher.control(self._run, "kill")
+        await self._control("kill")
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.dispatcher.settings.lease + STOP_WAIT_S):
                 await self._ended.wait()
@@ -188,7 +211,7 @@ class WorkerSandbox(Sandbox):
         resolve_inside(self.workdir, relpath)
         if relpath in self._files:
             return self._files[relpath].encode()
-        raise SandboxError(f"{relpath}: a command's files stay on the worker that ran it")
+        raise FileNotFoundError(f"{relpath}: a command's files stay on the worker that ran it")
 
     def pids(self) -> list[int]:
         return []  # another machine's

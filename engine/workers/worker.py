@@ -27,7 +27,7 @@ from engine.bus._redis_publisher import CONNECTION_ERRORS, describe
 from engine.bus.base import BusUnavailable
 from engine.workers.dispatcher import redis_client
 from engine.workers.job import Job, workdir_root
-from engine.workers.protocol import Control, Keys, RunRequest, StreamRead, WorkerSettings, decode_control
+from engine.workers.protocol import REPLY_TTL_S, Control, Keys, RunRequest, StreamRead, WorkerSettings, decode_control
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +42,24 @@ for i = 3, #ARGV do
   if mine[ARGV[i]] then table.insert(keep, ARGV[i]) end
 end
 if #keep > 0 then
-  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, unpack(keep))
+  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, unpack(keep), 'JUSTID')
 end
 return keep
+"""
+
+# KEYS[1]: the tasks stream, KEYS[2]: the coordinator's reply stream. ARGV: group, consumer, entry, the reply to
+# add ('' for none), its stream's time to live. Only while this consumer holds the entry: the reply is added and
+# the entry acknowledged and deleted at once. Returns 1 if it did, 0 if another consumer holds the entry now.
+_FINISH_LUA = """
+local held = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2])
+if #held == 0 then return 0 end
+if ARGV[4] ~= '' then
+  redis.call('XADD', KEYS[2], '*', 'm', ARGV[4])
+  redis.call('EXPIRE', KEYS[2], ARGV[5])
+end
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
+redis.call('XDEL', KEYS[1], ARGV[3])
+return 1
 """
 
 
@@ -69,10 +84,13 @@ class Worker:
         self.root = root or workdir_root(self.settings.dir)
         self.client = redis_client(url, f"{self.keys.prefix}:worker:{self.name}")
         self._renew = self.client.register_script(_RENEW_LUA)
+        self._finish = self.client.register_script(_FINISH_LUA)
+        #: Environment variables this worker hands to commands that name them as secrets (AGENTDECK_WORKER_SECRETS).
+        self.secrets = frozenset(n.strip() for n in (self.settings.secrets or "").split(",") if n.strip())
         self.jobs: dict[str, tuple[Job, asyncio.Task[None]]] = {}  # entry id -> job
         self._slot_free = asyncio.Event()
         self.taken = 0  # entries this worker has taken, new or taken over
-        self._side: set[asyncio.Future[None]] = set()
+        self._side: set[asyncio.Future[object]] = set()
 
     async def connect(self) -> None:
         """Reach Redis and make sure the group exists; ``BusUnavailable`` (exit 3 at the CLI) when it cannot."""
@@ -97,20 +115,27 @@ class Worker:
         taking = asyncio.create_task(self._take_loop(), name="agentdeck-worker-take")
         stopped = asyncio.create_task(stop.wait())
         try:
-            await asyncio.wait([taking, stopped], return_when=asyncio.FIRST_COMPLETED)
-            if taking.done():
-                taking.result()  # an unexpected error: raised here
+            # A loop that ends by itself failed: the worker stops (and says why) rather than run on without it.
+            await asyncio.wait([taking, stopped, *loops], return_when=asyncio.FIRST_COMPLETED)
+            for loop_task in (taking, *loops):
+                if loop_task.done():
+                    loop_task.result()
         finally:
-            for task in (taking, stopped, *loops):
-                task.cancel()
+            for handle in (taking, stopped, *loops):
+                handle.cancel()
             for _job, handle in list(self.jobs.values()):
                 handle.cancel()
             await asyncio.gather(taking, stopped, *loops, *(h for _, h in self.jobs.values()), return_exceptions=True)
+            with contextlib.suppress(*CONNECTION_ERRORS, redis.exceptions.ResponseError):
+                pending = await self.client.xpending_range(self.keys.tasks, self.keys.group, "-", "+", 1, self.name)
+                if not pending:  # nothing left for others to take over: this consumer's name is not kept
+                    await self.client.xgroup_delconsumer(self.keys.tasks, self.keys.group, self.name)
             await self.client.aclose()
 
     async def _take_loop(self) -> None:
         loop = asyncio.get_running_loop()
         next_reclaim = 0.0
+        cursor = "0-0"  # XAUTOCLAIM scans the pending list a page at a time: go on from where it stopped
         delay = 0.05
         down = False
         while True:
@@ -122,9 +147,11 @@ class Worker:
             try:
                 if loop.time() >= next_reclaim:
                     next_reclaim = loop.time() + self.settings.lease / 2
-                    _next, claimed, _deleted = await self.client.xautoclaim(
-                        self.keys.tasks, self.keys.group, self.name, int(self.settings.lease * 1000), "0-0", count=free
+                    cursor, claimed, _deleted = await self.client.xautoclaim(
+                        self.keys.tasks, self.keys.group, self.name, int(self.settings.lease * 1000), cursor, count=free
                     )
+                    if cursor != "0-0":
+                        next_reclaim = loop.time()  # more of the pending list to scan: at once
                     for entry, fields in claimed:
                         self._start(entry, fields, reclaimed=True)
                     free = self.concurrency - len(self.jobs)
@@ -139,7 +166,13 @@ class Worker:
                     log.info("Redis is back: taking commands again")
                     down = False
                 delay = 0.05
-            except CONNECTION_ERRORS as exc:
+            except redis.exceptions.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                log.warning("the tasks stream or its group is gone (Redis lost its data?): making them again")
+                await self.connect()
+                continue
+            except (*CONNECTION_ERRORS, redis.exceptions.BusyLoadingError, redis.exceptions.ReadOnlyError) as exc:
                 if not down:
                     log.warning("cannot reach Redis at %s (retrying): %s", redact_url(self.url),
                                 describe(exc, self.url))  # fmt: skip
@@ -158,7 +191,7 @@ class Worker:
             request = RunRequest.decode(fields or {})
         except ValueError as exc:
             log.warning("tasks stream entry %s dropped: %s", entry, exc)
-            self._background(self.done_with(entry))
+            self._background(self.finish(entry))
             return
         self.taken += 1
         job = Job(self, entry, request, reclaimed)
@@ -176,17 +209,17 @@ class Worker:
             self.jobs.pop(job.entry, None)
             self._slot_free.set()
 
-    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+    def _background(self, work: Coroutine[Any, Any, object]) -> None:
         task = asyncio.ensure_future(work)
         self._side.add(task)
         task.add_done_callback(self._side.discard)
 
-    async def done_with(self, entry: str) -> None:
-        """The entry's command ended and that is said: acknowledged and off the stream."""
-        async with self.client.pipeline(transaction=True) as pipe:
-            pipe.xack(self.keys.tasks, self.keys.group, entry)
-            pipe.xdel(self.keys.tasks, entry)
-            await pipe.execute()
+    async def finish(self, entry: str, reply_stream: str = "", reply: str = "") -> bool:
+        """The entry's command ended: ``reply`` (its end) added to ``reply_stream``, the entry acknowledged and off
+        the stream, atomically and only if this worker still holds it; returns whether it did."""
+        keys = [self.keys.tasks, reply_stream or self.keys.tasks]
+        done = await self._finish(keys=keys, args=[self.keys.group, self.name, entry, reply, REPLY_TTL_S])
+        return bool(done)
 
     async def _heartbeat(self) -> None:
         loop = asyncio.get_running_loop()
@@ -213,9 +246,11 @@ class Worker:
                     why = "taken over by another worker" if entry not in held else "its coordinator is gone"
                     log.info("stopping %s: %s", job.request.run, why)
                     self._background(job.lose())
-                    if entry in held:  # nobody wants it any more
+                    if entry in held:  # nobody will ever read its end: said as a failure, acknowledged
                         with contextlib.suppress(*CONNECTION_ERRORS):
-                            await self.done_with(entry)
+                            job.finished = True
+                            error = "its coordinator's lease in Redis lapsed while a worker ran it"
+                            await self.finish(entry, job.request.reply, job._reply("failed", error=error)["m"])
 
     async def _listen_controls(self) -> None:
         delay = 0.05

@@ -29,6 +29,7 @@ from db.models import EventType, TaskStatus, WorkflowStatus
 from engine.engine import Engine
 from engine.spec import WorkflowSpec
 from engine.workers.protocol import Keys
+from engine.workers.worker import Worker
 from tests.support.polling import until
 from tests.support.redis_server import PASSWORD, RedisServer, own_redis, unused_port
 
@@ -212,7 +213,8 @@ async def test_secrets_are_read_on_the_worker_and_never_cross_redis(
     task = {"id": "deploy", "agent": "sh", "run": 'echo "token=$DEPLOY_TOKEN"', "secrets": ["DEPLOY_TOKEN"]}
     try:
         async with coordinator(server, tmp_path) as engine:
-            with workers(server, tmp_path, count=1, concurrency=1, DEPLOY_TOKEN=theirs) as started:
+            secrets = {"DEPLOY_TOKEN": theirs, "AGENTDECK_WORKER_SECRETS": "DEPLOY_TOKEN"}
+            with workers(server, tmp_path, count=1, concurrency=1, **secrets) as started:
                 await until(lambda: started[0].ready(), limit_s=60)
                 wf = await engine.submit(spec([task]))
                 assert await engine.wait(wf) is WorkflowStatus.COMPLETED
@@ -297,3 +299,36 @@ def test_a_workflow_that_runs_on_workers_without_redis_is_refused_with_exit_2(tm
     )
     result = cli("run", str(flow), "--headless", "--db", "mem://", home=tmp_path)
     assert result.returncode == 2 and "--redis" in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+async def test_a_worker_hands_out_only_the_secrets_it_is_told_to(server: RedisServer, tmp_path: Path) -> None:
+    task = {"id": "deploy", "agent": "sh", "run": 'echo "$HOME_TOKEN"', "secrets": ["HOME_TOKEN"], "retries": 0}
+    async with coordinator(server, tmp_path) as engine:
+        with workers(server, tmp_path, count=1, concurrency=1, HOME_TOKEN="worker-own-value") as started:
+            await until(lambda: started[0].ready(), limit_s=60)
+            wf = await engine.submit(spec([task]))
+            assert await engine.wait(wf) is WorkflowStatus.FAILED
+            row = (await engine.stores.tasks.list(wf))[0]
+    assert row.error is not None and "HOME_TOKEN" in row.error and "AGENTDECK_WORKER_SECRETS" in row.error
+
+
+async def test_a_worker_that_lost_its_entry_can_neither_answer_for_it_nor_acknowledge_it(
+    server: RedisServer, tmp_path: Path
+) -> None:
+    """A worker slowed past its lease: another took its entry over. Its late end must not count, and must not
+    acknowledge the entry (that would drop the other worker's run of it)."""
+    slow = Worker(server.url, name="slow", root=tmp_path / "slow")
+    fast = Worker(server.url, name="fast", root=tmp_path / "fast")
+    try:
+        await slow.connect()
+        entry = str(await slow.client.xadd(KEYS.tasks, {"m": "{}"}))
+        await slow.client.xreadgroup(KEYS.group, "slow", {KEYS.tasks: ">"}, count=1)
+        await fast.client.xclaim(KEYS.tasks, KEYS.group, "fast", 0, [entry])  # taken over
+        assert await slow.finish(entry, "replies", "late end") is False
+        assert await slow.client.exists("replies") == 0, "the lost worker's end was not added"
+        assert pending(server) == {"fast": 1}, "the entry is still the other worker's"
+        assert await fast.finish(entry, "replies", "its end") is True
+        assert await slow.client.xlen("replies") == 1 and not any(pending(server).values())
+    finally:
+        await slow.client.aclose()
+        await fast.client.aclose()

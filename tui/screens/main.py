@@ -19,7 +19,7 @@ from textual.widgets import Footer, Label, Sparkline, Static, TabbedContent, Tab
 
 from db.models import Event, EventType, TaskStatus, WorkflowStatus
 from engine.api import DashboardEngine
-from engine.engine import lease_expired
+from engine.engine_controls import lease_expired
 from tui.collector import CollectorPolicy
 from tui.feed import EventFeed
 from tui.pending_approvals import PendingApprovals
