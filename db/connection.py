@@ -313,7 +313,13 @@ async def open_database(url: str | None = None, settings: DbSettings | None = No
     db = Database(conn, url, kind)
 
     async def start_session() -> None:
-        if kind == "server" and settings.db_user:
+        if kind == "server" and settings.db_token is not None:
+            token = settings.db_token.get_secret_value()
+            try:
+                await conn.authenticate(token)
+            except surrealdb.SurrealError as exc:  # said without the token, should the server echo it
+                raise surrealdb.SurrealError(f"authentication failed: {str(exc).replace(token, '***')}") from None
+        elif kind == "server" and settings.db_user:
             password = settings.db_pass.get_secret_value() if settings.db_pass else ""
             await conn.signin({"username": settings.db_user, "password": password})
         await conn.use(settings.db_namespace, settings.db_database)
@@ -370,7 +376,7 @@ def _unavailable(url: str, exc: BaseException) -> DatabaseUnavailable:
     if "auth" in text.lower() or "credentials" in text.lower() or "signin" in text.lower():
         return DatabaseUnavailable(
             f"the server at {shown} refused our credentials",
-            hint="check AGENTDECK_DB_USER and AGENTDECK_DB_PASS",
+            hint="check AGENTDECK_DB_USER and AGENTDECK_DB_PASS (or AGENTDECK_DB_TOKEN)",
         )
     return DatabaseUnavailable(
         f"cannot open the database {shown}: {text.splitlines()[0]}",

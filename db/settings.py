@@ -70,6 +70,8 @@ class DbSettings(BaseSettings):
     db_user: str | None = None
     # A SecretStr so the password never shows up in a repr, a log line or a traceback.
     db_pass: SecretStr | None = None
+    # A token (a JWT from a SurrealDB access method) instead of user and password; never shown either.
+    db_token: SecretStr | None = None
     # Dimension of the memory vectors; the HNSW index is built for it. 384 = the bundled offline embedder.
     embedding_dimension: int = Field(default=384, ge=1, le=65_536)
 
@@ -79,4 +81,4 @@ class DbSettings(BaseSettings):
         try:
             return handler(data)
         except ValidationError as exc:
-            raise SettingsError(explain_settings(exc, secret=frozenset({"db_pass", "db_user"}))) from None
+            raise SettingsError(explain_settings(exc, secret=frozenset({"db_pass", "db_user", "db_token"}))) from None
