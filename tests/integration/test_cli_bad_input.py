@@ -131,7 +131,7 @@ def test_a_step_module_that_cannot_import_names_its_file_and_line(
     "env, args, message",
     [
         ({"AGENTDECK_SANDBOX": "docker"}, ["run", QUICKSTART, "--headless", "--db", "mem://"],
-         "agentdeck: AGENTDECK_SANDBOX='docker': input should be 'local' or 'e2b'"),
+         "agentdeck: AGENTDECK_SANDBOX='docker': input should be 'local', 'e2b' or 'worker'"),
         ({"AGENTDECK_E2B_SCOPE": "everything"}, ["run", QUICKSTART, "--headless", "--db", "mem://"],
          "agentdeck: AGENTDECK_E2B_SCOPE='everything': input should be 'task' or 'agent'"),
         ({"AGENTDECK_EMBEDDING_DIMENSION": "many"}, ["workflows", "list", "--db", "mem://"],

@@ -246,7 +246,7 @@ def test_top_level_type_errors_are_reported_at_the_value_line(line: str, message
     ("line", "message"),
     [
         ("retries: 1.5", "retries must be an integer, got 1.5"),
-        ("sandbox: docker", "sandbox must be 'local' or 'e2b', got 'docker'"),
+        ("sandbox: docker", "sandbox must be 'local', 'e2b' or 'worker', got 'docker'"),
         ("network: maybe", "network must be true or false, got 'maybe'"),
         ("input: [1, 2]", "input must be a mapping, got a list"),
         ("id: 'a b'", "id must use only letters, digits, '_', '.' and '-', got 'a b'"),
