@@ -23,7 +23,7 @@ from engine.engine import Engine
 from tests.conftest import server_settings
 from tests.integration.fault_support import Live, check_consistent, make_spec
 from tests.support.polling import until
-from tests.support.tcp_proxy import TcpProxy
+from tests.support.tcp_proxy import TcpProxy, tcp_proxy
 
 pytestmark = pytest.mark.server
 
@@ -33,11 +33,8 @@ STATE_EVENTS = {EventType.TASK_STARTED, EventType.TASK_COMPLETED, EventType.TASK
 @pytest.fixture
 async def proxy(surreal_server_url: str) -> AsyncIterator[TcpProxy]:
     host, port = surreal_server_url.removeprefix("ws://").split(":")
-    started = TcpProxy((host, int(port)))
-    await started.up()
-    yield started
-    with contextlib.suppress(Exception):
-        await started.down()
+    async with tcp_proxy((host, int(port))) as started:
+        yield started
 
 
 async def test_watchers_and_the_coordinator_reconnect_after_the_server_drops_them_and_miss_nothing(
