@@ -134,10 +134,12 @@ class WorkerSandbox(Sandbox):
                         self._on_redelivered(f"worker {worker} stopped answering; {reply.worker} runs it again")
                     worker = reply.worker
                     continue
-                if worker is None and reply.kind in ("ended", "failed"):
-                    worker = reply.worker  # it ended before it started (killed, or refused) on that worker
-                if reply.worker != worker:
+                # An end counts from whichever worker sent it: only the worker holding the entry can send one (one
+                # Lua step with the acknowledgement), be it before the command started (killed, refused) or after
+                # it was given up. Output counts only from the worker that took it last.
+                if reply.kind not in ("ended", "failed") and reply.worker != worker:
                     continue  # a worker that lost the command (it was taken over): what it says no longer counts
+                worker = reply.worker
                 if reply.kind == "lines":
                     deliver(str(reply.data.get("stream", "stdout")), list(reply.data.get("lines", [])))
                     if backlog is not None and (wait := backlog()) is not None:
@@ -145,7 +147,7 @@ class WorkerSandbox(Sandbox):
                 elif reply.kind == "ended":
                     return _result(reply)
                 else:
-                    raise SandboxError(f"worker {worker} could not run the command: {reply.data.get('error', '?')}")
+                    raise SandboxError(f"worker {worker}: {reply.data.get('error', '?')}")
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._stop(run, entry, queue, worker))

@@ -27,9 +27,21 @@ from engine.bus._redis_publisher import CONNECTION_ERRORS, describe
 from engine.bus.base import BusUnavailable
 from engine.workers.dispatcher import redis_client
 from engine.workers.job import Job, workdir_root
-from engine.workers.protocol import REPLY_TTL_S, Control, Keys, RunRequest, StreamRead, WorkerSettings, decode_control
+from engine.workers.protocol import (
+    REPLY_TTL_S,
+    Control,
+    Keys,
+    Reply,
+    RunRequest,
+    StreamRead,
+    WorkerSettings,
+    decode_control,
+)
 
 log = logging.getLogger(__name__)
+
+#: A command handed out more often than this (read, then taken over again and again) is failed, not run again.
+MAX_DELIVERIES = 5
 
 # KEYS[1]: the tasks stream. ARGV: group, consumer, entry ids. Renews (idle time 0) the ids this consumer still
 # holds and returns them; an id another consumer took over is left alone.
@@ -153,7 +165,10 @@ class Worker:
                     if cursor != "0-0":
                         next_reclaim = loop.time()  # more of the pending list to scan: at once
                     for entry, fields in claimed:
-                        self._start(entry, fields, reclaimed=True)
+                        if await self._delivered(entry) > MAX_DELIVERIES:
+                            self._background(self._give_up(entry, fields))
+                        else:
+                            self._start(entry, fields, reclaimed=True)
                     free = self.concurrency - len(self.jobs)
                     if free <= 0:
                         continue
@@ -183,6 +198,24 @@ class Worker:
             for _stream, entries in found or []:
                 for entry, fields in entries:
                     self._start(entry, fields, reclaimed=False)
+
+    async def _delivered(self, entry: str) -> int:
+        """How many times the entry was handed to a worker (read, or taken over)."""
+        found = await self.client.xpending_range(self.keys.tasks, self.keys.group, entry, entry, 1)
+        return int(found[0]["times_delivered"]) if found else 0
+
+    async def _give_up(self, entry: str, fields: dict[str, str] | None) -> None:
+        """Every worker that ran this command stopped answering: it may be what kills them. Failed, not run again."""
+        try:
+            request = RunRequest.decode(fields or {})
+        except ValueError:
+            await self.finish(entry)
+            return
+        error = (f"{MAX_DELIVERIES} workers took this command and each stopped answering (it may be what brings "
+                 "them down): not run again")  # fmt: skip
+        reply = Reply(run=request.run, kind="failed", worker=self.name, data={"error": error}).encode()["m"]
+        log.warning("giving up on %s: %s", request.run, error)
+        await self.finish(entry, request.reply, reply)
 
     def _start(self, entry: str, fields: dict[str, str] | None, reclaimed: bool) -> None:
         if entry in self.jobs:

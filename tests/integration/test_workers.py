@@ -28,8 +28,8 @@ from db import connect
 from db.models import EventType, TaskStatus, WorkflowStatus
 from engine.engine import Engine
 from engine.spec import WorkflowSpec
-from engine.workers.protocol import Keys
-from engine.workers.worker import Worker
+from engine.workers.protocol import Keys, Reply, RunRequest, WorkerSettings
+from engine.workers.worker import MAX_DELIVERIES, Worker
 from tests.support.polling import until
 from tests.support.redis_server import PASSWORD, RedisServer, own_redis, unused_port
 
@@ -332,3 +332,33 @@ async def test_a_worker_that_lost_its_entry_can_neither_answer_for_it_nor_acknow
     finally:
         await slow.client.aclose()
         await fast.client.aclose()
+
+
+async def test_a_command_every_worker_dies_on_is_failed_after_five_deliveries_not_run_again(
+    server: RedisServer, tmp_path: Path
+) -> None:
+    """A command that brings its worker down would be taken over forever: after MAX_DELIVERIES it fails instead."""
+    worker = Worker(server.url, name="survivor", root=tmp_path / "survivor", settings=WorkerSettings(lease=0.5))
+    request = RunRequest(run="wf-x/poison/1/abc", reply="replies", coordinator="c", workflow="wf-x", task="poison",
+                         command="touch ran")  # fmt: skip
+    await worker.connect()
+    await worker.client.set(KEYS.alive("c"), "1")
+    entry = str(await worker.client.xadd(KEYS.tasks, request.encode()))  # type: ignore[arg-type]
+    await worker.client.xreadgroup(KEYS.group, "dead-0", {KEYS.tasks: ">"}, count=1)
+    for n in range(1, MAX_DELIVERIES):  # taken over by one dying worker after another
+        await worker.client.xclaim(KEYS.tasks, KEYS.group, f"dead-{n}", 0, [entry])
+    stop = asyncio.Event()
+    serving = asyncio.create_task(worker.serve(stop))
+    try:
+
+        async def failed() -> list[Reply]:
+            found: list[tuple[str, dict[str, str]]] = await worker.client.xrange("replies")  # type: ignore[assignment]
+            return [r for _, fields in found if (r := Reply.decode(fields)) is not None and r.kind == "failed"]
+
+        replies = await until(failed, "the command failed on its sixth delivery", limit_s=60)
+        assert "stopped answering" in replies[0].data["error"] and replies[0].worker == "survivor"
+        assert not any(pending(server).values()), "acknowledged"
+        assert not (tmp_path / "survivor" / "wf-x" / "poison" / "ran").exists(), "not run again"
+    finally:
+        stop.set()
+        await serving
