@@ -72,6 +72,9 @@ class WorkerSandbox(Sandbox):
         self._ended = asyncio.Event()
         self._ended.set()
         self._closed = False
+        self._queue: asyncio.Queue[Reply] | None = None
+        self._entry: str | None = None
+        self._taken = False  # a worker has said it runs the current command
 
     async def run(
         self,
@@ -117,7 +120,9 @@ class WorkerSandbox(Sandbox):
         self._files = {}
         run = self._run = request.run
         self._ended.clear()
-        queue = self.dispatcher.register(run)
+        queue = self._queue = self.dispatcher.register(run)
+        self._entry = None
+        self._taken = False
         loop = asyncio.get_running_loop()
         waiting = loop.call_later(NO_WORKER_S, deliver, "stderr", [
             f"agentdeck: no worker has taken this command after {NO_WORKER_S:g} s; start one with "
@@ -125,10 +130,11 @@ class WorkerSandbox(Sandbox):
         worker: str | None = None
         entry: str | None = None
         try:
-            entry = await self.dispatcher.submit(request)
+            entry = self._entry = await self.dispatcher.submit(request)
             while True:
                 reply = await queue.get()
                 if reply.kind == "taken":
+                    self._taken = True
                     waiting.cancel()
                     if worker is not None and reply.worker != worker and self._on_redelivered is not None:
                         self._on_redelivered(f"worker {worker} stopped answering; {reply.worker} runs it again")
@@ -201,6 +207,13 @@ class WorkerSandbox(Sandbox):
         if self._run is None:
             return
         await self._control("kill")
+        if not self._taken and self._entry is not None and self._queue is not None:
+            # Nobody has taken it: off the stream (a worker reading it now finds it killed), and it ended here.
+            with contextlib.suppress(*CONNECTION_ERRORS):
+                await self.dispatcher.withdraw(self._entry)
+            ended = {"exit_code": None, "timed_out": False, "cancelled": True, "duration_s": 0.0}
+            with contextlib.suppress(asyncio.QueueFull):
+                self._queue.put_nowait(Reply(run=self._run, kind="ended", worker="", data=ended))
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.dispatcher.settings.lease + STOP_WAIT_S):
                 await self._ended.wait()

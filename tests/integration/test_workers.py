@@ -28,7 +28,9 @@ from db import connect
 from db.models import EventType, TaskStatus, WorkflowStatus
 from engine.engine import Engine
 from engine.spec import WorkflowSpec
+from engine.workers.dispatcher import Dispatcher
 from engine.workers.protocol import Keys, Reply, RunRequest, WorkerSettings
+from engine.workers.sandbox import WorkerSandbox
 from engine.workers.worker import MAX_DELIVERIES, Worker
 from tests.support.polling import until
 from tests.support.redis_server import PASSWORD, RedisServer, own_redis, unused_port
@@ -362,3 +364,20 @@ async def test_a_command_every_worker_dies_on_is_failed_after_five_deliveries_no
     finally:
         stop.set()
         await serving
+
+
+async def test_kill_of_a_command_no_worker_has_taken_ends_its_run_at_once(server: RedisServer, tmp_path: Path) -> None:
+    """The Sandbox contract: ``kill`` stops the command and ``run`` returns cancelled, also while it only waits on
+    the stream; and the command is off the stream, so a worker started later never runs it."""
+    dispatcher = Dispatcher(server.url, "coordinator-test")
+    sandbox = WorkerSandbox(tmp_path / "t", dispatcher=dispatcher, workflow="wf-k", task="t")
+    try:
+        running = asyncio.create_task(sandbox.run("touch ran"))
+        await until(lambda: sandbox.running and sandbox._entry is not None, limit_s=60)
+        await sandbox.kill()
+        async with asyncio.timeout(60):
+            result = await running
+        assert result.cancelled and result.exit_code is None
+        assert await dispatcher.client.xlen(KEYS.tasks) == 0, "withdrawn from the stream"
+    finally:
+        await dispatcher.close()
