@@ -126,7 +126,13 @@ async def test_a_finished_tasks_sandbox_is_killed_while_the_workflow_goes_on(eng
     await until(lambda: (hold_dir / ".agentdeck").exists(), "the local task to start")
     (first,) = cloud.api.sandboxes.values()
     await until(lambda: first.state == "killed", "the finished task's sandbox to be killed")
-    assert (await engine.stores.tasks.get(wf, "hold")).status is TaskStatus.RUNNING  # type: ignore[union-attr]
+    assert engine.runs[wf].tasks["hold"].status is TaskStatus.RUNNING, "killed while the workflow goes on"
+
+    async def stored_running() -> bool:  # the row follows the run's state through the writer's next batch
+        row = await engine.stores.tasks.get(wf, "hold")
+        return row is not None and row.status is TaskStatus.RUNNING
+
+    await until(stored_running, "the hold task stored as running")
     (hold_dir / "go").write_text("")
     assert await engine.wait(wf) is WorkflowStatus.COMPLETED
 
