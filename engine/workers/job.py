@@ -231,4 +231,4 @@ def workdir_root(configured: str | None) -> Path:
     return Path(configured) if configured else default_data_dir() / "worker"
 
 
-__all__ = ["CONNECTION_ERRORS", "Job", "safe_name", "workdir_root"]
+__all__ = ["Holder", "Job", "safe_name", "workdir_root"]

@@ -144,10 +144,5 @@ def parse_pairs(pairs: list[str] | None, option: str) -> dict[str, str]:
     return out
 
 
-def not_yet(command: str) -> NoReturn:
-    """For contract commands whose feature has not landed: a clear message and exit code 2."""
-    fail(f"'{command}' is not yet available in this build of agentdeck", EXIT_BAD_INPUT)
-
-
 def print_json(value: Any) -> None:
     print(json.dumps(value, default=str, ensure_ascii=False))
