@@ -17,6 +17,7 @@ from bench import (
     memory_bench,
     recovery_bench,
     redis_bench,
+    replay_bench,
     sandbox_bench,
     spec_bench,
     watch_bench,
@@ -47,6 +48,7 @@ SECTIONS = {
     "watch": watch_bench,
     "recovery": recovery_bench,
     "memory": memory_bench,
+    "replay": replay_bench,
 }
 
 
