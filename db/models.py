@@ -88,6 +88,8 @@ class Workflow(Record):
     updated_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    #: Started from a moment of another workflow (``Engine.diverge``): ``{workflow, seq, checkpoint}``.
+    diverged_from: dict[str, Any] | None = None
 
 
 class Task(Record):

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from db.connection import Database
-from db.models import Approval, Checkpoint
+from db.models import Approval, Checkpoint, Watchpoint
 from db.stores import Stores
 from engine.bus import EventBus
 from engine.graph.threads import HistoryEntry
@@ -61,4 +61,10 @@ class DashboardEngine(Protocol):
         *,
         downstream: bool = True,
     ) -> str: ...
+    async def diverge(self, workflow_id: str, at_seq: int, values: dict[str, Any] | None = None) -> str: ...
+    async def add_watchpoint(
+        self, workflow_id: str, expr: str, task: str | None = None, *, name: str | None = None
+    ) -> Watchpoint: ...
+    async def remove_watchpoint(self, workflow_id: str, watchpoint_id: str) -> None: ...
+    async def watchpoints(self, workflow_id: str) -> list[Watchpoint]: ...
     async def close(self) -> None: ...

@@ -11,8 +11,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from db.connection import Database
-from db.models import Approval, Checkpoint, Workflow, WorkflowStatus
+from db.models import Approval, Checkpoint, EventType, Workflow, WorkflowStatus
 from db.stores import Stores
+from engine import diverge as divergence
 from engine.control_ask import ask_owner_via_database
 from engine.errors import ControlError
 from engine.events import EventRecorder
@@ -44,6 +45,7 @@ class EngineControls:
     recorder: EventRecorder
     approvals: Approvals
     runs: dict[str, WorkflowRun]
+    owner: str
 
     if TYPE_CHECKING:
 
@@ -80,15 +82,19 @@ class EngineControls:
     async def _elsewhere(self, workflow_id: str, op: str, **args: Any) -> bool:
         """On a server database, a workflow another live engine runs (a dashboard attached from elsewhere) is
         controlled by that engine, through a control request; returns whether it was."""
+        return await self._answer_elsewhere(workflow_id, op, **args) is not None
+
+    async def _answer_elsewhere(self, workflow_id: str, op: str, **args: Any) -> str | None:
+        """``_elsewhere``, returning the owner's answer (None: no other engine runs it, act here)."""
         if self.db.is_embedded or workflow_id in self.runs:
-            return False
+            return None
         try:
             answer = await ask_owner_via_database(self.db, self.stores, workflow_id, op, args)
         except TimeoutError:
             raise ControlError(f"the engine running {workflow_id} did not answer within 15 s") from None
         if answer is not None and not answer[0]:
             raise ControlError(answer[1])
-        return answer is not None
+        return None if answer is None else answer[1]
 
     async def pause(self, workflow_id: str) -> None:
         await self._workflow(workflow_id)
@@ -167,6 +173,22 @@ class EngineControls:
             return await self.approvals.answer(workflow_id, task, value, deny=deny, by=by, quiet=True)
         await self.recorder.resume_sequence(workflow_id)  # nobody runs it: our events continue its sequence
         return await self.approvals.answer(workflow_id, task, value, deny=deny, by=by)
+
+    async def diverge(self, workflow_id: str, at_seq: int, values: dict[str, Any] | None = None) -> str:
+        """Diverge here: a new workflow with the same spec, started from the newest checkpoint at or before event
+        ``at_seq`` of ``workflow_id`` (its completed tasks carried over, never run again); returns its id
+        (``engine.diverge``)."""
+        planned = await divergence.plan(self.stores, workflow_id, at_seq, self.owner, values)
+        writer = self.recorder.writer
+        for task in planned.tasks:
+            writer.new_task(task)
+        writer.new_workflow(planned.workflow)
+        self.recorder.emit(planned.workflow.id, EventType.WORKFLOW_CREATED, data=planned.created_data())
+        created = writer.mark()
+        tasks = {t.key: t.model_copy() for t in planned.tasks}
+        self._launch(WorkflowRun(self, planned.workflow, planned.spec, tasks), resumed=False)  # type: ignore[arg-type]
+        await writer.commit(upto=created)
+        return planned.workflow.id
 
     async def checkpoint(self, workflow_id: str, reason: str = "manual") -> Checkpoint:
         return await (await self._run(workflow_id, "checkpoint")).checkpoint(reason=reason)

@@ -108,6 +108,9 @@ class ReplayState:
         key = event.task
         if kind in _WORKFLOW_STATUS:
             self._apply_workflow(event)
+        elif kind == EventType.WORKFLOW_CREATED:
+            for carried, attempts in dict(event.data.get("carried", {})).items():  # a diverged workflow's done ones
+                self._set(carried, status=TaskStatus.COMPLETED, progress=1.0, attempts=int(attempts))
         elif kind == EventType.TASK_QUEUED:
             if event.data.get("retry"):
                 self._retry(key, downstream)

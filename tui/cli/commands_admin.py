@@ -68,6 +68,10 @@ def workflows_show(workflow_id: IdArg, json: JsonFlag = False, db: DbOption = No
     print(f"{found['id']}  {found['name']}  [{found['status']}]" + ("  (resumable)" if found.get("resumable") else ""))
     if found.get("error"):
         print(f"  error: {found['error']}")
+    origin = found.get("diverged_from")
+    if origin:
+        at = f"checkpoint {origin['checkpoint']}" if origin.get("checkpoint") else "its start (no checkpoint yet)"
+        print(f"  diverged from {origin['workflow']} at event {origin['seq']}, from {at}")
     print(f"  {'TASK':<24} {'AGENT':<14} {'STATUS':<10} {'TRIES':>5}  DETAIL")
     for t in found["tasks"]:
         detail = t.get("error") or ""
