@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from tui.cli import commands_admin, commands_run
+from tui.cli import commands_admin, commands_recorder, commands_run
 from tui.cli._common import exit_for
 
 app = typer.Typer(
@@ -20,6 +20,7 @@ app = typer.Typer(
 )
 commands_run.register(app)
 commands_admin.register(app)
+commands_recorder.register(app)
 
 
 def main() -> None:
