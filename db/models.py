@@ -185,6 +185,13 @@ class EventType(StrEnum):
     NODE_CANCELLED = "node.cancelled"
 
     LLM_USAGE = "llm.usage"  # one model call's tokens and cost
+    TOOL_CALLED = "tool.called"  # an agent called a tool: {tool, args, call} (``call`` digests name + arguments)
+
+    WATCHPOINT_ADDED = "watchpoint.added"
+    WATCHPOINT_REMOVED = "watchpoint.removed"
+    #: A watchpoint's condition held: the workflow is paused; data says which condition and the values that made it
+    #: true (``engine.watch``).
+    WATCHPOINT_TRIGGERED = "watchpoint.triggered"
 
     #: In the design's event contract; the engine stores metric samples as ``agent_metric`` rows and emits none.
     METRIC = "metric"
@@ -343,6 +350,29 @@ class ControlRequest(Record):
     error: str | None = None
     answered_by: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class Watchpoint(Record):
+    """A condition on a workflow's event stream that pauses it when it holds (``engine.watch``).
+
+    Declared in the workflow file (``watch:`` at workflow or task level, ``origin="file"``) or added while it runs
+    (``origin="live"``: the CLI or the dashboard). ``task`` scopes it to one task's events.
+    """
+
+    id: str = Field(default_factory=lambda: new_id("wp-"))
+    workflow: str
+    when: str  # the expression, as written
+    task: str | None = None
+    name: str | None = None
+    origin: str = "live"  # file | live
+    triggered: int = 0  # times it paused the workflow
+    last_triggered_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def label(self) -> str:
+        """How messages name it: its name, else its expression."""
+        return self.name or self.when
 
 
 class GraphNode(Record):

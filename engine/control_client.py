@@ -20,7 +20,7 @@ from engine.errors import ControlError
 from engine.private_paths import control_token_path
 
 #: Operations on one workflow, which an engine elsewhere on a server database may own.
-ROUTED_OPS = ("pause", "resume", "cancel", "retry", "rollback", "approve", "fork")
+ROUTED_OPS = ("pause", "resume", "cancel", "retry", "rollback", "approve", "fork", "watch_add", "watch_remove")
 #: Operations that set a stopped workflow running: done here, the caller stays until it ends.
 STARTS_WORK = ("retry", "rollback", "resume", "fork")
 ANSWER_WITHIN_S = 15.0

@@ -37,6 +37,7 @@ from engine.remote_backends import RemoteBackends
 from engine.run import WorkflowRun
 from engine.settings import EngineSettings
 from engine.spec import WorkflowSpec
+from engine.watch import WatchControls, WatchManager
 from engine.writer import StateWriter
 
 if TYPE_CHECKING:
@@ -52,7 +53,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class Engine(EngineControls):
+class Engine(EngineControls, WatchControls):
     def __init__(
         self,
         db: Database,
@@ -90,6 +91,8 @@ class Engine(EngineControls):
         self.memory = MemoryService(self.stores, self.settings.embedder, DbSettings().embedding_dimension)
         self._saver: Any = None
         self.runs: dict[str, WorkflowRun] = {}
+        # Watchpoints of the workflows this engine runs: fed every stored event, pausing a workflow when one holds.
+        self.watch = WatchManager(self.recorder, self.stores, self.runs, self.pause)
         self._run_tasks: dict[str, asyncio.Task[WorkflowStatus]] = {}
         #: (id, name) of the workflows ``close`` stopped while they ran: the command line says how to resume them.
         self.stopped: list[tuple[str, str]] = []
@@ -137,6 +140,7 @@ class Engine(EngineControls):
         if self._run_tasks:
             await asyncio.gather(*self._run_tasks.values(), return_exceptions=True)
         await self.remote.close()  # E2B sandboxes killed, workers told to stop this engine's commands
+        await self.watch.close()
         await self.recorder.close()
         await self.metrics.close()
         await self.memory.close()
@@ -263,12 +267,15 @@ class Engine(EngineControls):
             setattr(workflow, name, value)
         self.writer.workflow(workflow_id, claim)
         await self.recorder.resume_sequence(workflow_id)  # also stores the resets above
+        await self.watch.arm_stored(workflow_id)  # the watchpoints it had (a file's, and those added live)
         return WorkflowRun(self, workflow, spec, tasks, adopted=True)
 
     def _launch(self, run: WorkflowRun, resumed: bool) -> None:
         if resumed:
             self.remote.sweep_e2b(self.workdir_root / run.id)
         self.runs[run.id] = run
+        if not resumed:  # a new workflow: its file's watchpoints are armed before its first event is stored
+            self.watch.declare(run.id, run.spec)
         handle = asyncio.create_task(run.run(resumed=resumed), name=f"agentdeck-workflow-{run.id}")
         self._run_tasks[run.id] = handle
         handle.add_done_callback(lambda _: self.forget(run))

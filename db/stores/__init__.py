@@ -17,6 +17,7 @@ from db.stores.interfaces import (
     StateBatch,
     StateBatchStore,
     TaskStore,
+    WatchpointStore,
     WorkflowStore,
 )
 from db.stores.surreal_agent import SurrealMetricStore
@@ -30,6 +31,7 @@ from db.stores.surreal_core import (
 )
 from db.stores.surreal_graph import SurrealApprovalStore, SurrealGraphNodeStore
 from db.stores.surreal_memory import SurrealMemoryStore
+from db.stores.surreal_watch import SurrealWatchpointStore
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class Stores:
     graph_nodes: GraphNodeStore
     approvals: ApprovalStore
     state: StateBatchStore
+    watchpoints: WatchpointStore
 
     @classmethod
     def over(cls, db: Database) -> Stores:
@@ -61,6 +64,7 @@ class Stores:
             graph_nodes=SurrealGraphNodeStore(db),
             approvals=SurrealApprovalStore(db),
             state=SurrealStateBatchStore(db),
+            watchpoints=SurrealWatchpointStore(db),
         )
 
 
@@ -77,5 +81,6 @@ __all__ = [
     "StateBatchStore",
     "Stores",
     "TaskStore",
+    "WatchpointStore",
     "WorkflowStore",
 ]

@@ -27,6 +27,7 @@ from db.models import (
     MemoryHit,
     Metric,
     Task,
+    Watchpoint,
     Workflow,
     WorkflowStatus,
 )
@@ -294,4 +295,32 @@ class ApprovalStore(ABC):
     ) -> Approval | None:
         """Answer a pending approval; returns it answered, or None when it was not pending (first answer wins).
         ``announced=False``: the answer's event is still to be emitted, by the process that owns the run."""
+        raise NotImplementedError
+
+
+class WatchpointStore(ABC):
+    """Watchpoints of workflows (``engine.watch``): kept so a resumed workflow keeps them."""
+
+    @abstractmethod
+    async def put(self, watchpoint: Watchpoint) -> None:
+        """Insert or replace one watchpoint (keyed by its ``id``)."""
+        raise NotImplementedError
+
+    @abstractmethod
+    async def list(self, workflow_id: str) -> list[Watchpoint]:
+        """A workflow's watchpoints, oldest first."""
+        raise NotImplementedError
+
+    @abstractmethod
+    async def get(self, watchpoint_id: str) -> Watchpoint | None:
+        raise NotImplementedError
+
+    @abstractmethod
+    async def delete(self, watchpoint_id: str) -> bool:
+        """Remove one; returns whether it existed."""
+        raise NotImplementedError
+
+    @abstractmethod
+    async def count_trigger(self, watchpoint_id: str, at: datetime) -> None:
+        """Count one trigger (``triggered`` + 1, ``last_triggered_at``); nothing if it was removed meanwhile."""
         raise NotImplementedError

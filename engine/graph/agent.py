@@ -74,8 +74,11 @@ class GraphAgent(Agent):
         return dict(ctx.input)
 
     def callbacks(self, ctx: TaskContext) -> list[Any]:
-        """LangChain callback handlers for the run (the llm agent counts tokens with one)."""
-        return []
+        """LangChain callback handlers for the run: tool calls become ``tool.called`` events (the llm agent adds
+        one that counts tokens)."""
+        from engine.graph.tool_calls import ToolCallRecorder
+
+        return [ToolCallRecorder(ctx)]
 
     def task_output(self, ctx: TaskContext, values: Any) -> Any:
         """The task's output from the graph's final state."""

@@ -89,7 +89,7 @@ class LlmAgent(GraphAgent):
     def callbacks(self, ctx: TaskContext) -> list[Any]:
         from engine.llm.usage import UsageRecorder
 
-        return [UsageRecorder(ctx, self.model, self.price)]
+        return [*super().callbacks(ctx), UsageRecorder(ctx, self.model, self.price)]
 
     def task_output(self, ctx: TaskContext, values: Any) -> Any:
         from langchain_core.messages import AIMessage

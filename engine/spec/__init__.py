@@ -22,6 +22,7 @@ from engine.spec.models import (
     FailurePolicy,
     Sandbox,
     TaskSpec,
+    WatchSpec,
     WorkflowSpec,
 )
 
@@ -40,6 +41,7 @@ __all__ = [
     "SpecError",
     "SpecErrors",
     "TaskSpec",
+    "WatchSpec",
     "WorkflowSpec",
     "load_workflow",
     "parse_duration",

@@ -19,6 +19,7 @@ from engine.spec.durations import DURATION_HINT, parse_duration
 from engine.spec.errors import SpecError, raise_if_any, show_value
 from engine.spec.graph import describe_cycle, find_cycles, graph_errors
 from engine.spec.kinds import agent_kinds, one_of
+from engine.spec.watch_expr import WatchSyntaxError, parse_watch
 
 Sandbox = Literal["local", "e2b", "worker"]
 FailurePolicy = Literal["fail_fast", "continue"]
@@ -166,6 +167,35 @@ class AgentSpec(BaseModel):
         return self
 
 
+def _watch_entries(value: Any) -> Any:
+    # `watch: cost_usd > 1` is as clear as a list of one; an entry is an expression or {when: EXPR, name: ...}.
+    entries = [value] if isinstance(value, str | dict) else value
+    if isinstance(entries, list):
+        return [{"when": entry} if isinstance(entry, str) else entry for entry in entries]
+    return entries
+
+
+class WatchSpec(BaseModel):
+    """A watchpoint declared in the file: pause the workflow when ``when`` holds (``engine.spec.watch_expr``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    when: str
+    name: str | None = Field(default=None, min_length=1)
+
+    @field_validator("when")
+    @classmethod
+    def _expression(cls, value: str) -> str:
+        try:
+            parse_watch(value)
+        except WatchSyntaxError as exc:
+            raise _spec_error(f"is not a valid watch expression: {exc}", value) from None
+        return value
+
+
+Watches = Annotated[list[WatchSpec], BeforeValidator(_watch_entries)]
+
+
 class TaskSpec(BaseModel):
     """One unit of work: an agent, its input, and the tasks whose outputs it waits for."""
 
@@ -184,6 +214,8 @@ class TaskSpec(BaseModel):
     secrets: list[EnvName] = Field(default_factory=list)
     """Environment variables passed through to the task and redacted from its output."""
     network: bool = False
+    watch: Watches = Field(default_factory=list)
+    """Watchpoints over this task's events only."""
     line: int | None = None
     """Line of the task in its file, for messages; not part of equality."""
 
@@ -274,6 +306,8 @@ class WorkflowSpec(BaseModel):
     defaults: Defaults = Field(default_factory=Defaults)
     agents: dict[str, AgentSpec] = Field(default_factory=dict)
     tasks: list[TaskSpec] = Field(min_length=1)
+    watch: Watches = Field(default_factory=list)
+    """Watchpoints over the whole workflow's events."""
     source: str | None = None
     """The file the spec was read from."""
 

@@ -1,0 +1,355 @@
+"""Evaluating one watchpoint over a workflow's events: synchronous, a few dictionary operations per event.
+
+Each condition of the expression keeps the state it needs (a running sum, counts per call or node, a window of
+failure times, a timer per running task). Two kinds of condition:
+
+* **levels** (``cost_usd``, ``tokens``): true while the value is past the limit;
+* **occurrences** (``output ~``, ``tool_repeats``, ``node … runs``, ``failures``/``retries``, ``running``): each
+  new matching line, repeated call, node run, failure in the window or task crossing the duration is a new
+  occurrence. Counting conditions stay true afterwards (``failures`` until the window has moved past them,
+  ``running`` until the task ends); an output match is true only for the event that had it.
+
+The watchpoint triggers when its expression becomes true, and again only after it was false, or when a condition
+that holds has a new occurrence (a fourth identical tool call is news). ``WatchEvaluator.observe`` answers with an
+``Outcome`` when it triggers; a ``running`` timer answers through ``on_timer``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from db.models import Event, EventType
+from engine.spec.watch_expr import (
+    AllOf,
+    AnyOf,
+    Budget,
+    Condition,
+    Failures,
+    Node,
+    NodeRuns,
+    OutputMatch,
+    Running,
+    ToolRepeats,
+    WatchExpr,
+)
+
+__all__ = ["Held", "Outcome", "WatchEvaluator"]
+
+_SHOWN_LINE = 500  # characters of a matching output line the event carries
+
+
+@dataclass(frozen=True)
+class Held:
+    """A condition that holds, and the values that make it true."""
+
+    condition: str
+    kind: str
+    values: dict[str, Any]
+    task: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"condition": self.condition, "kind": self.kind, "values": self.values, "task": self.task}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The watchpoint triggered: the conditions that hold and the task it concerns (the freshest one's)."""
+
+    held: list[Held]
+    task: str | None
+
+
+@dataclass
+class _State:
+    """What one condition knows; ``observe`` returns whether the event was a new occurrence of it."""
+
+    types: frozenset[str] = field(default=frozenset(), init=False)
+
+    def observe(self, event: Event) -> bool:
+        raise NotImplementedError
+
+    def holds(self, now: float, fresh: bool) -> Held | None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop what runs on its own (timers)."""
+
+
+class _BudgetState(_State):
+    def __init__(self, cond: Budget) -> None:
+        self.cond = cond
+        self.types = frozenset({EventType.LLM_USAGE})
+        self.total = 0.0
+        self.task: str | None = None
+        self.key = "cost_usd" if cond.measure == "cost_usd" else "total_tokens"
+
+    def observe(self, event: Event) -> bool:
+        value = event.data.get(self.key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            self.total += value
+            self.task = event.task
+        return False
+
+    def holds(self, now: float, fresh: bool) -> Held | None:
+        if not self.cond.passes(self.total):
+            return None
+        shown: float = round(self.total, 6) if self.cond.measure == "cost_usd" else int(self.total)
+        return Held(self.cond.text, self.cond.measure, {self.cond.measure: shown, "limit": self.cond.limit}, self.task)
+
+
+class _OutputState(_State):
+    def __init__(self, cond: OutputMatch) -> None:
+        self.cond = cond
+        self.types = frozenset({EventType.TASK_OUTPUT})
+        self.hit: Held | None = None
+
+    def observe(self, event: Event) -> bool:
+        lines = event.data.get("lines")
+        if not isinstance(lines, list):
+            return False
+        search = self.cond.pattern.search
+        for line in lines:
+            if isinstance(line, str) and search(line) is not None:
+                stream = event.data.get("stream")
+                values = {"line": line[:_SHOWN_LINE], "stream": stream, "pattern": self.cond.pattern.pattern}
+                self.hit = Held(self.cond.text, "output", values, event.task)
+                return True
+        return False
+
+    def holds(self, now: float, fresh: bool) -> Held | None:
+        return self.hit if fresh else None  # a match is true for the event that had it
+
+
+class _ToolRepeatsState(_State):
+    def __init__(self, cond: ToolRepeats) -> None:
+        self.cond = cond
+        self.types = frozenset({EventType.TOOL_CALLED})
+        self.counts: dict[tuple[str | None, str, str], int] = {}
+        self.hit: Held | None = None
+
+    def observe(self, event: Event) -> bool:
+        tool = str(event.data.get("tool", ""))
+        key = (event.task, tool, str(event.data.get("call") or event.data.get("args")))
+        count = self.counts[key] = self.counts.get(key, 0) + 1
+        if not self.cond.passes(count):
+            return False
+        values = {"tool": tool, "args": event.data.get("args"), "count": count, "limit": int(self.cond.limit)}
+        self.hit = Held(self.cond.text, "tool_repeats", values, event.task)
+        return True
+
+    def holds(self, now: float, fresh: bool) -> Held | None:
+        return self.hit
+
+
+class _NodeRunsState(_State):
+    def __init__(self, cond: NodeRuns) -> None:
+        self.cond = cond
+        self.types = frozenset({EventType.NODE_STARTED})
+        self.counts: dict[str | None, int] = {}
+        self.hit: Held | None = None
+
+    def observe(self, event: Event) -> bool:
+        if event.data.get("node") != self.cond.node:
+            return False
+        count = self.counts[event.task] = self.counts.get(event.task, 0) + 1
+        if not self.cond.passes(count):
+            return False
+        values = {"node": self.cond.node, "runs": count, "limit": int(self.cond.limit)}
+        self.hit = Held(self.cond.text, "node_runs", values, event.task)
+        return True
+
+    def holds(self, now: float, fresh: bool) -> Held | None:
+        return self.hit
+
+
+class _FailuresState(_State):
+    def __init__(self, cond: Failures) -> None:
+        self.cond = cond
+        self.types = frozenset({EventType.TASK_FAILED if cond.kind == "failures" else EventType.TASK_RETRYING})
+        self.times: deque[tuple[float, str | None]] = deque()
+
+    def _prune(self, now: float) -> None:
+        window = self.cond.window_s
+        if window is not None:
+            while self.times and self.times[0][0] < now - window:
+                self.times.popleft()
+
+    def observe(self, event: Event) -> bool:
+        now = event.ts.timestamp()
+        self.times.append((now, event.task))
+        self._prune(now)
+        return self.cond.passes(len(self.times))
+
+    def holds(self, now: float, fresh: bool) -> Held | None:
+        self._prune(now)
+        if not self.cond.passes(len(self.times)):
+            return None
+        tasks = sorted({task for _, task in self.times if task is not None})
+        values: dict[str, Any] = {self.cond.kind: len(self.times), "limit": int(self.cond.limit), "tasks": tasks}
+        if self.cond.window_s is not None:
+            values["within_s"] = self.cond.window_s
+        return Held(self.cond.text, self.cond.kind, values, self.times[-1][1] if self.times else None)
+
+
+_TASK_ENDS = frozenset(
+    {EventType.TASK_COMPLETED, EventType.TASK_FAILED, EventType.TASK_CANCELLED, EventType.TASK_SKIPPED,
+     EventType.TASK_RETRYING}
+)  # fmt: skip
+
+
+class _RunningState(_State):
+    """A timer per running task attempt; paused time does not count (the clock stops at ``task.paused``)."""
+
+    def __init__(self, cond: Running, fired: Callable[[_RunningState, str], None]) -> None:
+        self.cond = cond
+        self.types = frozenset({EventType.TASK_STARTED, EventType.TASK_PAUSED, EventType.TASK_RESUMED, *_TASK_ENDS})
+        self._fired = fired
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._left: dict[str, float] = {}  # a paused task's time left before it crosses the limit
+        self.over: dict[str, float] = {}  # tasks past the limit: the loop time they crossed it
+
+    def observe(self, event: Event) -> bool:
+        task = event.task
+        if task is None:
+            return False
+        kind = event.type
+        if kind == EventType.TASK_STARTED:
+            self._stop(task)
+            self.over.pop(task, None)
+            self._arm(task, self.cond.limit)
+        elif kind == EventType.TASK_PAUSED:
+            timer = self._timers.pop(task, None)
+            if timer is not None:
+                timer.cancel()
+                self._left[task] = max(0.0, timer.when() - asyncio.get_running_loop().time())
+        elif kind == EventType.TASK_RESUMED:
+            left = self._left.pop(task, None)
+            if left is not None:
+                self._arm(task, left)
+        else:  # the attempt ended
+            self._stop(task)
+            self.over.pop(task, None)
+        return False
+
+    def _arm(self, task: str, delay: float) -> None:
+        loop = asyncio.get_running_loop()
+        self._timers[task] = loop.call_later(delay, self._cross, task)
+
+    def _cross(self, task: str) -> None:
+        self._timers.pop(task, None)
+        self.over[task] = asyncio.get_running_loop().time()
+        self._fired(self, task)
+
+    def _stop(self, task: str) -> None:
+        timer = self._timers.pop(task, None)
+        if timer is not None:
+            timer.cancel()
+        self._left.pop(task, None)
+
+    def holds(self, now: float, fresh: bool) -> Held | None:
+        if not self.over:
+            return None
+        task = max(self.over, key=self.over.__getitem__)  # the latest to cross
+        values = {"task": task, "limit_s": self.cond.limit}
+        return Held(self.cond.text, "running", values, task)
+
+    def close(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        self._left.clear()
+
+
+class WatchEvaluator:
+    """One watchpoint's expression over one workflow's events.
+
+    Args:
+        expr: the parsed expression.
+        task: only this task's events count (a watchpoint declared on a task); None: the whole workflow's.
+        on_timer: called with the outcome when a ``running`` timer makes the watchpoint trigger.
+    """
+
+    def __init__(self, expr: WatchExpr, task: str | None, on_timer: Callable[[Outcome], None]) -> None:
+        self.expr = expr
+        self.task = task
+        self._on_timer = on_timer
+        self._states: dict[int, _State] = {}
+        self._by_type: dict[str, list[_State]] = {}
+        for cond in expr.conditions:
+            state = self._make(cond)
+            self._states[id(cond)] = state
+            for kind in state.types:
+                self._by_type.setdefault(kind, []).append(state)
+        #: The event types this watchpoint reads: others are never passed to it.
+        self.types = frozenset(self._by_type)
+        self.was_true = False
+
+    def _make(self, cond: Condition) -> _State:
+        if isinstance(cond, Budget):
+            return _BudgetState(cond)
+        if isinstance(cond, OutputMatch):
+            return _OutputState(cond)
+        if isinstance(cond, ToolRepeats):
+            return _ToolRepeatsState(cond)
+        if isinstance(cond, NodeRuns):
+            return _NodeRunsState(cond)
+        if isinstance(cond, Failures):
+            return _FailuresState(cond)
+        return _RunningState(cond, self._timer_fired)
+
+    def observe(self, event: Event) -> Outcome | None:
+        """Take one event of the workflow; the outcome if the watchpoint triggers on it."""
+        if self.task is not None and event.task != self.task:
+            return None
+        states = self._by_type.get(event.type)
+        if not states:
+            return None
+        fresh = {id(state) for state in states if state.observe(event)}
+        return self._decide(fresh, event.ts.timestamp())
+
+    def _timer_fired(self, state: _State, task: str) -> None:
+        import time
+
+        outcome = self._decide({id(state)}, time.time())
+        if outcome is not None:
+            self._on_timer(outcome)
+
+    def _decide(self, fresh: set[int], now: float) -> Outcome | None:
+        held: list[tuple[Held, bool]] = []
+        value = self._eval(self.expr.root, fresh, now, held)
+        news = any(is_fresh for _, is_fresh in held)
+        triggered = value and (not self.was_true or news)
+        self.was_true = value
+        if not triggered:
+            return None
+        found = [h for h, _ in held]
+        fresh_tasks = [h.task for h, is_fresh in held if is_fresh and h.task is not None]
+        any_task = [h.task for h in found if h.task is not None]
+        task = fresh_tasks[-1] if fresh_tasks else (any_task[-1] if any_task else self.task)
+        return Outcome(found, task)
+
+    def _eval(self, node: Node, fresh: set[int], now: float, held: list[tuple[Held, bool]]) -> bool:
+        """Whether ``node`` holds; the conditions that hold are added to ``held`` (every branch is evaluated, so
+        the event lists all of them, not only the first)."""
+        if isinstance(node, AllOf | AnyOf):
+            inner: list[tuple[Held, bool]] = []
+            results = [self._eval(part, fresh, now, inner) for part in node.parts]
+            value = all(results) if isinstance(node, AllOf) else any(results)
+            if value:  # only what made it true: not the true half of a false ``and``
+                held.extend(inner)
+            return value
+        state = self._states[id(node)]
+        is_fresh = id(state) in fresh
+        found = state.holds(now, is_fresh)
+        if found is None:
+            return False
+        held.append((found, is_fresh))
+        return True
+
+    def close(self) -> None:
+        for state in self._states.values():
+            state.close()

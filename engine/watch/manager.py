@@ -1,0 +1,256 @@
+"""The engine's watchpoints: armed for the workflows it runs, fed every stored event, pausing when one triggers.
+
+``WatchManager`` listens to the event recorder (called after each commit, in order) and hands each event only to
+the watchpoints of its workflow that read its type, so an event no watchpoint cares about costs two dictionary
+lookups. Evaluation is synchronous and never waits; a trigger records ``watchpoint.triggered`` at once and pauses
+the workflow in a task of its own, through the run's normal pause (shell processes frozen, graphs drained at the
+step boundary).
+
+A watchpoint does not trigger again while the workflow is paused by it; ``workflow.resumed`` re-arms it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from db.models import Event, EventType, Task, Watchpoint
+from db.stores import Stores
+from engine.events import EventRecorder
+from engine.spec import WorkflowSpec
+from engine.spec.watch_expr import parse_watch
+from engine.watch.evaluate import Outcome, WatchEvaluator
+
+log = logging.getLogger(__name__)
+
+__all__ = ["WatchManager", "triggered_data"]
+
+_ENDS = frozenset(
+    {EventType.WORKFLOW_COMPLETED, EventType.WORKFLOW_FAILED, EventType.WORKFLOW_CANCELLED, EventType.WORKFLOW_STOPPED}
+)
+
+
+class _Run(Protocol):
+    """What the manager uses of a live run (``engine.run.WorkflowRun``)."""
+
+    @property
+    def ending(self) -> bool: ...
+    @property
+    def tasks(self) -> dict[str, Task]: ...
+
+
+@dataclass
+class _Armed:
+    watchpoint: Watchpoint
+    evaluator: WatchEvaluator
+    #: It paused the workflow (or found it paused) and waits for ``workflow.resumed`` before triggering again.
+    paused_it: bool = False
+
+
+def triggered_data(watchpoint: Watchpoint, outcome: Outcome) -> dict[str, Any]:
+    """The data of a ``watchpoint.triggered`` event (the contract the dashboard reads).
+
+    ``watchpoint``: its id; ``when``: the expression; ``name``: its name or None; ``scope``: the task it is declared
+    on or None; ``task``: the task it concerns (also the event's ``task``); ``conditions``: each condition that
+    holds, ``{condition, kind, values, task}``; ``reason``: one line saying why, for people.
+    """
+    parts = []
+    for held in outcome.held:
+        shown = ", ".join(f"{key}={value}" for key, value in held.values.items() if key not in ("limit", "pattern"))
+        parts.append(f"{held.condition} ({shown})")
+    return {
+        "watchpoint": watchpoint.id,
+        "when": watchpoint.when,
+        "name": watchpoint.name,
+        "scope": watchpoint.task,
+        "task": outcome.task,
+        "conditions": [held.to_json() for held in outcome.held],
+        "reason": "; ".join(parts),
+    }
+
+
+class WatchManager:
+    """Watchpoints armed in one engine, by workflow.
+
+    Args:
+        recorder: the engine's event recorder (listened to; ``watchpoint.*`` events are emitted through it).
+        stores: where watchpoints are kept.
+        runs: the engine's live runs by workflow id.
+        pause: pauses a workflow through the engine's controls.
+    """
+
+    def __init__(
+        self,
+        recorder: EventRecorder,
+        stores: Stores,
+        runs: Mapping[str, _Run],
+        pause: Callable[[str], Awaitable[None]],
+    ) -> None:
+        self._recorder = recorder
+        self._stores = stores
+        self._runs = runs
+        self._pause = pause
+        self._armed: dict[str, dict[str, _Armed]] = {}
+        self._by_type: dict[str, dict[str, list[_Armed]]] = {}
+        self._pausing: set[asyncio.Task[None]] = set()
+        self._storing: set[asyncio.Task[None]] = set()
+        self._unhook = recorder.add_listener(self._on_event)
+
+    # ---- arming -------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def declared(workflow_id: str, spec: WorkflowSpec) -> list[Watchpoint]:
+        """The watchpoints a workflow file declares (``watch:`` at workflow and task level), as rows to keep."""
+        found = [
+            Watchpoint(workflow=workflow_id, when=entry.when, name=entry.name, origin="file") for entry in spec.watch
+        ]
+        for task in spec.tasks:
+            for entry in task.watch:
+                found.append(
+                    Watchpoint(workflow=workflow_id, when=entry.when, name=entry.name, task=task.id, origin="file")
+                )
+        return found
+
+    def declare(self, workflow_id: str, spec: WorkflowSpec) -> list[Watchpoint]:
+        """Arm the watchpoints a new workflow's file declares, and keep them (stored in the background: ``settle``
+        waits for that). Synchronous, so they see the workflow's first event."""
+        found = self.declared(workflow_id, spec)
+        if not found:
+            return []
+        for watchpoint in found:
+            self.arm(watchpoint)  # validated with the spec: it parses
+        storing = asyncio.get_running_loop().create_task(
+            self._store(found), name=f"agentdeck-watchpoints-{workflow_id}"
+        )
+        self._storing.add(storing)
+        storing.add_done_callback(self._storing.discard)
+        return found
+
+    async def _store(self, watchpoints: list[Watchpoint]) -> None:
+        try:
+            for watchpoint in watchpoints:
+                await self._stores.watchpoints.put(watchpoint)
+        except Exception:  # armed all the same; only a resume elsewhere would miss them
+            log.exception("storing the watchpoints of %s failed", watchpoints[0].workflow)
+
+    async def settle(self) -> None:
+        """Wait until the declared watchpoints of the workflows started so far are stored."""
+        if self._storing:
+            await asyncio.gather(*self._storing, return_exceptions=True)
+
+    def arm(self, watchpoint: Watchpoint) -> None:
+        """Start evaluating ``watchpoint`` on its workflow's events from now on (replaces one with its id).
+
+        Raises:
+            WatchSyntaxError: its expression does not parse.
+        """
+        expr = parse_watch(watchpoint.when)
+        self.disarm(watchpoint.workflow, watchpoint.id)
+        workflow = watchpoint.workflow
+
+        def on_timer(outcome: Outcome) -> None:
+            self._trigger(armed, outcome)
+
+        armed = _Armed(watchpoint, WatchEvaluator(expr, watchpoint.task, on_timer))
+        self._armed.setdefault(workflow, {})[watchpoint.id] = armed
+        self._index(workflow)
+
+    async def arm_stored(self, workflow_id: str) -> list[Watchpoint]:
+        """Arm the watchpoints kept for a workflow (it is resumed); one that no longer parses is skipped, logged."""
+        found = await self._stores.watchpoints.list(workflow_id)
+        armed = []
+        for watchpoint in found:
+            try:
+                self.arm(watchpoint)
+            except ValueError:
+                log.warning("watchpoint %s of %s does not parse; not armed", watchpoint.id, workflow_id, exc_info=True)
+                continue
+            armed.append(watchpoint)
+        return armed
+
+    def disarm(self, workflow_id: str, watchpoint_id: str | None = None) -> None:
+        """Stop evaluating one watchpoint of a workflow (or all of them, its run ended)."""
+        armed = self._armed.get(workflow_id)
+        if armed is None:
+            return
+        gone = list(armed) if watchpoint_id is None else [watchpoint_id] if watchpoint_id in armed else []
+        for key in gone:
+            armed.pop(key).evaluator.close()
+        if armed:
+            self._index(workflow_id)
+        else:
+            self._armed.pop(workflow_id, None)
+            self._by_type.pop(workflow_id, None)
+
+    def armed(self, workflow_id: str) -> list[Watchpoint]:
+        """The watchpoints evaluated now for a workflow."""
+        return [armed.watchpoint for armed in self._armed.get(workflow_id, {}).values()]
+
+    def _index(self, workflow_id: str) -> None:
+        by_type: dict[str, list[_Armed]] = {}
+        for armed in self._armed.get(workflow_id, {}).values():
+            for kind in armed.evaluator.types:
+                by_type.setdefault(kind, []).append(armed)
+        self._by_type[workflow_id] = by_type
+
+    async def close(self) -> None:
+        self._unhook()
+        await self.settle()
+        for workflow_id in list(self._armed):
+            self.disarm(workflow_id)
+        for task in list(self._pausing):
+            task.cancel()
+        if self._pausing:
+            await asyncio.gather(*self._pausing, return_exceptions=True)
+
+    # ---- evaluating ---------------------------------------------------------------------------------------
+
+    def _on_event(self, event: Event) -> None:
+        by_type = self._by_type.get(event.workflow)
+        if by_type is None:
+            return
+        kind = event.type
+        if kind == EventType.WORKFLOW_RESUMED:
+            for armed in self._armed.get(event.workflow, {}).values():
+                armed.paused_it = False
+            return
+        if kind in _ENDS:
+            self.disarm(event.workflow)
+            return
+        for armed in by_type.get(kind, ()):
+            outcome = armed.evaluator.observe(event)
+            if outcome is not None:
+                self._trigger(armed, outcome)
+
+    def _trigger(self, armed: _Armed, outcome: Outcome) -> None:
+        watchpoint = armed.watchpoint
+        run = self._runs.get(watchpoint.workflow)
+        if armed.paused_it or run is None or run.ending:
+            return
+        armed.paused_it = True
+        watchpoint.triggered += 1
+        watchpoint.last_triggered_at = datetime.now(UTC)
+        task = outcome.task if outcome.task in run.tasks else None
+        agent = run.tasks[task].agent if task is not None else None
+        data = triggered_data(watchpoint, outcome)
+        self._recorder.emit(watchpoint.workflow, EventType.WATCHPOINT_TRIGGERED, task=task, agent=agent, data=data)
+        pausing = asyncio.get_running_loop().create_task(
+            self._pause_for(watchpoint), name=f"agentdeck-watchpoint-{watchpoint.id}"
+        )
+        self._pausing.add(pausing)
+        pausing.add_done_callback(self._pausing.discard)
+
+    async def _pause_for(self, watchpoint: Watchpoint) -> None:
+        try:
+            await self._pause(watchpoint.workflow)
+        except Exception:
+            log.exception("watchpoint %s could not pause %s", watchpoint.id, watchpoint.workflow)
+        with contextlib.suppress(Exception):  # the count is for people; the pause is what matters
+            await self._stores.watchpoints.count_trigger(
+                watchpoint.id, watchpoint.last_triggered_at or datetime.now(UTC)
+            )
