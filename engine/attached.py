@@ -27,7 +27,7 @@ from typing import Any
 
 from db.connection import Database, Kind, decode_frame
 from db.errors import DatabaseUnavailable, QueryFailed
-from db.models import Approval, Checkpoint, Event
+from db.models import Approval, Checkpoint, Event, Watchpoint
 from db.settings import DbSettings
 from db.stores import Stores
 from db.watch import WATCHED_TABLES, Change, ChangeWatcher
@@ -223,6 +223,19 @@ class AttachedEngine:
 
     async def diverge(self, workflow_id: str, at_seq: int, values: dict[str, Any] | None = None) -> str:
         return str(await self._control("diverge_id", workflow=workflow_id, at_seq=at_seq, values=values))
+
+    async def add_watchpoint(
+        self, workflow_id: str, expr: str, task: str | None = None, *, name: str | None = None
+    ) -> Watchpoint:
+        row = await self._control("watch_add_row", workflow=workflow_id, when=expr, task=task, name=name)
+        return Watchpoint.model_validate(row)
+
+    async def remove_watchpoint(self, workflow_id: str, watchpoint_id: str) -> None:
+        await self._control("watch_remove", workflow=workflow_id, watchpoint=watchpoint_id)
+
+    async def watchpoints(self, workflow_id: str) -> list[Watchpoint]:
+        rows = await self.link.call("watch_list", {"workflow": workflow_id})
+        return [Watchpoint.model_validate(row) for row in rows]
 
 
 async def attach(url: str, socket: Path) -> AttachedEngine | None:

@@ -197,6 +197,26 @@ class ControlService:
     async def op_diverge_id(self, workflow: str, at_seq: int, values: dict[str, Any] | None = None) -> str:
         return await self.engine.diverge(workflow, at_seq, values)
 
+    # ---- watchpoints (engine.watch) ---------------------------------------------------------------------------
+
+    async def op_watch_add(
+        self, workflow: str, when: str, task: str | None = None, name: str | None = None
+    ) -> str:
+        """Add a watchpoint; answers its id (the command line prints it)."""
+        return (await self.engine.add_watchpoint(workflow, when, task, name=name)).id
+
+    async def op_watch_add_row(
+        self, workflow: str, when: str, task: str | None = None, name: str | None = None
+    ) -> dict[str, Any]:
+        return (await self.engine.add_watchpoint(workflow, when, task, name=name)).model_dump(mode="json")
+
+    async def op_watch_remove(self, workflow: str, watchpoint: str) -> str:
+        await self.engine.remove_watchpoint(workflow, watchpoint)
+        return f"removed watchpoint {watchpoint} of {workflow}"
+
+    async def op_watch_list(self, workflow: str) -> list[dict[str, Any]]:
+        return [w.model_dump(mode="json") for w in await self.engine.watchpoints(workflow)]
+
     async def _events(self) -> AsyncGenerator[Any, None]:
         """Every event this engine publishes from now on, as JSON; gaps are refilled from the event table by the
         subscription, so a slow client costs the engine nothing."""

@@ -82,15 +82,19 @@ class EngineControls:
     async def _elsewhere(self, workflow_id: str, op: str, **args: Any) -> bool:
         """On a server database, a workflow another live engine runs (a dashboard attached from elsewhere) is
         controlled by that engine, through a control request; returns whether it was."""
+        return await self._answer_elsewhere(workflow_id, op, **args) is not None
+
+    async def _answer_elsewhere(self, workflow_id: str, op: str, **args: Any) -> str | None:
+        """``_elsewhere``, returning the owner's answer (None: no other engine runs it, act here)."""
         if self.db.is_embedded or workflow_id in self.runs:
-            return False
+            return None
         try:
             answer = await ask_owner_via_database(self.db, self.stores, workflow_id, op, args)
         except TimeoutError:
             raise ControlError(f"the engine running {workflow_id} did not answer within 15 s") from None
         if answer is not None and not answer[0]:
             raise ControlError(answer[1])
-        return answer is not None
+        return None if answer is None else answer[1]
 
     async def pause(self, workflow_id: str) -> None:
         await self._workflow(workflow_id)
