@@ -118,7 +118,7 @@ class MainScreen(WorkflowControls):
         self._sparklines()
         self.set_interval(1.0, self._sparklines)
         self.query_one(WorkflowTree).focus()
-        self.query_one(WorkflowTree).on_change = self._show_selection  # the top bar changes with the tree
+        self.query_one(WorkflowTree).on_change = self._tree_changed  # the top bar changes with the tree
         self.call_after_refresh(self._freeze_startup_objects)
 
     def _freeze_startup_objects(self) -> None:
@@ -150,6 +150,18 @@ class MainScreen(WorkflowControls):
         self._show_waiting()
         if self.app.screen is self:  # never over another screen: a prompt waits until the main screen is back
             self._offer_approval()
+
+    def _tree_changed(self) -> None:
+        """A frame of the tree was applied: the top bar follows; and a workflow that appeared while nothing is
+        selected becomes the selection (its ``workflow.created`` may have come before this screen listened, and
+        the tree's first load before the workflow existed: it would otherwise never be selected)."""
+        tree = self.query_one(WorkflowTree)
+        if self.selected_workflow is None and tree.workflows:
+            newest = max(tree.workflows.values(), key=lambda w: w.created_at)
+            self._select(newest.id, None)
+            self.call_after_refresh(self._cursor_to_workflow, newest.id)
+            return
+        self._show_selection()
 
     def _show_selection(self) -> None:
         workflow, task = self.selected_workflow, self.selected_task
