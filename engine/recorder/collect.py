@@ -28,8 +28,6 @@ from engine.recorder.model import Recording
 
 __all__ = ["UnknownWorkflow", "collect", "graph_thread_prefix", "is_live", "scrub_secrets", "secret_names"]
 
-# Events read per round trip: a 100k-event workflow is read in pages, never as one giant answer.
-_EVENT_PAGE = 10_000
 _MEMORY_PAGE = 500
 _METRICS_LIMIT = 1_000_000
 
@@ -64,12 +62,9 @@ async def collect(db: Database, workflow_id: str) -> Recording:
 
 
 async def _events(stores: Stores, workflow_id: str) -> list[Event]:
-    events: list[Event] = []
-    while True:
-        page = await stores.events.list(workflow_id, after_seq=events[-1].seq if events else 0, limit=_EVENT_PAGE)
-        events.extend(page)
-        if len(page) < _EVENT_PAGE:
-            return events
+    # One read: ``list`` pages by stored page rows, not by events, so reading in slices of N events re-reads up to
+    # N pages of events each time (measured: 100k events in slices of 10k took 20 s, in one read ~4 s).
+    return await stores.events.list(workflow_id)
 
 
 async def _memories(stores: Stores, workflow_id: str) -> list[Memory]:
