@@ -186,3 +186,34 @@ def test_an_unfinished_workflow_arrives_stopped_and_resumable_never_owned_by_a_g
     assert exported.returncode == 0, exported.stderr
     assert "is stopped (not finished)" in exported.stderr and "events up to seq 399" in exported.stderr
     assert len(read_recording(again).events) == 399
+
+
+async def test_graph_threads_are_copied_by_workflow_prefix_and_read_back_the_same(tmp_path: Path) -> None:
+    """``db.graph_rows``: the rows of one workflow's threads (``wf:task``, ``wf:task#2``) and no other's
+    (``wf-ab`` starts like ``wf-a``), written into another database, give LangGraph the same history there."""
+    from db import connect
+    from db.checkpointer import SurrealSaver
+    from db.graph_rows import read_thread_rows, write_thread_rows
+    from tests.integration.workflows.graphs import linear
+
+    threads = ["wf-a:plan", "wf-a:plan#2", "wf-ab:plan", "wf-b:plan"]
+    async with connect("mem://") as here, connect(f"surrealkv://{tmp_path / 'there.db'}") as there:
+        graph = linear.builder.compile(checkpointer=SurrealSaver(here))
+        for thread in threads:
+            await graph.ainvoke({"topic": thread}, {"configurable": {"thread_id": thread}})
+        rows = await read_thread_rows(here, "wf-a:")
+        assert {row["thread_id"] for row in rows} == {"wf-a:plan", "wf-a:plan#2"}
+        assert {row["table"] for row in rows} == {"lg_checkpoint", "lg_write"}
+        await write_thread_rows(there, rows)
+        await write_thread_rows(there, rows)  # a second import of the same rows keeps one of each
+        assert await read_thread_rows(there, "wf-a:") == rows
+        copy = linear.builder.compile(checkpointer=SurrealSaver(there))
+        for thread in ("wf-a:plan", "wf-a:plan#2"):
+            config: Any = {"configurable": {"thread_id": thread}}
+            original = [s async for s in graph.aget_state_history(config)]
+            copied = [s async for s in copy.aget_state_history(config)]
+            assert [(s.values, s.next, s.config, s.metadata) for s in copied] == [
+                (s.values, s.next, s.config, s.metadata) for s in original
+            ]
+            assert copied[0].values["log"] == ["plan", "write", "check", "report"]
+        assert await read_thread_rows(there, "wf-b:") == []
