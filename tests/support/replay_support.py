@@ -15,6 +15,7 @@ import pytest
 
 from db.models import EventType
 from engine.engine import Engine
+from engine.recorder.collect import collect
 from engine.recorder.model import Recording
 from engine.spec import WorkflowSpec
 
@@ -42,19 +43,9 @@ def watch_live_states(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> LiveSt
 
 
 async def recording_of(engine: Engine, workflow_id: str) -> Recording:
-    """The recording of one stored workflow (what ``engine.recorder.collect`` gathers; a small local copy until
-    it lands)."""
+    """The recording of one stored workflow, as ``agentdeck export`` gathers it."""
     await engine.recorder.flush()
-    stores = engine.stores
-    workflow = await stores.workflows.get(workflow_id)
-    assert workflow is not None
-    return Recording(
-        workflow=workflow,
-        tasks=await stores.tasks.list(workflow_id),
-        events=await stores.events.list(workflow_id),
-        checkpoints=await stores.checkpoints.list(workflow_id),
-        graph_nodes=await stores.graph_nodes.list(workflow_id),
-    )
+    return await collect(engine.db, workflow_id)
 
 
 def shell_spec(name: str = "replayed") -> WorkflowSpec:

@@ -1,0 +1,205 @@
+"""The replay screen: a flight recording played back with no engine (``agentdeck replay FILE``).
+
+The tree, the selected task's output and the event log unfold as they did, at 1x to 100x (``engine.replay``
+holds the state at every moment, ``ReplayClock`` says which moment is due). Keys: space play/pause, ``.``/``n``
+one event on, ``,`` one back, ←/→ ten events, shift+←/→ a tenth of the recording, Home/End, ``+``/``-`` speed,
+``d`` diverge here (after a yes: the app exits asking the command line to start a new live workflow from this
+moment), ``q`` quit. A click on the scrub bar jumps there.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Static, Tree
+
+from engine.replay import Replay, ReplayClock
+from tui.screens.confirm import ConfirmScreen
+from tui.widgets.event_log import event_line
+from tui.widgets.replay_tree import ReplayTree
+from tui.widgets.scrub_bar import ScrubBar
+
+FRAME_S = 1 / 30
+OUTPUT_LINES = 200
+LOG_LINES = 200
+
+
+@dataclass(frozen=True)
+class DivergeRequest:
+    """What the replay asks of the command line when it exits on ``d``: a new workflow from event ``seq``."""
+
+    workflow: str
+    seq: int
+
+
+class ReplayScreen(Screen[None]):
+    # Priority: the tree's own keys (space toggles a node, Home/End scroll, shift+arrows) give way to playback.
+    BINDINGS = [
+        Binding("space", "toggle_play", "Play/pause", priority=True),
+        Binding("n,full_stop", "step(1)", "Step", priority=True),
+        Binding("comma", "step(-1)", "Back", show=False, priority=True),
+        Binding("right", "step(10)", "+10", show=False, priority=True),
+        Binding("left", "step(-10)", "-10", show=False, priority=True),
+        Binding("shift+right", "jump(1)", "+10%", show=False, priority=True),
+        Binding("shift+left", "jump(-1)", "-10%", show=False, priority=True),
+        Binding("home", "seek(0)", "Start", show=False, priority=True),
+        Binding("end", "seek(-1)", "End", show=False, priority=True),
+        Binding("plus,equals_sign", "speed(1)", "Faster", priority=True),
+        Binding("minus", "speed(-1)", "Slower", priority=True),
+        Binding("d", "diverge", "Diverge here", priority=True),
+        Binding("q", "quit_replay", "Quit", priority=True),
+    ]
+
+    DEFAULT_CSS = """
+    #replay-status { height: 1; background: $boost; }
+    #replay-body { height: 1fr; }
+    ReplayTree { width: 45%; border: round $primary; }
+    #replay-right { width: 1fr; }
+    #replay-output { height: 1fr; border: round $secondary; }
+    #replay-events { height: 1fr; border: round $secondary; }
+    """
+
+    def __init__(self, replay: Replay, file: str, speed: float = 1.0) -> None:
+        super().__init__()
+        self.replay = replay
+        self.file = file
+        self.clock = ReplayClock([e.ts for e in replay.events], speed=speed)
+        self._drawn: tuple[int, str | None] | None = None
+
+    def compose(self) -> ComposeResult:
+        workflow = self.replay.recording.workflow
+        yield Static(id="replay-status")
+        with Horizontal(id="replay-body"):
+            yield ReplayTree(workflow.id, workflow.name, id="replay-tree")
+            with Vertical(id="replay-right"):
+                yield Static(id="replay-output")
+                yield Static(id="replay-events")
+        yield ScrubBar(len(self.replay), id="replay-scrub")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#replay-output", Static).border_title = "output"
+        self.query_one("#replay-events", Static).border_title = "events"
+        self.draw()
+        self.query_one(ReplayTree).focus()
+        self.set_interval(FRAME_S, self._tick)
+
+    # ---- playing --------------------------------------------------------------------------------------------
+
+    def _tick(self) -> None:
+        if not self.clock.playing:
+            return
+        due = self.clock.due(time.monotonic())
+        if due != self.replay.position:
+            self.replay.seek(due)
+            self.draw()
+        if self.replay.at_end:
+            self.clock.pause(time.monotonic())
+            self.draw(force=True)
+
+    def go(self, position: int) -> None:
+        """Show ``position``; playing goes on from there."""
+        self.replay.seek(position)
+        self.clock.moved(time.monotonic(), self.replay.position)
+        self.draw()
+
+    def action_toggle_play(self) -> None:
+        now = time.monotonic()
+        if self.clock.playing:
+            self.replay.seek(self.clock.pause(now))
+        else:
+            if self.replay.at_end:
+                self.replay.seek(0)
+            self.clock.play(now, self.replay.position)
+        self.draw(force=True)
+
+    def action_step(self, count: int) -> None:
+        self.go(self.replay.position + count)
+
+    def action_jump(self, tenths: int) -> None:
+        self.go(self.replay.position + tenths * max(1, len(self.replay) // 10))
+
+    def action_seek(self, position: int) -> None:
+        self.go(len(self.replay) if position < 0 else position)
+
+    def action_speed(self, direction: int) -> None:
+        now = time.monotonic()
+        self.clock.faster(now) if direction > 0 else self.clock.slower(now)
+        self.draw(force=True)
+
+    def on_scrub_bar_seek(self, message: ScrubBar.Seek) -> None:
+        self.go(message.position)
+
+    def on_tree_node_highlighted(self, _: Tree.NodeHighlighted[str]) -> None:
+        self.draw()
+
+    # ---- diverge and quit ----------------------------------------------------------------------------------
+
+    def action_diverge(self) -> None:
+        if self.clock.playing:
+            self.replay.seek(self.clock.pause(time.monotonic()))
+            self.draw(force=True)
+        seq = max(1, self.replay.seq)
+        workflow = self.replay.recording.workflow
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.app.exit(DivergeRequest(workflow.id, seq))
+
+        self.app.push_screen(
+            ConfirmScreen(
+                f"Diverge here: start a new live workflow from event {seq}?",
+                "The recording is imported into the database; tasks completed by then are not run again.",
+            ),
+            answered,
+        )
+
+    def action_quit_replay(self) -> None:
+        self.app.exit(None)
+
+    # ---- drawing ----------------------------------------------------------------------------------------------
+
+    def status_text(self) -> str:
+        replay = self.replay
+        when = replay.time_at(replay.position)
+        at = f"{when:%Y-%m-%d %H:%M:%S}" if when else "before the first event"
+        state = "▶ playing" if self.clock.playing else ("at the end" if replay.at_end else "paused")
+        return (
+            f"REPLAY  {self.file}  {state}  {self.clock.speed:g}×  event {replay.position}/{len(replay)}"
+            f" (seq {replay.seq})  {at}"
+        )
+
+    def draw(self, force: bool = False) -> None:
+        tree = self.query_one(ReplayTree)
+        task = tree.selected_task()
+        key = (self.replay.position, task)
+        if not force and key == self._drawn:
+            return
+        self._drawn = key
+        replay = self.replay
+        tree.show(replay.state, replay.time_at(replay.position))
+        self.query_one("#replay-status", Static).update(Text(self.status_text()))
+        self.query_one(ScrubBar).move(replay.position)
+        output = self.query_one("#replay-output", Static)
+        output.border_title = f"output · {task}" if task else "output (select a task)"
+        fits = max(1, output.content_region.height or OUTPUT_LINES)  # the newest lines that fit
+        text = Text()
+        for stream, printed in replay.output(task, fits) if task else []:
+            text.append(printed + "\n", style="red" if stream == "stderr" else None)
+        output.update(text)
+        events = self.query_one("#replay-events", Static)
+        rows = max(1, events.content_region.height or LOG_LINES)  # the newest events that fit, one line each
+        log = Text(no_wrap=True, overflow="ellipsis")
+        for index, event in enumerate(replay.events_so_far(rows)):
+            if index:
+                log.append("\n")
+            row = event_line(event)
+            row.truncate(max(10, events.content_region.width), overflow="ellipsis")
+            log.append_text(row)
+        events.update(log)
