@@ -213,3 +213,23 @@ def test_a_failed_write_leaves_the_old_file_and_no_partial_one(tmp_path: Path) -
     assert list(tmp_path.iterdir()) == [path]
     with pytest.raises(OSError):
         write_recording(recording(), tmp_path / "missing-folder" / "run.agentdeck")
+
+
+def test_export_scrubs_the_values_of_the_workflows_secret_variables_wherever_they_appear(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from engine.recorder.collect import scrub_secrets, secret_names
+
+    monkeypatch.setenv("DEPLOY_TOKEN", "tok-9f8e7d6c")
+    monkeypatch.setenv("UNRELATED", "tok-9f8e7d6c-not-a-secret-of-this-workflow")
+    rec = recording(events=3)
+    rec.workflow.spec = {"tasks": [{"id": "build", "agent": "sh", "secrets": ["DEPLOY_TOKEN"]}]}
+    rec.tasks[0].output = {"said": "using tok-9f8e7d6c now", "n": 3}
+    rec.events[0].data = {"stream": "stdout", "lines": ["auth tok-9f8e7d6c"]}
+    assert secret_names(rec) == {"DEPLOY_TOKEN"}
+    untouched = rec.events[1]
+    clean = scrub_secrets(rec, secret_names(rec))
+    assert clean.tasks[0].output == {"said": "using *** now", "n": 3}
+    assert clean.events[0].data["lines"] == ["auth ***"]
+    assert "tok-9f8e7d6c" not in json.dumps([e.model_dump(mode="json") for e in clean.events])
+    assert clean.events[1] is untouched, "rows without the secret are left as they were"
