@@ -68,6 +68,10 @@ _LOOKS: dict[str, _Look] = {
     EventType.NODE_INTERRUPTED: _Look("•", routine=True),
     EventType.NODE_CANCELLED: _Look("•", "magenta", routine=True),
     EventType.LLM_USAGE: _Look("•", routine=True),  # summed in the pane header, status bar and metrics
+    EventType.TOOL_CALLED: _Look("•", routine=True),  # the pane shows the command (``$ …`` on stream tool)
+    EventType.WATCHPOINT_ADDED: _Look("◎"),
+    EventType.WATCHPOINT_REMOVED: _Look("◎"),
+    EventType.WATCHPOINT_TRIGGERED: _Look("◉", "yellow"),  # says why the workflow paused
     EventType.METRIC: _Look("•", routine=True),
 }
 
@@ -82,7 +86,7 @@ _STYLE_BY_ENDING = {
 }
 
 #: The data keys worth a word in a one-line description, shown as ``key=value`` in the data's order.
-_NOTABLE = frozenset(("attempt", "error", "reason", "progress", "number", "failed", "delay_s"))
+_NOTABLE = frozenset(("attempt", "error", "reason", "progress", "number", "failed", "delay_s", "when"))
 
 
 def _look(event_type: str) -> _Look:

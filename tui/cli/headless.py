@@ -41,6 +41,14 @@ def human_line(event: Event) -> str | None:
             f"{stamp} {look.icon} {event.task} asks: {event.data.get('question')}{when}\n"
             f"         answer: agentdeck workflows approve {event.workflow} --task {event.task} [--value V | --deny]"
         )
+    if event.type == EventType.WATCHPOINT_TRIGGERED:
+        subject = f" {event.task}" if event.task else ""
+        return (
+            f"{stamp} {look.icon}{subject} watchpoint {event.data.get('when')!r} paused the workflow: "
+            f"{event.data.get('reason')}\n"
+            f"         resume: agentdeck workflows resume {event.workflow}   remove it: agentdeck workflows watch "
+            f"{event.workflow} --remove {event.data.get('watchpoint')}"
+        )
     if event.type in _ANSWERS:
         by = event.data.get("by")
         answer = event.type.split(".", 1)[1]
