@@ -15,6 +15,7 @@ from tui.cli._common import EXIT_OK, BadInput, db_url_or_default
 
 if TYPE_CHECKING:
     from engine.spec import WorkflowSpec
+    from tui.app import AgentDeckApp
 
 DEMO = Path(__file__).resolve().parents[2] / "examples" / "demo.yaml"
 
@@ -43,6 +44,12 @@ async def run_dashboard(
         db_url=url, redis_url=redis_url, serve_controls=True, attach=attach, start=start, variables=variables
     )
     result = await app.run_async()
+    return report_after(app, url, result)
+
+
+def report_after(app: AgentDeckApp, url: str, result: object) -> int:
+    """Once the dashboard has exited and the terminal is restored: raise its failure to open, say what it detached
+    from and which workflows quitting stopped; the exit code."""
     if app.failure is not None:  # reported now that the terminal is restored (exit code 3 and a hint)
         raise _with_owner_hint(app.failure, url)
     if app.detached_from is not None:

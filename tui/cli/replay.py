@@ -8,11 +8,15 @@ normal dashboard opens on it, and the new workflow starts from the chosen moment
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from tui.cli._common import EXIT_OK, BadInput, DbOption, db_url_or_default, run_async
+
+if TYPE_CHECKING:
+    from engine.engine import Engine
+    from engine.recorder.model import Recording
 
 FileArg = Annotated[Path, typer.Argument(metavar="FILE", help="A recording written by `agentdeck export`.")]
 SpeedOption = Annotated[
@@ -52,24 +56,37 @@ def replay_command(file: FileArg, speed: SpeedOption = 1.0, db: DbOption = None)
         raise typer.Exit(code)
 
 
-async def diverge_in_dashboard(recording: object, seq: int, db_url: str | None) -> int:
-    """Import the recording (if it is not there yet), open the dashboard on it and diverge from event ``seq``."""
-    from db import connect
-    from engine.engine import Engine
-    from engine.recorder.load import load
-    from engine.recorder.model import Recording
-    from tui.app import make_app
+async def diverge_in_dashboard(recording: Recording, seq: int, db_url: str | None) -> int:
+    """Open the normal dashboard on ``db_url`` (or the default database), import the recording there (skipped if it
+    is there already) and diverge from its event ``seq``; returns the dashboard's exit code."""
+    from tui.cli.dashboard import report_after
 
-    assert isinstance(recording, Recording)
     url = db_url or db_url_or_default(None)
-    async with connect(url) as database:
-        workflow_id = await load(database, recording, if_exists="skip")
+    dashboard = DivergingDashboard(recording, seq, url)
+    result = await dashboard.app.run_async()
+    return report_after(dashboard.app, url, result)
 
-    async def diverge(engine: Engine) -> None:
-        await engine.diverge(workflow_id, seq)
 
-    app = make_app(db_url=url, serve_controls=True, prepare=diverge)
-    result = await app.run_async()
-    if app.failure is not None:
-        raise app.failure
-    return result if isinstance(result, int) else EXIT_OK
+class DivergingDashboard:
+    """The dashboard ``d`` in a replay hands over to: once its engine is up (the app's ``prepare`` step, before the
+    main screen shows), the recording is imported into its database and the new workflow started there. Loading
+    through the app's own engine means one opening of the database, so ``mem://`` works too."""
+
+    def __init__(self, recording: Recording, seq: int, db_url: str) -> None:
+        from tui.app import make_app
+
+        self.recording = recording
+        self.seq = seq
+        #: The workflow the divergence started, once it has.
+        self.workflow: str | None = None
+        self.app = make_app(db_url=db_url, serve_controls=True, prepare=self._diverge)
+
+    async def _diverge(self, engine: Engine) -> None:
+        from engine.errors import ControlError
+        from engine.recorder.load import load
+
+        source = await load(engine.db, self.recording, if_exists="skip")
+        try:
+            self.workflow = await engine.diverge(source, self.seq)
+        except ControlError as exc:  # the dashboard still opens, on the imported workflow
+            self.app.notify(f"could not diverge from event {self.seq}: {exc}", severity="error", timeout=15)
