@@ -253,6 +253,10 @@ class AgentDeckApp(App[int]):
             yield SystemCommand("Time travel", "A graph task's checkpoints: replay or fork from a step (t)",
                                 screen.action_time_travel)  # fmt: skip
             yield SystemCommand("Approvals", "Answer the approvals graphs wait for (shift+a)", screen.action_approvals)
+            yield SystemCommand("Add a watchpoint…", "Pause the selected workflow when a condition holds (w)",
+                                screen.action_watchpoints)  # fmt: skip
+            yield SystemCommand("Watchpoints of this workflow", "List, add and remove them (w, then Tab)",
+                                screen.action_watchpoint_list)  # fmt: skip
             yield SystemCommand("Maximise agent pane", "One pane fills the grid (m)", screen.action_maximise)
             yield SystemCommand("Filter events", "Filter the event log (/)", screen.action_filter)
             yield SystemCommand("Memory explorer", "Search what agents remembered, by meaning (shift+m)",

@@ -26,6 +26,11 @@ HELP = """\
 | `t` | **time travel** the selected graph task: its checkpoints newest first; replay from a step or fork it with \
 edited state — only the steps after it run again |
 | `A` | **approvals** graphs wait for: `y` yes · `n` no · `a` type an answer · `Esc` later |
+| `w` | **watchpoints** of the selected workflow: type a condition (`output ~ "Traceback"`, `cost_usd > 0.50`, \
+`running > 5m`, `failures >= 3 within 10m` …; checked as you type, a mistake shows its column) and `Enter` adds it \
+— scoped to the selected task's events if a task is selected (`ctrl+t` toggles); `Tab` to the list, `d` removes one |
+| `g` `k` `d` | when a watchpoint paused a workflow, its **banner** (the task selected): `g` resume · `k` cancel \
+(asks) · `d` remove the watchpoint and resume · `Esc` dismiss the banner (the workflow stays paused) |
 | `m` | maximise the focused agent pane (again to restore); its border counts the panes it hides |
 | `x` | dismiss failed agent panes (the focused one, else all of the selected workflow): they stay until then |
 | `1` `2` `3` | tabs: agents · events · metrics |

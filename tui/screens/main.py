@@ -3,7 +3,8 @@
 Controls go through the engine's public API (``Engine.pause`` …); the screen never writes the database. Their
 actions live in its base class, ``tui.screens.main_controls.WorkflowControls``; the keys are bound here.
 Approvals a graph asks for open as a prompt when the main screen is on top (``A`` brings back put-off ones, the top
-bar counts them); ``t`` opens the selected graph task's time travel.
+bar counts them); ``t`` opens the selected graph task's time travel; ``w`` the selected workflow's watchpoints, and
+a triggered one raises a banner (``tui.screens.main_watch``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from tui.pending_approvals import PendingApprovals
 from tui.screens.approval import ApprovalScreen
 from tui.screens.event_detail import EventDetailScreen
 from tui.screens.help import HelpScreen
-from tui.screens.main_controls import WorkflowControls
+from tui.screens.main_watch import WatchpointControls
 from tui.screens.memory_explorer import JumpTarget, MemoryExplorer
 from tui.screens.task_detail import TaskDetailScreen
 from tui.status import UsageLedger, icon, task_summary, usage_text
@@ -34,10 +35,11 @@ from tui.widgets.agent_grid import AgentGrid
 from tui.widgets.event_log import EventLog
 from tui.widgets.event_rows import EventRows
 from tui.widgets.metrics_view import MetricsView
+from tui.widgets.watch_banner import WatchBanner
 from tui.widgets.workflow_tree import NodeRef, WorkflowTree
 
 
-class MainScreen(WorkflowControls):
+class MainScreen(WatchpointControls):
     #: Below 120 columns the header's sparklines give their room to the selected workflow's state and counts.
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
     BINDINGS = [
@@ -52,6 +54,7 @@ class MainScreen(WorkflowControls):
         Binding("R", "resume_stopped", "Resume", key_display="R"),
         Binding("t", "time_travel", "Time travel"),
         Binding("A", "approvals", "Approvals", key_display="A"),
+        Binding("w", "watchpoints", "Watch"),
         Binding("m", "maximise", "Max"),
         Binding("x", "dismiss_failed", "Dismiss failed", show=False),
         Binding("slash", "filter", "Filter", key_display="/"),
@@ -88,6 +91,7 @@ class MainScreen(WorkflowControls):
             yield Sparkline([0.0], id="spark-rate", summary_function=max)
             yield Label("running", classes="spark-label")
             yield Sparkline([0.0], id="spark-running", summary_function=max)
+        yield WatchBanner(id="watch-banner")
         with Horizontal(id="body"):
             yield WorkflowTree(self.engine.db, id="tree")
             with TabbedContent(id="tabs", initial="tab-agents"):
@@ -114,6 +118,7 @@ class MainScreen(WorkflowControls):
         self.events.subscribe(self.query_one(MetricsView), self.query_one(MetricsView).consume, immediate=True)
         self.events.subscribe(self, self._follow_new_workflows, immediate=True)
         self.events.subscribe(self, self._follow_approvals, immediate=True)
+        self.events.subscribe(self, self._follow_watchpoints, immediate=True)
         self.set_interval(0.05, self._frame)
         self._sparklines()
         self.set_interval(1.0, self._sparklines)
@@ -359,6 +364,8 @@ class MainScreen(WorkflowControls):
         tree.focus()
 
     def action_focus_tree(self) -> None:
+        """Esc: back to the tree; a watchpoint's banner, if one is up, is dismissed too."""
+        self.dismiss_watch_banner()
         self.query_one(WorkflowTree).focus()
 
     def action_help(self) -> None:
