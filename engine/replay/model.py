@@ -25,6 +25,8 @@ from engine.replay.state import ReplayState, TaskView
 
 #: A snapshot every this many events: a seek applies at most this many minus one.
 SNAPSHOT_EVERY = 256
+#: Event types whose "so far" is indexed (``events_of_type_so_far``).
+_INDEXED_TYPES = frozenset({EventType.LLM_USAGE})
 
 
 def dependents(tasks: list[Task]) -> dict[str, list[str]]:
@@ -58,12 +60,17 @@ class Replay:
         self._downstream = dependents(recording.tasks)
         self._initial = ReplayState.initial(recording.tasks)
         self._outputs: dict[str, tuple[list[int], list[tuple[str, str]]]] = {}
+        self._by_type: dict[str, tuple[list[int], list[Event]]] = {}
         self._snapshots: list[ReplayState] = []
         state = self._initial.copy()
         for index, event in enumerate(self.events):
             if index % self.snapshot_every == 0:
                 self._snapshots.append(state.copy())
             state.apply(event, self._downstream)
+            if event.type in _INDEXED_TYPES:
+                positions, of_type = self._by_type.setdefault(event.type, ([], []))
+                positions.append(index + 1)
+                of_type.append(event)
             if event.type == EventType.TASK_OUTPUT and event.task is not None:
                 positions, lines = self._outputs.setdefault(event.task, ([], []))
                 for line in event.output_lines:
@@ -166,8 +173,16 @@ class Replay:
         start = 0 if limit is None else max(0, end - limit)
         return lines[start:end]
 
+    def events_of_type_so_far(self, kind: str) -> list[Event]:
+        """The events of one type applied so far (``llm.usage`` for the metrics panel), found by bisection."""
+        positions, events = self._by_type.get(kind, ([], []))
+        return events[: bisect_right(positions, self.state.position)]
+
     def metrics(self) -> list[Metric]:
-        """The metric intervals recorded up to the current event's time."""
+        """The metric intervals recorded up to the current event's time (at the end: all of them, the last
+        interval closes after the last event)."""
+        if self.at_end:
+            return list(self._metrics)
         when = self.time_at(self.state.position)
         if when is None:
             return []

@@ -7,6 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from textual.geometry import Region
+from textual.widgets import Static
 
 from db.models import WorkflowStatus
 from engine.engine import Engine
@@ -15,6 +17,7 @@ from tests.support.polling import until
 from tests.support.replay_support import LiveStates, recording_of, shell_spec, watch_live_states
 from tui.replay_app import make_replay_app
 from tui.screens.replay import DivergeRequest, ReplayScreen
+from tui.widgets.replay_metrics import ReplayMetrics
 from tui.widgets.replay_tree import ReplayTree
 from tui.widgets.scrub_bar import ScrubBar
 
@@ -99,6 +102,35 @@ async def test_diverge_here_asks_then_exits_with_the_moment(
         await until(lambda: not isinstance(app.screen, ReplayScreen), pilot=pilot)
         await pilot.press("y")
     assert app.return_value == DivergeRequest(recording.workflow.id, seq)
+
+
+async def test_the_metrics_panel_follows_the_replay(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    path, _ = await recorded_run(engine, monkeypatch, tmp_path)
+    app = make_replay_app(read_recording(path), str(path))
+    async with app.run_test(size=(160, 48)) as pilot:
+        screen = await until(lambda: isinstance(app.screen, ReplayScreen) and app.screen, pilot=pilot)
+        panel = screen.query_one(ReplayMetrics)
+        shell = panel.rows["sh"]
+        assert (shell.running, shell.done, shell.failed, shell.mean_duration) == (0, 0, 0, None)
+        await pilot.press("end")
+        shell = panel.rows["sh"]
+        # fetch, flaky, build and report completed; broken failed (publish was skipped: neither)
+        assert (shell.running, shell.done, shell.failed) == (0, 4, 1)
+        assert shell.mean_duration is not None and shell.mean_duration > 0
+        await until(lambda: "✔4 ✘1" in rendered(panel), lambda: rendered(panel), pilot=pilot)
+        tree = screen.query_one(ReplayTree)
+        for keys in (["home"], ["shift+right"] * 4, ["right"] * 3):
+            for key in keys:
+                await pilot.press(key)
+            done = sum(1 for status in tree.statuses.values() if status == "completed")
+            assert panel.rows["sh"].done == done, f"at seq {screen.replay.seq}: the panel disagrees with the tree"
+
+
+def rendered(widget: Static) -> str:
+    """What the widget shows on screen, line by line."""
+    return "\n".join(strip.text for strip in widget.render_lines(Region(0, 0, *widget.outer_size)))
 
 
 @pytest.mark.parametrize("size", [(80, 24), (160, 48)])

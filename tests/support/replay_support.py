@@ -45,6 +45,7 @@ def watch_live_states(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> LiveSt
 async def recording_of(engine: Engine, workflow_id: str) -> Recording:
     """The recording of one stored workflow, as ``agentdeck export`` gathers it."""
     await engine.recorder.flush()
+    await engine.metrics.flush()  # the last interval's rows too (they are stored once a second)
     return await collect(engine.db, workflow_id)
 
 

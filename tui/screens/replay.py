@@ -1,10 +1,10 @@
 """The replay screen: a flight recording played back with no engine (``agentdeck replay FILE``).
 
-The tree, the selected task's output and the event log unfold as they did, at 1x to 100x (``engine.replay``
-holds the state at every moment, ``ReplayClock`` says which moment is due). Keys: space play/pause, ``.``/``n``
-one event on, ``,`` one back, ←/→ ten events, shift+←/→ a tenth of the recording, Home/End, ``+``/``-`` speed,
-``d`` diverge here (after a yes: the app exits asking the command line to start a new live workflow from this
-moment), ``q`` quit. A click on the scrub bar jumps there.
+The tree, the selected task's output, per-agent metrics and the event log unfold as they did, at 1x to 100x
+(``engine.replay`` holds the state at every moment, ``ReplayClock`` says which moment is due). Keys: space
+play/pause, ``.``/``n`` one event on, ``,`` one back, ←/→ ten events, shift+←/→ a tenth of the recording,
+Home/End, ``+``/``-`` speed, ``d`` diverge here (after a yes: the app exits asking the command line to start a new
+live workflow from this moment), ``?`` the keys, ``q`` quit. A click on the scrub bar jumps there.
 """
 
 from __future__ import annotations
@@ -19,9 +19,11 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Static, Tree
 
+from db.models import EventType
 from engine.replay import Replay, ReplayClock
 from tui.screens.confirm import ConfirmScreen
 from tui.widgets.event_log import event_line
+from tui.widgets.replay_metrics import ReplayMetrics
 from tui.widgets.replay_tree import ReplayTree
 from tui.widgets.scrub_bar import ScrubBar
 
@@ -79,6 +81,7 @@ class ReplayScreen(Screen[None]):
             yield ReplayTree(workflow.id, workflow.name, id="replay-tree")
             with Vertical(id="replay-right"):
                 yield Static(id="replay-output")
+                yield ReplayMetrics(id="replay-metrics")
                 yield Static(id="replay-events")
         yield ScrubBar(len(self.replay), id="replay-scrub")
         yield Footer()
@@ -139,6 +142,9 @@ class ReplayScreen(Screen[None]):
     def on_tree_node_highlighted(self, _: Tree.NodeHighlighted[str]) -> None:
         self.draw()
 
+    def on_resize(self) -> None:
+        self.call_after_refresh(self.draw, True)  # the output and the log are cut to the panes' new sizes
+
     # ---- diverge and quit ----------------------------------------------------------------------------------
 
     def action_diverge(self) -> None:
@@ -186,6 +192,12 @@ class ReplayScreen(Screen[None]):
         tree.show(replay.state, replay.time_at(replay.position))
         self.query_one("#replay-status", Static).update(Text(self.status_text()))
         self.query_one(ScrubBar).move(replay.position)
+        self.query_one(ReplayMetrics).show(
+            replay.state,
+            replay.metrics(),
+            replay.events_of_type_so_far(EventType.LLM_USAGE),
+            replay.time_at(replay.position),
+        )
         output = self.query_one("#replay-output", Static)
         output.border_title = f"output · {task}" if task else "output (select a task)"
         fits = max(1, output.content_region.height or OUTPUT_LINES)  # the newest lines that fit
