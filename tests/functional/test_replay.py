@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from textual.command import CommandList, CommandPalette
 from textual.geometry import Region
 from textual.widgets import Static
 
@@ -16,6 +17,8 @@ from engine.recorder.fileformat import read_recording, write_recording
 from tests.support.polling import until
 from tests.support.replay_support import LiveStates, recording_of, shell_spec, watch_live_states
 from tui.replay_app import make_replay_app
+from tui.screens.confirm import ConfirmScreen
+from tui.screens.help import HelpScreen
 from tui.screens.replay import DivergeRequest, ReplayScreen
 from tui.widgets.replay_metrics import ReplayMetrics
 from tui.widgets.replay_tree import ReplayTree
@@ -126,6 +129,37 @@ async def test_the_metrics_panel_follows_the_replay(
                 await pilot.press(key)
             done = sum(1 for status in tree.statuses.values() if status == "completed")
             assert panel.rows["sh"].done == done, f"at seq {screen.replay.seq}: the panel disagrees with the tree"
+
+
+async def test_the_replay_keys_are_in_its_help_and_its_command_palette(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    path, _ = await recorded_run(engine, monkeypatch, tmp_path)
+    app = make_replay_app(read_recording(path), str(path))
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await until(lambda: isinstance(app.screen, ReplayScreen) and app.screen, pilot=pilot)
+        await pilot.press("question_mark")
+        help_screen = await until(lambda: isinstance(app.screen, HelpScreen) and app.screen, pilot=pilot)
+        assert "diverge here" in help_screen.text and "shift+→" in help_screen.text
+        await pilot.press("escape")
+        await until(lambda: app.screen is screen, pilot=pilot)
+
+        await pilot.press("ctrl+p")
+        await until(lambda: isinstance(app.screen, CommandPalette), pilot=pilot)
+        await pilot.press(*"step")
+        await until(lambda: app.screen.query(CommandList).first().option_count > 0, pilot=pilot)
+        await pilot.press("enter")
+        await until(lambda: screen.replay.position == 1, pilot=pilot)  # "Step", the best match, ran
+
+        await pilot.press("ctrl+p")
+        await until(lambda: isinstance(app.screen, CommandPalette), pilot=pilot)
+        await pilot.press(*"diverge")
+        await until(lambda: app.screen.query(CommandList).first().option_count > 0, pilot=pilot)
+        await pilot.press("enter")
+        confirm = await until(lambda: isinstance(app.screen, ConfirmScreen) and app.screen, pilot=pilot)
+        await pilot.press("n")
+        await until(lambda: app.screen is screen, pilot=pilot)
+        assert confirm is not app.screen and app.return_value is None
 
 
 def rendered(widget: Static) -> str:

@@ -67,11 +67,17 @@ Press `Esc` or `?` to close.
 
 
 class HelpScreen(ModalScreen[None]):
+    """``HELP``, or another screen's help (``text``: the replay's)."""
+
     BINDINGS = [Binding("escape,question_mark,q", "dismiss", "Close")]
+
+    def __init__(self, text: str = HELP) -> None:
+        super().__init__()
+        self.text = text
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help-box"):
-            yield Markdown(HELP)
+            yield Markdown(self.text)
         yield Footer()  # the keys of this screen, as on the main screen
 
     async def action_dismiss(self, result: None = None) -> None:

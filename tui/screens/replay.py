@@ -22,6 +22,7 @@ from textual.widgets import Footer, Static, Tree
 from db.models import EventType
 from engine.replay import Replay, ReplayClock
 from tui.screens.confirm import ConfirmScreen
+from tui.screens.help import HelpScreen
 from tui.widgets.event_log import event_line
 from tui.widgets.replay_metrics import ReplayMetrics
 from tui.widgets.replay_tree import ReplayTree
@@ -30,6 +31,38 @@ from tui.widgets.scrub_bar import ScrubBar
 FRAME_S = 1 / 30
 OUTPUT_LINES = 200
 LOG_LINES = 200
+
+REPLAY_HELP = """\
+# agentdeck replay — keys
+
+A flight recording (`agentdeck export`) played back: no engine runs, nothing is changed. `Esc` or `?` closes this.
+
+| key | what it does |
+| --- | --- |
+| `space` | **play** / **pause** (at the end, play starts over) |
+| `n` `.` | one event on (**step**) · `,` one event back |
+| `→` `←` | ten events on / back · `shift+→` `shift+←` a tenth of the recording |
+| `Home` `End` | the start / the end of the recording |
+| `+` `-` | faster / slower: 1×, 2×, 4× … 64×, 100× the recorded pace (idle gaps over 2 s are cut to 2 s) |
+| click | on the scrub bar (bottom): jump to that moment |
+| `↑` `↓` | pick a task in the tree: its output so far shows on the right |
+| `d` | **diverge here**: after a yes, the recording is imported into the database (`--db`) and the dashboard \
+opens there with a new live workflow — same spec, started from the newest checkpoint at or before this moment; the \
+tasks completed by then are carried over (not run again) and it records where it diverged from |
+| `ctrl+p` | command palette: every action by name |
+| `q` | quit |
+
+# What you see
+
+- The **status line**: the file, playing or paused, the speed, the event shown (`event n/N`, its `seq`) and when
+  it was recorded.
+- The **tree**: the workflow and its tasks as they were at that event (icons as in the dashboard: `▶` running ·
+  `✔` completed · `✘` failed · `↻N` retries · `○` pending · `·` skipped).
+- **Output**: what the selected task had printed by then.
+- **Metrics**, per agent: tasks running `▶`, done `✔`, failed `✘`; mean task duration and queue wait; CPU of its
+  processes over the last seconds (sparkline) and now, and RSS; LLM tokens and cost when it made calls.
+- **Events**: the newest events up to that moment.
+"""
 
 
 @dataclass(frozen=True)
@@ -55,6 +88,7 @@ class ReplayScreen(Screen[None]):
         Binding("plus,equals_sign", "speed(1)", "Faster", priority=True),
         Binding("minus", "speed(-1)", "Slower", priority=True),
         Binding("d", "diverge", "Diverge here", priority=True),
+        Binding("question_mark", "help", "Help", show=False),
         Binding("q", "quit_replay", "Quit", priority=True),
     ]
 
@@ -165,6 +199,9 @@ class ReplayScreen(Screen[None]):
             ),
             answered,
         )
+
+    def action_help(self) -> None:
+        self.app.push_screen(HelpScreen(REPLAY_HELP))
 
     def action_quit_replay(self) -> None:
         self.app.exit(None)
