@@ -225,3 +225,23 @@ async def test_d_on_the_banner_removes_the_watchpoint_and_resumes(engine: Engine
         await until(done, pilot=pilot)
         assert await engine.watchpoints(wf) == []
         assert banner_text(app) == ""
+
+
+async def test_a_workflow_a_watchpoint_paused_before_the_dashboard_opened_has_its_banner(
+    engine: Engine, marker: str
+) -> None:
+    wf = await engine.submit(spec([alarm_task("heat", marker)]), {})
+    await engine.add_watchpoint(wf, WATCH, "heat")
+    await release(engine, wf, "heat")
+    await until(lambda: engine.is_paused(wf))
+    app = make_app(engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(lambda: "ALARM temperature 97" in banner_text(app), pilot=pilot)
+        assert main_screen(app).selected_task == "heat"
+        await pilot.press("g")
+
+        async def done() -> bool:
+            return await status_of(engine, wf) is WorkflowStatus.COMPLETED
+
+        await until(done, pilot=pilot)
+        assert banner_text(app) == ""

@@ -274,6 +274,7 @@ class MainScreen(WatchpointControls):
             self._select(newest.id, None)
             tree.select_workflow(newest.id)
         self._load_approvals(list(tree.workflows))
+        self.restore_watch_banner([w.id for w in tree.workflows.values() if w.status is WorkflowStatus.PAUSED])
 
     # ---- approvals -----------------------------------------------------------------------------------------
 

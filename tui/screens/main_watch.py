@@ -4,13 +4,15 @@ triggered one raises the banner (``tui.widgets.watch_banner``) with the task it 
 The banner's keys act on the workflow it names, whatever is selected since: ``g`` resumes it, ``k`` cancels it
 (asks first), ``d`` removes the watchpoint and resumes, ``Esc`` dismisses the banner (the workflow stays paused).
 It goes away by itself when that workflow resumes, ends or is rolled back by any other path (``p``, another
-terminal, another dashboard), told by the workflow's events.
+terminal, another dashboard), told by the workflow's events. A workflow already paused by a watchpoint when the
+dashboard opens gets its banner too (``restore_watch_banner``, from its stored events).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from textual import work
 from textual.binding import Binding
 from textual.signal import Signal
 
@@ -34,6 +36,8 @@ _GONE_ON = frozenset(
         EventType.WORKFLOW_ROLLED_BACK,
     }
 )
+#: How many of a paused workflow's last events are read for the trigger that paused it, when the dashboard opens.
+RESTORE_TAIL = 500
 #: The agent pane of the task a watchpoint stopped at wears this class while its banner is up (app.tcss).
 HIT_CLASS = "-watch-hit"
 
@@ -95,6 +99,29 @@ class WatchpointControls(WorkflowControls):
                     shown = None
         if shown is not None:
             self._bring_into_view(shown)
+
+    @work(group="watch-banner", exit_on_error=False)
+    async def restore_watch_banner(self, paused: list[str]) -> None:
+        """On opening: the banner for workflows a watchpoint paused before this dashboard was looking (a headless
+        run, another dashboard), from the tail of their stored events."""
+        newest: Event | None = None
+        for workflow in paused:
+            last = await self.engine.stores.events.last_seq(workflow)
+            tail = await self.engine.stores.events.list(workflow, after_seq=max(0, last - RESTORE_TAIL))
+            hit: Event | None = None
+            for event in tail:
+                if event.type == EventType.WATCHPOINT_TRIGGERED:
+                    hit = event
+                elif event.type in _GONE_ON:
+                    hit = None
+            banner = self.query_one(WatchBanner)
+            if hit is None or workflow in banner.hits:  # a live trigger came meanwhile: it is newer
+                continue
+            found = self.query_one(WorkflowTree).workflows.get(workflow)
+            banner.add(hit, found.name if found else None)
+            newest = hit if newest is None or hit.ts > newest.ts else newest
+        if newest is not None:
+            self._bring_into_view(newest)
 
     def _bring_into_view(self, event: Event) -> None:
         """The workflow (and task) a watchpoint paused: selected in the tree, its pane on the agents tab."""

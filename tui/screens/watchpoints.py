@@ -72,6 +72,13 @@ class WatchExpression(Validator):
         return self.success() if error is None else self.failure(str(error))
 
 
+def watching_text(watchpoint: Watchpoint) -> Text:
+    """``name  expression`` (the expression dim), or the expression alone; the author's words, never markup."""
+    if watchpoint.name is None:
+        return Text(watchpoint.when)
+    return Text.assemble((watchpoint.name, "bold"), "  ", (watchpoint.when, "dim"))
+
+
 def triggered_text(watchpoint: Watchpoint) -> str:
     if not watchpoint.triggered:
         return "never"
@@ -168,7 +175,7 @@ class WatchpointsScreen(ModalScreen[None]):
         table.clear()
         for watchpoint in found:
             table.add_row(
-                Text(watchpoint.label),  # the author's words: not markup
+                watching_text(watchpoint),
                 Text(watchpoint.task or "all tasks", style="" if watchpoint.task else "dim"),
                 watchpoint.origin,
                 Text(triggered_text(watchpoint), style="bold yellow" if watchpoint.triggered else "dim"),
