@@ -248,6 +248,8 @@ class AgentDeckApp(App[int]):
             yield SystemCommand("Cancel workflow", "Stop the selected workflow for real (c)", screen.action_cancel)
             yield SystemCommand("Retry task", "Run the selected task again (r)", screen.action_retry)
             yield SystemCommand("Roll back", "Open the checkpoint timeline (b)", screen.action_rollback)
+            yield SystemCommand("Diverge from a checkpoint", "A new workflow from a moment of this one (b, then d)",
+                                screen.action_rollback)  # fmt: skip
             yield SystemCommand("Resume stopped workflow", "Continue after a crash (shift+r)",
                                 screen.action_resume_stopped)  # fmt: skip
             yield SystemCommand("Time travel", "A graph task's checkpoints: replay or fork from a step (t)",

@@ -21,7 +21,9 @@ HELP = """\
 | `p` | **pause** the selected workflow (running processes are frozen), again to **resume** |
 | `c` | **cancel** the selected workflow: running work is killed, the rest skipped (asks first) |
 | `r` | **retry** the selected task, with its upstream outputs as they are |
-| `b` | **rollback**: the checkpoint timeline — pick a checkpoint, see what would run again, confirm |
+| `b` | **rollback**: the checkpoint timeline — pick a checkpoint, see what would run again, confirm; or `d` there \
+to **diverge** from it: a new workflow with the same spec starts from that checkpoint (what had completed is \
+carried over, the rest runs; it records where it diverged from) and this one stays as it is |
 | `R` | **resume** a workflow whose engine stopped (crash, kill, cancel) from its last checkpoint |
 | `t` | **time travel** the selected graph task: its checkpoints newest first; replay from a step or fork it with \
 edited state — only the steps after it run again |

@@ -16,7 +16,7 @@ from engine.api import DashboardEngine
 from engine.errors import ControlError
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.time_travel import TimeTravelScreen
-from tui.screens.timeline import CheckpointTimeline
+from tui.screens.timeline import CheckpointTimeline, DivergeFrom
 from tui.widgets.workflow_tree import WorkflowTree
 
 
@@ -103,6 +103,9 @@ class WorkflowControls(Screen[None]):
             return
         tasks = await self.engine.stores.tasks.list(workflow)
         chosen = await self.app.push_screen_wait(CheckpointTimeline(workflow, checkpoints, tasks))
+        if isinstance(chosen, DivergeFrom):
+            await self._diverge_from(workflow, chosen)
+            return
         if chosen is None:
             return
         number = next(c.number for c in checkpoints if c.id == chosen)
@@ -111,6 +114,26 @@ class WorkflowControls(Screen[None]):
         )
         if confirmed:
             self._control("roll back", lambda: self.engine.rollback(workflow, chosen))
+
+    async def _diverge_from(self, workflow: str, chosen: DivergeFrom) -> None:
+        """Diverge here, from a live workflow's history: a new workflow from a checkpoint (after a yes)."""
+        checkpoint = chosen.checkpoint
+        confirmed = await self.app.push_screen_wait(
+            ConfirmScreen(
+                f"Diverge from {workflow} at checkpoint #{checkpoint.number}?",
+                f"A new workflow with the same spec starts from there: {len(chosen.completed)} task(s) completed "
+                f"then are carried over ({', '.join(chosen.completed) or 'none'}), the rest run. {workflow} stays "
+                "as it is.",
+            )
+        )
+        if not confirmed:
+            return
+
+        async def diverge() -> None:
+            new = await self.engine.diverge(workflow, checkpoint.event_seq)
+            self.notify(f"{new} started from checkpoint #{checkpoint.number} of {workflow}", title="diverged")
+
+        self._control("diverge", diverge)
 
     def action_time_travel(self) -> None:
         workflow, task = self.selected_workflow, self.selected_task

@@ -1,7 +1,10 @@
 """The checkpoint timeline (``b``): each checkpoint with its time and what had completed, a diff of task
-states against now, and rollback to the chosen one after a confirmation."""
+states against now, and rollback to the chosen one after a confirmation — or, with ``d``, diverge from it: a new
+workflow with the same spec that starts there (``Engine.diverge``), leaving this one as it is."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from rich.text import Text
 from textual import on
@@ -16,10 +19,23 @@ from engine.checkpoints import state_at
 from tui.status import icon
 
 
-class CheckpointTimeline(ModalScreen[str | None]):
-    """Dismisses with the chosen checkpoint id (rollback confirmed) or None."""
+@dataclass(frozen=True)
+class DivergeFrom:
+    """What the timeline dismisses with on ``d``: start a new workflow from ``checkpoint``, which carries the
+    tasks ``completed`` there."""
 
-    BINDINGS = [Binding("escape", "dismiss(None)", "Close"), Binding("enter", "choose", "Roll back here")]
+    checkpoint: Checkpoint
+    completed: list[str]
+
+
+class CheckpointTimeline(ModalScreen[str | DivergeFrom | None]):
+    """Dismisses with the chosen checkpoint id (to roll back to), ``DivergeFrom`` (``d``) or None."""
+
+    BINDINGS = [
+        Binding("escape", "dismiss(None)", "Close"),
+        Binding("enter", "choose", "Roll back here"),
+        Binding("d", "diverge", "Diverge from here"),
+    ]
 
     def __init__(self, workflow: str, checkpoints: list[Checkpoint], tasks: list[Task]) -> None:
         super().__init__()
@@ -29,7 +45,10 @@ class CheckpointTimeline(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="timeline-box"):
-            yield Label(f"Checkpoints of {self.workflow} — Enter: roll back to the highlighted one · Esc: close")
+            yield Label(
+                f"Checkpoints of {self.workflow} — Enter: roll back to the highlighted one · d: diverge from it (a "
+                "new workflow from there) · Esc: close"
+            )
             with Horizontal():
                 yield DataTable(id="timeline-table", cursor_type="row", zebra_stripes=True)
                 yield Static(id="timeline-diff")
@@ -86,9 +105,21 @@ class CheckpointTimeline(ModalScreen[str | None]):
         """Enter on a row (the table takes Enter itself, so this is where a choice lands)."""
         self.dismiss(str(event.row_key.value))
 
-    def action_choose(self) -> None:
+    def highlighted(self) -> Checkpoint | None:
         table = self.query_one(DataTable)
         if table.row_count == 0:
-            return
+            return None
         row_key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
-        self.dismiss(str(row_key.value))
+        return next((c for c in self.checkpoints if c.id == row_key.value), None)
+
+    def action_choose(self) -> None:
+        chosen = self.highlighted()
+        if chosen is not None:
+            self.dismiss(chosen.id)
+
+    def action_diverge(self) -> None:
+        chosen = self.highlighted()
+        if chosen is not None:
+            states, _ = state_at(self.checkpoints, chosen.number)
+            done = [task.key for task in self.tasks if states.get(task.key, {}).get("status") == "completed"]
+            self.dismiss(DivergeFrom(chosen, done))
