@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn, TypeVar
 
 import typer
 
+from bench.sections import section_names
 from tui.cli._common import EXIT_BAD_INPUT, DbOption, interrupted, parse_vars, run_async
 
 if TYPE_CHECKING:
@@ -208,8 +209,7 @@ def register(app: typer.Typer) -> None:
             list[str] | None,
             typer.Option(
                 "--only",
-                help="Run only this section (engine, load, checkpointer, redis, codec, dashboard, spec, sandbox, "
-                "watch, recovery, memory); repeatable.",
+                help=f"Run only this section ({', '.join(section_names())}); repeatable.",
             ),
         ] = None,
     ) -> None:
