@@ -21,6 +21,7 @@ from bench import (
     sandbox_bench,
     spec_bench,
     watch_bench,
+    watchpoint_bench,
 )
 
 
@@ -46,6 +47,7 @@ SECTIONS = {
     "spec": spec_bench,
     "sandbox": sandbox_bench,
     "watch": watch_bench,
+    "watchpoints": watchpoint_bench,
     "recovery": recovery_bench,
     "memory": memory_bench,
     "replay": replay_bench,

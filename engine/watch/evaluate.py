@@ -17,6 +17,7 @@ that holds has a new occurrence (a fourth identical tool call is news). ``WatchE
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -63,13 +64,17 @@ class Outcome:
     task: str | None
 
 
+#: What an event did to a condition (``_State.observe``): nothing, changed its value, or was a new occurrence.
+SAME, CHANGED, OCCURRED = 0, 1, 2
+
+
 @dataclass
 class _State:
-    """What one condition knows; ``observe`` returns whether the event was a new occurrence of it."""
+    """What one condition knows; ``observe`` says what the event did to it (``SAME``, ``CHANGED``, ``OCCURRED``)."""
 
     types: frozenset[str] = field(default=frozenset(), init=False)
 
-    def observe(self, event: Event) -> bool:
+    def observe(self, event: Event) -> int:
         raise NotImplementedError
 
     def holds(self, now: float, fresh: bool) -> Held | None:
@@ -87,12 +92,14 @@ class _BudgetState(_State):
         self.task: str | None = None
         self.key = "cost_usd" if cond.measure == "cost_usd" else "total_tokens"
 
-    def observe(self, event: Event) -> bool:
+    def observe(self, event: Event) -> int:
         value = event.data.get(self.key)
-        if isinstance(value, int | float) and not isinstance(value, bool):
+        if isinstance(value, int | float) and not isinstance(value, bool) and value:
+            was = self.cond.passes(self.total)
             self.total += value
             self.task = event.task
-        return False
+            return CHANGED if self.cond.passes(self.total) != was else SAME  # the level changes when it crosses
+        return SAME
 
     def holds(self, now: float, fresh: bool) -> Held | None:
         if not self.cond.passes(self.total):
@@ -106,19 +113,25 @@ class _OutputState(_State):
         self.cond = cond
         self.types = frozenset({EventType.TASK_OUTPUT})
         self.hit: Held | None = None
+        # A chunk's lines are searched at once, joined, with ^ and $ at line ends; only a chunk with a match is
+        # searched line by line (a match across lines is not one). \A and \Z mean the line's ends: per line only.
+        source = cond.pattern.pattern
+        self._chunk_search = None if "\\A" in source or "\\Z" in source else _multiline(cond.pattern).search
 
-    def observe(self, event: Event) -> bool:
+    def observe(self, event: Event) -> int:
         lines = event.data.get("lines")
-        if not isinstance(lines, list):
-            return False
+        if not isinstance(lines, list) or not lines:
+            return SAME
+        if self._chunk_search is not None and self._chunk_search(_joined(event, lines)) is None:
+            return SAME
         search = self.cond.pattern.search
         for line in lines:
             if isinstance(line, str) and search(line) is not None:
                 stream = event.data.get("stream")
                 values = {"line": line[:_SHOWN_LINE], "stream": stream, "pattern": self.cond.pattern.pattern}
                 self.hit = Held(self.cond.text, "output", values, event.task)
-                return True
-        return False
+                return OCCURRED
+        return SAME
 
     def holds(self, now: float, fresh: bool) -> Held | None:
         return self.hit if fresh else None  # a match is true for the event that had it
@@ -131,15 +144,15 @@ class _ToolRepeatsState(_State):
         self.counts: dict[tuple[str | None, str, str], int] = {}
         self.hit: Held | None = None
 
-    def observe(self, event: Event) -> bool:
+    def observe(self, event: Event) -> int:
         tool = str(event.data.get("tool", ""))
         key = (event.task, tool, str(event.data.get("call") or event.data.get("args")))
         count = self.counts[key] = self.counts.get(key, 0) + 1
         if not self.cond.passes(count):
-            return False
+            return SAME
         values = {"tool": tool, "args": event.data.get("args"), "count": count, "limit": int(self.cond.limit)}
         self.hit = Held(self.cond.text, "tool_repeats", values, event.task)
-        return True
+        return OCCURRED
 
     def holds(self, now: float, fresh: bool) -> Held | None:
         return self.hit
@@ -152,15 +165,15 @@ class _NodeRunsState(_State):
         self.counts: dict[str | None, int] = {}
         self.hit: Held | None = None
 
-    def observe(self, event: Event) -> bool:
+    def observe(self, event: Event) -> int:
         if event.data.get("node") != self.cond.node:
-            return False
+            return SAME
         count = self.counts[event.task] = self.counts.get(event.task, 0) + 1
         if not self.cond.passes(count):
-            return False
+            return SAME
         values = {"node": self.cond.node, "runs": count, "limit": int(self.cond.limit)}
         self.hit = Held(self.cond.text, "node_runs", values, event.task)
-        return True
+        return OCCURRED
 
     def holds(self, now: float, fresh: bool) -> Held | None:
         return self.hit
@@ -178,11 +191,14 @@ class _FailuresState(_State):
             while self.times and self.times[0][0] < now - window:
                 self.times.popleft()
 
-    def observe(self, event: Event) -> bool:
+    def observe(self, event: Event) -> int:
         now = event.ts.timestamp()
+        was = self.cond.passes(len(self.times))
         self.times.append((now, event.task))
         self._prune(now)
-        return self.cond.passes(len(self.times))
+        if self.cond.passes(len(self.times)):
+            return OCCURRED
+        return CHANGED if was else SAME
 
     def holds(self, now: float, fresh: bool) -> Held | None:
         self._prune(now)
@@ -212,15 +228,16 @@ class _RunningState(_State):
         self._left: dict[str, float] = {}  # a paused task's time left before it crosses the limit
         self.over: dict[str, float] = {}  # tasks past the limit: the loop time they crossed it
 
-    def observe(self, event: Event) -> bool:
+    def observe(self, event: Event) -> int:
         task = event.task
         if task is None:
-            return False
+            return SAME
         kind = event.type
         if kind == EventType.TASK_STARTED:
             self._stop(task)
-            self.over.pop(task, None)
+            was_over = self.over.pop(task, None) is not None
             self._arm(task, self.cond.limit)
+            return CHANGED if was_over else SAME
         elif kind == EventType.TASK_PAUSED:
             timer = self._timers.pop(task, None)
             if timer is not None:
@@ -232,8 +249,9 @@ class _RunningState(_State):
                 self._arm(task, left)
         else:  # the attempt ended
             self._stop(task)
-            self.over.pop(task, None)
-        return False
+            if self.over.pop(task, None) is not None:
+                return CHANGED
+        return SAME
 
     def _arm(self, task: str, delay: float) -> None:
         loop = asyncio.get_running_loop()
@@ -262,6 +280,21 @@ class _RunningState(_State):
             timer.cancel()
         self._timers.clear()
         self._left.clear()
+
+
+def _multiline(pattern: re.Pattern[str]) -> re.Pattern[str]:
+    return re.compile(pattern.pattern, pattern.flags | re.MULTILINE)
+
+
+_last_joined: tuple[int, str] = (0, "")
+
+
+def _joined(event: Event, lines: list[Any]) -> str:
+    """The chunk's lines as one text, joined once per event for all the watchpoints that search it."""
+    global _last_joined
+    if _last_joined[0] != id(event):
+        _last_joined = (id(event), "\n".join(line for line in lines if isinstance(line, str)))
+    return _last_joined[1]
 
 
 class WatchEvaluator:
@@ -308,7 +341,16 @@ class WatchEvaluator:
         states = self._by_type.get(event.type)
         if not states:
             return None
-        fresh = {id(state) for state in states if state.observe(event)}
+        changed = False
+        fresh: set[int] = set()
+        for state in states:
+            effect = state.observe(event)
+            if effect:
+                changed = True
+                if effect == OCCURRED:
+                    fresh.add(id(state))
+        if not changed:  # nothing the expression reads changed: its value neither
+            return None
         return self._decide(fresh, event.ts.timestamp())
 
     def _timer_fired(self, state: _State, task: str) -> None:

@@ -85,21 +85,23 @@ def _proc_state(pid: int) -> str:
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
 
 
-def _frozen(pid: int, states: dict[int, str]) -> bool:
+def frozen_process(pid: int, states: dict[int, str]) -> bool:
     """Stopped (T in /proc), or a shell in uninterruptible sleep waiting for a vfork child that is stopped itself
-    (dash starts commands with vfork: the parent cannot run until that child execs, so it is frozen as well)."""
+    (dash starts commands with vfork: the parent cannot run until that child execs, so it is frozen as well; its
+    SIGSTOP is taken when the child lets it go, on resume)."""
     if states[pid] == psutil.STATUS_STOPPED:
         return True
     if states[pid] != psutil.STATUS_DISK_SLEEP:
         return False
-    waiting_for_vfork = "vfork" in Path(f"/proc/{pid}/wchan").read_text()
+    wchan = Path(f"/proc/{pid}/wchan").read_text()  # the vfork wait shows as itself or as kernel_clone (inlined)
+    waiting_for_vfork = "vfork" in wchan or "clone" in wchan
     children = [child.pid for child in psutil.Process(pid).children()]
     return waiting_for_vfork and any(states.get(child) == psutil.STATUS_STOPPED for child in children)
 
 
 async def processes_stopped(engine: Engine, workflow: str, task: str) -> list[int]:
-    """The task's sandbox processes, once every one of them is frozen (state T in /proc, see ``_frozen``). A process
-    in disk sleep for another reason takes its SIGSTOP only when it leaves the kernel: waited for, generously."""
+    """The task's sandbox processes, once every one is frozen (state T in /proc, see ``frozen_process``). A process in
+    disk sleep for another reason takes its SIGSTOP only when it leaves the kernel: waited for, generously."""
     run = engine.runs[workflow]
 
     def states() -> dict[int, str]:
@@ -115,9 +117,20 @@ async def processes_stopped(engine: Engine, workflow: str, task: str) -> list[in
 
     def frozen() -> bool:
         now = states()
-        return bool(now) and all(_frozen(pid, now) for pid in now)
+        return bool(now) and all(frozen_process(pid, now) for pid in now)
 
-    await until(frozen, lambda: f"{task}'s processes stopped; their states: {states()}", limit_s=60)
+    def seen() -> str:
+        shown = []
+        for pid, state in states().items():
+            try:
+                proc = psutil.Process(pid)
+                wchan = Path(f"/proc/{pid}/wchan").read_text()
+                shown.append(f"{pid} {proc.name()} {state} wchan={wchan} parent={proc.ppid()}")
+            except (psutil.NoSuchProcess, OSError):
+                continue
+        return f"{task}'s processes stopped; they are: {shown}"
+
+    await until(frozen, seen, limit_s=60)
     stopped = [pid for pid, state in states().items() if state == psutil.STATUS_STOPPED]
     assert stopped
     assert all(_proc_state(pid) in ("T", "t") for pid in stopped)  # what /proc says, not only psutil's reading

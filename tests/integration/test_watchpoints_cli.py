@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -11,6 +12,7 @@ import psutil
 import pytest
 
 from tests.integration.test_cli_engine import CountingRun, agentdeck, clean_env, counting, processes_with, tick
+from tests.integration.test_watchpoints import frozen_process
 
 __all__ = ["counting"]  # the fixture, used by name
 
@@ -40,10 +42,13 @@ def test_add_list_and_remove_watchpoints_of_a_running_workflow(counting: Countin
     assert event["data"]["conditions"][0]["values"]["line"] == "tick 100"
     run.wait_for(lambda e: e["type"] == "workflow.paused", "workflow.paused")
     deadline = time.monotonic() + 60
-    while True:  # a shell in disk sleep (exec, vfork) takes its SIGSTOP when it leaves the kernel
-        states = {p.pid: p.status() for p in processes_with(marker) if p.name() == "sh"}
-        if states and all(s == psutil.STATUS_STOPPED for s in states.values()):
-            break
+    while (
+        True
+    ):  # a shell in disk sleep takes its SIGSTOP when it leaves the kernel (a vfork parent: see frozen_process)
+        states: dict[int, str] = {p.pid: p.status() for p in processes_with(marker) if p.pid != run.proc.pid}
+        with contextlib.suppress(psutil.NoSuchProcess, OSError):
+            if states and all(frozen_process(pid, states) for pid in states):
+                break
         assert time.monotonic() < deadline, f"the counting shell is not stopped: {states}"
         time.sleep(0.05)
     shown = json.loads(agentdeck("workflows", "show", workflow, "--json", env=env).stdout)
