@@ -168,7 +168,9 @@ async def test_d_in_the_list_removes_the_highlighted_watchpoint(engine: Engine, 
         kept = await engine.add_watchpoint(wf, "running > 1h")
         gone = await engine.add_watchpoint(wf, "failures >= 3 within 10m", name="flaky")
         await until(lambda: main_screen(app).selected_workflow == wf, pilot=pilot)
-        app.call_later(main_screen(app).action_watchpoint_list)  # the command palette's "Watchpoints of this workflow"
+        commands = {c.title: c.callback for c in app.get_system_commands(main_screen(app))}
+        assert "Add a watchpoint…" in commands
+        app.call_later(commands["Watchpoints of this workflow"])  # as the command palette runs it
         await until(lambda: isinstance(app.screen, WatchpointsScreen), pilot=pilot)
         table = app.screen.query_one(DataTable)
         await until(lambda: table.row_count == 2, pilot=pilot)
@@ -245,3 +247,23 @@ async def test_a_workflow_a_watchpoint_paused_before_the_dashboard_opened_has_it
 
         await until(done, pilot=pilot)
         assert banner_text(app) == ""
+
+
+async def test_k_on_the_banner_asks_then_cancels_the_workflow_it_names(engine: Engine, marker: str) -> None:
+    app = make_app(engine, start=spec([alarm_task("heat", marker)]))
+    async with app.run_test(size=(120, 40)) as pilot:
+        wf = await started(app, engine, pilot)
+        await engine.add_watchpoint(wf, WATCH)
+        await release(engine, wf, "heat")
+        await until(lambda: "ALARM" in banner_text(app), pilot=pilot)
+        await until(lambda: engine.is_paused(wf), pilot=pilot)
+        await pilot.press("k")
+        await until(lambda: isinstance(app.screen, ConfirmScreen), pilot=pilot)
+        await pilot.press("y")
+
+        async def cancelled() -> bool:
+            return await status_of(engine, wf) is WorkflowStatus.CANCELLED
+
+        await until(cancelled, pilot=pilot)
+        await until(lambda: banner_text(app) == "", pilot=pilot)
+        await until(lambda: not shells(marker), lambda: f"the shell is gone: {shells(marker)}", pilot=pilot)
