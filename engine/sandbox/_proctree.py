@@ -26,11 +26,36 @@ def is_alive(proc: psutil.Process) -> bool:
 
 
 def is_frozen(proc: psutil.Process) -> bool:
-    """The process is stopped by a signal, or no longer alive (a dead process is as quiet as a stopped one)."""
+    """The process is stopped by a signal, or no longer alive (a dead process is as quiet as a stopped one), or it
+    waits in the kernel for a vfork child that is stopped.
+
+    The last is how ``dash`` (Debian's ``sh``) starts a command: it vforks, and the parent sleeps uninterruptibly
+    (state D) until the child execs or exits. With the child stopped the parent cannot run either, and it takes its
+    own SIGSTOP only once the child lets it go (on resume); waiting for it to show ``T`` would wait for ever.
+    """
     try:
-        return proc.status() in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP, psutil.STATUS_ZOMBIE)
+        status = proc.status()
+        if status in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP, psutil.STATUS_ZOMBIE):
+            return True
+        return status == psutil.STATUS_DISK_SLEEP and _waits_for_stopped_vfork_child(proc)
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return True
+
+
+def _waits_for_stopped_vfork_child(proc: psutil.Process) -> bool:
+    try:
+        with open(f"/proc/{proc.pid}/wchan") as wchan_file:
+            wchan = wchan_file.read()
+    except OSError:
+        return False
+    # The vfork wait shows as itself, or as kernel_clone where the compiler inlined it.
+    if "vfork" not in wchan and "clone" not in wchan:
+        return False
+    for child in proc.children():
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            if child.status() in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP):
+                return True
+    return False
 
 
 def group_members(pgid: int) -> list[psutil.Process]:

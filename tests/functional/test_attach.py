@@ -38,6 +38,7 @@ from tests.integration.test_cli_engine import (
     tick,
 )
 from tests.support.polling import until
+from tests.support.procstate import frozen
 from tui.app import AgentDeckApp, make_app
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.main import MainScreen
@@ -60,7 +61,7 @@ class HeadlessRun:
 
     def frozen(self) -> bool:
         shells = self.shells()
-        return bool(shells) and all(p.status() == psutil.STATUS_STOPPED for p in shells)
+        return bool(shells) and all(frozen(p) for p in shells)
 
     def thawed(self) -> bool:
         shells = self.shells()

@@ -28,6 +28,7 @@ from tests.integration.test_cli_engine import (
     tick,
 )
 from tests.support.polling import until
+from tests.support.procstate import frozen as is_frozen
 from tests.support.redis_server import RedisServer, own_redis
 from tui.app import make_app
 from tui.screens.confirm import ConfirmScreen
@@ -48,7 +49,7 @@ def shells(marker: str) -> list[psutil.Process]:
 
 def frozen(marker: str) -> bool:
     found = shells(marker)
-    return bool(found) and all(p.status() == psutil.STATUS_STOPPED for p in found)
+    return bool(found) and all(is_frozen(p) for p in found)
 
 
 def thawed(marker: str) -> bool:

@@ -33,6 +33,7 @@ from engine.workers.protocol import Keys, Reply, RunRequest, WorkerSettings
 from engine.workers.sandbox import WorkerSandbox
 from engine.workers.worker import MAX_DELIVERIES, Worker
 from tests.support.polling import until
+from tests.support.procstate import frozen
 from tests.support.redis_server import PASSWORD, RedisServer, own_redis, unused_port
 
 AGENTDECK = str(Path(sys.executable).parent / "agentdeck")
@@ -120,6 +121,16 @@ def processes_with(marker: str) -> list[psutil.Process]:
     return found
 
 
+def all_frozen(marker: str) -> bool:
+    """Every shell and sleep running ``marker`` is frozen (``T``, or a shell waiting on its stopped vfork child)."""
+    found = []
+    for proc in processes_with(marker):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if proc.name() in ("sh", "sleep"):
+                found.append(frozen(proc))
+    return bool(found) and all(found)
+
+
 def states(marker: str) -> set[str]:
     """/proc states of the shells and sleeps running ``marker`` (T: stopped); not bwrap's own processes."""
     out = set()
@@ -180,7 +191,8 @@ async def test_pause_freezes_the_command_on_its_worker_resume_thaws_it_and_cance
             wf = await engine.submit(spec([{"id": "hold", "agent": "sh", "run": count}]))
             await until(lambda: states(marker) == {"S"}, "the command sleeping on the worker", limit_s=60)
             await engine.pause(wf)
-            await until(lambda: states(marker) == {"T"}, "the command stopped (T) on the worker", limit_s=60)
+            await until(lambda: all_frozen(marker), lambda: f"the command stopped (T) on the worker: {states(marker)}",
+                        limit_s=60)  # fmt: skip
             await engine.resume(wf)
             await until(lambda: states(marker) == {"S"}, "the command running again", limit_s=60)
             await engine.cancel(wf)
