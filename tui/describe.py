@@ -11,6 +11,7 @@ No Textual here (the headless command line imports this); styles are Rich colour
 
 from __future__ import annotations
 
+import json
 from typing import NamedTuple
 
 from db.models import Event, EventType
@@ -104,8 +105,34 @@ def describe(event: Event) -> Description:
         lines = event.output_lines
         text = lines[0] if lines else ""
     else:
-        text = " ".join(f"{k}={v}" for k, v in event.data.items() if k in _NOTABLE and v not in (None, "", []))
+        own = _in_words(event)
+        text = own if own is not None else " ".join(
+            f"{k}={v}" for k, v in event.data.items() if k in _NOTABLE and v not in (None, "", [])
+        )  # fmt: skip
     return Description(look.icon, text, look.style)
+
+
+#: A tool call's arguments in its description, at most (the event in full shows them all).
+TOOL_ARGS_CHARS = 80
+_WATCH_TYPES = {EventType.WATCHPOINT_ADDED, EventType.WATCHPOINT_REMOVED, EventType.WATCHPOINT_TRIGGERED}
+
+
+def _in_words(event: Event) -> str | None:
+    """Watchpoint and tool-call events in words: which watchpoint (name and expression, the task it is scoped to)
+    and, for a trigger, why; which tool with which arguments (cut short). None for other types."""
+    data = event.data
+    if event.type in _WATCH_TYPES:
+        when = str(data.get("when") or "")
+        if event.type == EventType.WATCHPOINT_TRIGGERED:  # the reason names the conditions that held
+            by = f" by {data['name']}" if data.get("name") else ""
+            return f"paused{by}: {data.get('reason') or when}"
+        label = f"{data['name']}: {when}" if data.get("name") else when
+        return label + (f" (task {data['scope']})" if data.get("scope") else "")
+    if event.type == EventType.TOOL_CALLED:
+        args = json.dumps(data.get("args"), default=str, separators=(",", ":")) if data.get("args") else ""
+        args = args if len(args) <= TOOL_ARGS_CHARS else args[: TOOL_ARGS_CHARS - 1] + "…"
+        return f"{data.get('tool', '?')} {args}".rstrip()
+    return None
 
 
 def routine(event_type: str) -> bool:

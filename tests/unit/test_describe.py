@@ -42,14 +42,25 @@ def test_a_member_is_its_string_on_the_wire_and_an_unknown_type_still_loads() ->
     assert describe(old).icon == "•"
 
 
-# Approvals and a watchpoint's trigger print lines of their own at the command line (what to answer, how to resume).
+# Approvals and a watchpoint's trigger print lines of their own at the command line (what to answer, how to resume);
+# a watchpoint's events are put in words of their own (below), not as key=value.
+WORDED = (EventType.WATCHPOINT_ADDED, EventType.WATCHPOINT_REMOVED)
 SHOWN = [
     t
     for t in EventType
     if not routine(t)
-    and t not in (EventType.TASK_OUTPUT, EventType.WATCHPOINT_TRIGGERED)
+    and t not in (EventType.TASK_OUTPUT, EventType.WATCHPOINT_TRIGGERED, *WORDED)
     and not t.startswith("approval.")
 ]
+
+
+@pytest.mark.parametrize("event_type", WORDED)
+def test_a_watchpoint_event_names_the_watchpoint_alike_in_the_log_and_headless(event_type: EventType) -> None:
+    shown = event(event_type, watchpoint="wp-1", when="node check runs >= 2", name="loop", scope="write_code")
+    look = describe(shown)
+    assert look.text == "loop: node check runs >= 2 (task write_code)"
+    assert human_line(shown) == f"09:30:05 {look.icon} build {event_type.split('.', 1)[1]}  {look.text}"
+    assert event_line(shown).plain == f"09:30:05 {event_type:<20} build            {look.text}"
 
 
 @pytest.mark.parametrize("event_type", SHOWN)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from db.models import Event, EventType
-from tui.widgets.event_log import TOOL_ARGS_CHARS, event_line, event_width
+from tui.describe import TOOL_ARGS_CHARS
+from tui.widgets.event_log import event_line, event_width
 
 
 def row(kind: str, task: str | None = "heat", **data: Any) -> str:

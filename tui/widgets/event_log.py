@@ -2,8 +2,6 @@
 agent and text; ``!`` first shows failures only). Progress rows are folded away unless the filter asks for
 ``progress`` (a pane's bar shows progress; in the log they drowned everything else).
 
-Watchpoint rows name the watchpoint (and, triggered, why); a tool call's row its tool and arguments.
-
 An output event is a chunk of lines: its row shows the first line and ``(+N lines)``, and the filter matches any of
 its lines. Rows are added at most twenty times a second (a frame), only while the log is on screen (a hidden log
 just keeps the events), and each is drawn only when it is painted (``EventRows``): adding a thousand rows costs next
@@ -12,7 +10,6 @@ to nothing.
 
 from __future__ import annotations
 
-import json
 from collections import deque
 
 from rich.cells import cell_len
@@ -34,8 +31,6 @@ FAILURES = {
     EventType.NODE_FAILED,
     EventType.APPROVAL_DENIED,
 }
-_WATCH_TYPES = {EventType.WATCHPOINT_ADDED, EventType.WATCHPOINT_REMOVED, EventType.WATCHPOINT_TRIGGERED}
-TOOL_ARGS_CHARS = 80  # a tool call's arguments on its row, at most (Enter on the row shows them all)
 HEADER = f"{'time':<9}{'type':<20} {'task':<16} details  [dim](progress rows folded: filter progress · ! failures)[/]"
 
 
@@ -65,30 +60,8 @@ def _detail(event: Event, described: str | None) -> tuple[str, str]:
         lines = event.output_lines
         first = f" {lines[0]}" if lines else ""
         return first, f"  (+{len(lines) - 1} lines)" if len(lines) > 1 else ""
-    own = _watch_detail(event)
-    if own is not None:
-        return f" {own}", ""
     text = describe(event).text if described is None else described
     return (f" {text}" if text else ""), ""
-
-
-def _watch_detail(event: Event) -> str | None:
-    """Watchpoint and tool-call rows in words: which watchpoint (name and expression, the task it is scoped to) and,
-    for a trigger, why; which tool with which arguments (cut short). None for other types."""
-    data = event.data
-    if event.type in _WATCH_TYPES:
-        when = str(data.get("when") or "")
-        label = f"{data['name']}: {when}" if data.get("name") else when
-        scope = f" (task {data['scope']})" if data.get("scope") else ""
-        if event.type == EventType.WATCHPOINT_TRIGGERED:  # the reason names the conditions that held
-            by = f" by {data['name']}" if data.get("name") else ""
-            return f"paused{by}: {data.get('reason') or when}"
-        return f"{label}{scope}"
-    if event.type == EventType.TOOL_CALLED:
-        args = json.dumps(data.get("args"), default=str, separators=(",", ":")) if data.get("args") else ""
-        args = args if len(args) <= TOOL_ARGS_CHARS else args[: TOOL_ARGS_CHARS - 1] + "…"
-        return f"{data.get('tool', '?')} {args}".rstrip()
-    return None
 
 
 def matches(event: Event, needle: str) -> bool:
