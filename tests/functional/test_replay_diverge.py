@@ -19,6 +19,7 @@ from tui.cli.replay import DivergingDashboard
 from tui.replay_app import make_replay_app
 from tui.screens.main import MainScreen
 from tui.screens.replay import DivergeRequest, ReplayScreen
+from tui.widgets.workflow_tree import WorkflowTree
 from tui.widgets.replay_tree import ReplayTree
 
 
@@ -46,6 +47,12 @@ async def diverge_from_the_replay(path: Path, recording: Recording, seq: int) ->
     return app.return_value, done
 
 
+def shown(app: AgentDeckApp) -> str:
+    """The dashboard's tree as text, once the main screen has laid it out (empty before)."""
+    ready = isinstance(app.screen, MainScreen) and app.screen.query(WorkflowTree)
+    return tree_text(app) if ready else ""
+
+
 async def events_of(app: AgentDeckApp, workflow: str) -> list[Event]:
     own = app._local  # the engine the app opened on its database
     assert own is not None
@@ -63,9 +70,8 @@ async def test_d_in_a_replay_starts_a_live_workflow_that_skips_what_was_done(eng
     app = dashboard.app
     async with app.run_test(size=(160, 48)) as pilot:
         new = await until(lambda: dashboard.workflow, pilot=pilot)
-        await until(lambda: isinstance(app.screen, MainScreen), pilot=pilot)
         # Both are on the dashboard: the imported recording (finished as it was) and the new live workflow.
-        await until(lambda: recording.workflow.id in tree_text(app) and new in tree_text(app), pilot=pilot)
+        await until(lambda: recording.workflow.id in shown(app) and new in shown(app), pilot=pilot)
 
         async def finished() -> bool:
             workflow = await app.engine.stores.workflows.get(new)
@@ -96,7 +102,6 @@ async def test_a_moment_that_cannot_be_diverged_from_is_said_and_the_recording_i
     dashboard = DivergingDashboard(recording, 10_000, "mem://")
     app = dashboard.app
     async with app.run_test(size=(160, 48)) as pilot:
-        await until(lambda: isinstance(app.screen, MainScreen), pilot=pilot)
-        await until(lambda: recording.workflow.id in tree_text(app), pilot=pilot)
+        await until(lambda: recording.workflow.id in shown(app), pilot=pilot)
         await until(lambda: any("could not diverge" in str(n.message) for n in app._notifications), pilot=pilot)
         assert dashboard.workflow is None and app.failure is None
