@@ -19,8 +19,8 @@ from tui.cli.replay import DivergingDashboard
 from tui.replay_app import make_replay_app
 from tui.screens.main import MainScreen
 from tui.screens.replay import DivergeRequest, ReplayScreen
-from tui.widgets.workflow_tree import WorkflowTree
 from tui.widgets.replay_tree import ReplayTree
+from tui.widgets.workflow_tree import WorkflowTree
 
 
 async def recorded(engine: Engine, tmp_path: Path) -> tuple[Path, Recording]:
