@@ -6,12 +6,23 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+import uuid
 from pathlib import Path
 
 import psutil
 import pytest
 
-from tests.integration.test_cli_engine import CountingRun, agentdeck, clean_env, counting, processes_with, tick
+from tests.integration.test_cli_engine import (
+    WORKFLOWS,
+    CountingRun,
+    RunningWorkflow,
+    agentdeck,
+    clean_env,
+    counting,
+    kill_leftovers,
+    processes_with,
+    tick,
+)
 from tests.integration.test_watchpoints import frozen_process
 
 __all__ = ["counting"]  # the fixture, used by name
@@ -94,3 +105,38 @@ def test_validate_and_run_report_a_bad_watch_with_file_line_and_exit_2(tmp_path:
             result.stderr
         )
         assert "Traceback" not in result.stderr
+
+
+def test_run_with_watch_pauses_at_the_armed_condition_and_resumes_to_the_end(tmp_path: Path) -> None:
+    """``run --watch EXPR`` arms a watchpoint before the first task starts (the README's demo does the same with
+    ``demo --watch 'node check runs >= 2'``)."""
+    marker = f"agentdeck-test-{uuid.uuid4().hex}"
+    env = clean_env(tmp_path)
+    args = ["run", str(WORKFLOWS / "cli_counter.yaml"), "--headless", "--json", "--var", f"marker={marker}"]
+    run = RunningWorkflow([*args, "--watch", 'output ~ "^tick 40$"'], env, tmp_path / "run.stderr")
+    try:
+        event = run.wait_for(lambda e: e["type"] == "watchpoint.triggered", "watchpoint.triggered", timeout=90)
+        assert event["task"] == "count" and event["data"]["when"] == 'output ~ "^tick 40$"'
+        assert event["data"]["conditions"][0]["values"]["line"] == "tick 40"
+        run.wait_for(lambda e: e["type"] == "workflow.paused", "workflow.paused")
+        workflow = event["workflow"]
+        listed = json.loads(agentdeck("workflows", "watch", workflow, "--list", "--json", env=env).stdout)
+        assert [w["when"] for w in listed] == ['output ~ "^tick 40$"']
+        assert agentdeck("workflows", "watch", workflow, "--remove", listed[0]["id"], env=env).returncode == 0
+        since = len(run.snapshot())
+        assert agentdeck("workflows", "resume", workflow, env=env).returncode == 0
+        run.wait_for(lambda e: (tick(e) or 0) >= 60, "ticks after resume", since=since)
+        assert agentdeck("workflows", "cancel", workflow, env=env).returncode == 0
+        assert run.wait_exit(timeout=60) == 1, run.stderr()
+    finally:
+        run.stop()
+        kill_leftovers(marker)
+
+
+def test_a_bad_watch_flag_exits_2_with_its_column_before_anything_runs(tmp_path: Path) -> None:
+    env = clean_env(tmp_path)
+    counter = str(WORKFLOWS / "cli_counter.yaml")
+    result = agentdeck("run", counter, "--headless", "--var", "marker=m", "--watch", "tokens >", env=env)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "--watch: column 9" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "xdg" / "agentdeck").exists(), "a database was opened for a bad flag"

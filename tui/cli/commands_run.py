@@ -23,6 +23,14 @@ RedisOption = Annotated[
 ]
 HeadlessOption = Annotated[bool, typer.Option("--headless", help="Run without the dashboard.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="With --headless: one JSON event per line on stdout.")]
+WatchOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--watch",
+        metavar="EXPR",
+        help="A watchpoint armed from the start: pause when EXPR holds (e.g. 'node check runs >= 2'); repeatable.",
+    ),
+]
 
 T = TypeVar("T")
 
@@ -109,6 +117,19 @@ def check_settings() -> None:
     WorkerSettings()
 
 
+def with_watches(spec: WorkflowSpec, watch: list[str] | None) -> WorkflowSpec:
+    """``spec`` with the ``--watch`` expressions added to its workflow-level ``watch:`` (a bad one exits 2 with
+    its column), so they are armed before the first task starts and kept with the workflow like declared ones."""
+    if not watch:
+        return spec
+    from engine.spec import WatchSpec
+    from tui.cli.commands_watch import check_expression
+
+    for expr in watch:
+        check_expression(expr, "--watch")
+    return spec.model_copy(update={"watch": [*spec.watch, *(WatchSpec(when=expr) for expr in watch)]})
+
+
 def check_sandboxes(spec: WorkflowSpec, redis: str | None = None) -> None:
     """Exit before anything starts when the workflow's sandboxes cannot be used here: 3 for E2B without a key, 2
     for ``sandbox: worker`` with no Redis given."""
@@ -119,13 +140,13 @@ def check_sandboxes(spec: WorkflowSpec, redis: str | None = None) -> None:
 
 def register(app: typer.Typer) -> None:
     @app.command()
-    def demo(db: DbOption = None) -> None:
+    def demo(db: DbOption = None, watch: WatchOption = None) -> None:
         """Open the dashboard running the bundled demo workflow (the main job)."""
         from tui.cli.dashboard import DEMO, need_a_terminal, run_dashboard
 
         need_a_terminal()
         check_settings()
-        spec = load_checked(DEMO, None)
+        spec = with_watches(load_checked(DEMO, None), watch)
         check_sandboxes(spec)
         raise typer.Exit(run_async(lambda: run_dashboard(db, None, spec)))
 
@@ -139,12 +160,13 @@ def register(app: typer.Typer) -> None:
         var: Annotated[
             list[str] | None, typer.Option("--var", help="KEY=VALUE handed to the workflow; repeatable.")
         ] = None,
+        watch: WatchOption = None,
     ) -> None:
         """Run a workflow file, in the dashboard or headless."""
         from tui.cli.headless import run_in_foreground
 
         check_settings()
-        spec = load_checked(file, var)
+        spec = with_watches(load_checked(file, var), watch)
         check_sandboxes(spec, redis)
         variables = parse_vars(var)
         if not headless:

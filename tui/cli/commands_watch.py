@@ -24,8 +24,8 @@ def _bad(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
-def _check(expr: str) -> None:
-    """A bad expression is told here, with a caret under the column, before any engine is reached."""
+def check_expression(expr: str, flag: str = "--when") -> None:
+    """A bad expression is told here, with a caret under the column, before any engine is reached (exit 2)."""
     from engine.spec.watch_expr import WatchSyntaxError, parse_watch
 
     try:
@@ -33,7 +33,7 @@ def _check(expr: str) -> None:
     except WatchSyntaxError as exc:
         lines = expr.split("\n")
         shown = lines[exc.line - 1] if 0 < exc.line <= len(lines) else expr
-        print(f"agentdeck: --when: {exc}\n  {shown}\n  {' ' * (exc.column - 1)}^", file=sys.stderr)
+        print(f"agentdeck: {flag}: {exc}\n  {shown}\n  {' ' * (exc.column - 1)}^", file=sys.stderr)
         raise typer.Exit(2) from None
 
 
@@ -70,7 +70,7 @@ def workflows_watch(
         print(result)
         raise typer.Exit(code)
     if when is not None:
-        _check(when)
+        check_expression(when)
         result, code = control("watch_add", db, workflow=workflow_id, when=when, task=task, name=name)
         print(result)  # the new watchpoint's id
         raise typer.Exit(code)
