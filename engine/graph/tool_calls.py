@@ -17,6 +17,7 @@ from langchain_core.callbacks import AsyncCallbackHandler
 
 from db.models import EventType
 from engine.agents.base import TaskContext
+from engine.sandbox._lines import Redactor
 
 ARGS_CHARS = 1_000
 
@@ -31,6 +32,8 @@ class ToolCallRecorder(AsyncCallbackHandler):
 
     def __init__(self, ctx: TaskContext) -> None:
         self.ctx = ctx
+        # As output is redacted: each line of a multi-line secret is one too (a key's body line passed alone).
+        self._redact = Redactor(ctx.redact)
 
     async def on_tool_start(
         self,
@@ -47,7 +50,22 @@ class ToolCallRecorder(AsyncCallbackHandler):
         tool = str((serialized or {}).get("name") or kwargs.get("name") or "tool")
         given: Any = inputs if inputs is not None else input_str
         canonical = json.dumps(given, sort_keys=True, ensure_ascii=False, default=str)
-        shown = self.ctx.scrub(canonical)
+        # Redacted before the JSON encoding: a secret holding a newline, quote or backslash is escaped in the JSON
+        # text, where searching for the secret itself finds nothing.
+        shown = self.ctx.scrub(json.dumps(self._redacted(given), sort_keys=True, ensure_ascii=False, default=str))
         if len(shown) > ARGS_CHARS:
             shown = shown[:ARGS_CHARS] + "…"
         self.ctx.event(EventType.TOOL_CALLED, tool=tool, args=shown, call=call_digest(tool, canonical))
+
+    def _redacted(self, value: Any) -> Any:
+        if not self._redact.active:
+            return value
+        if isinstance(value, str):
+            return self._redact(value)
+        if isinstance(value, dict):
+            return {self._redact(str(key)): self._redacted(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._redacted(item) for item in value]
+        if value is None or isinstance(value, int | float | bool):
+            return value  # a secret that is a number is caught in the JSON text
+        return self._redact(str(value))  # what default=str would write
