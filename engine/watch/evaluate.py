@@ -286,14 +286,15 @@ def _multiline(pattern: re.Pattern[str]) -> re.Pattern[str]:
     return re.compile(pattern.pattern, pattern.flags | re.MULTILINE)
 
 
-_last_joined: tuple[int, str] = (0, "")
+# The event itself, not its id: a freed event's address is soon a new event's, which then read as the old text.
+_last_joined: tuple[Event | None, str] = (None, "")
 
 
 def _joined(event: Event, lines: list[Any]) -> str:
     """The chunk's lines as one text, joined once per event for all the watchpoints that search it."""
     global _last_joined
-    if _last_joined[0] != id(event):
-        _last_joined = (id(event), "\n".join(line for line in lines if isinstance(line, str)))
+    if _last_joined[0] is not event:
+        _last_joined = (event, "\n".join(line for line in lines if isinstance(line, str)))
     return _last_joined[1]
 
 
