@@ -6,13 +6,18 @@ completed with their outputs and attempts (they never run again), every other ta
 records where it came from in ``Workflow.diverged_from`` (``{workflow, seq, checkpoint}``) and in its
 ``workflow.created`` event, whose ``carried`` names the tasks it took over completed (with their attempts).
 
-A graph task that goes back to pending runs its graph from the start on the new workflow's own thread: its
-LangGraph thread is not forked across workflows yet (``values``, edited graph state, is refused for that reason).
+A graph task that goes back to pending continues its graph from where it stood at the moment, not from the
+workflow checkpoint (``carry_graphs``): its thread as it was then is copied to the new workflow's own thread
+(``engine.graph.diverged``), so the nodes that had finished do not run again and an interrupt that was waiting
+asks again; ``values`` edit that copy's state, ``{task: {state key: value}}``, through the state's reducers. A
+graph task none of whose nodes had started by then runs from the start. Which source checkpoint each thread came
+from is recorded under ``threads`` in ``diverged_from`` and in the ``workflow.created`` event. The source
+workflow's threads are only read.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,6 +25,9 @@ from db.models import Checkpoint, Task, TaskStatus, Workflow
 from db.stores import Stores
 from engine import checkpoints
 from engine.errors import ControlError
+from engine.graph.diverged import GraphMoment, carry_thread, moment_of
+from engine.graph.support import default_thread
+from engine.graph.threads import ThreadSource
 from engine.spec import WorkflowSpec
 
 #: The new workflow's first lease (the engine's heartbeat renews it while it runs).
@@ -35,6 +43,7 @@ class Divergence:
     spec: WorkflowSpec
     origin: dict[str, Any]
     carried: dict[str, int]  # task key → its attempts, for the tasks that start completed
+    threads: dict[str, dict[str, Any]] = field(default_factory=dict)  # graph task → its copied thread
 
     def created_data(self) -> dict[str, Any]:
         """The data of the new workflow's ``workflow.created`` event."""
@@ -43,6 +52,7 @@ class Divergence:
             "tasks": [t.id for t in self.spec.tasks],
             "diverged_from": self.origin,
             "carried": self.carried,
+            **({"threads": self.threads} if self.threads else {}),
         }
 
 
@@ -52,12 +62,9 @@ def checkpoint_at(history: list[Checkpoint], at_seq: int) -> Checkpoint | None:
     return max(before, key=lambda c: c.number) if before else None
 
 
-async def plan(
-    stores: Stores, workflow_id: str, at_seq: int, owner: str, values: dict[str, Any] | None = None
-) -> Divergence:
-    """The workflow that diverges from event ``at_seq`` of ``workflow_id`` (see the module's docstring)."""
-    if values:
-        raise ControlError("diverge with edited graph state is not supported yet; fork the graph task instead")
+async def plan(stores: Stores, workflow_id: str, at_seq: int, owner: str) -> Divergence:
+    """The workflow that diverges from event ``at_seq`` of ``workflow_id`` (see the module's docstring); its graph
+    tasks' threads are ``carry_graphs``'s part."""
     source = await stores.workflows.get(workflow_id)
     if source is None:
         raise ControlError(f"no workflow {workflow_id!r}")
@@ -99,3 +106,53 @@ async def plan(
             carried[tspec.id] = task.attempts
         tasks.append(task)
     return Divergence(workflow, tasks, spec, origin, carried)
+
+
+async def carry_graphs(engine: ThreadSource, planned: Divergence, values: dict[str, Any] | None = None) -> None:
+    """Give each graph task of ``planned`` that runs again its thread as it stood at the moment (``values``:
+    ``{task: {state key: value}}`` applied to it); records them in ``planned.threads`` and ``diverged_from``."""
+    source, at_seq = str(planned.origin["workflow"]), int(planned.origin["seq"])
+    events = await engine.stores.events.list(source)
+    moments: dict[str, GraphMoment] = {}
+    for task in planned.tasks:
+        if task.status is not TaskStatus.COMPLETED and (moment := moment_of(events, task.key, at_seq)) is not None:
+            moments[task.key] = moment
+    edits = _checked_values(planned, moments, values or {})
+    copied: list[str] = []
+    try:
+        for task in planned.tasks:
+            if task.key not in moments:
+                continue
+            thread = default_thread(planned.workflow.id, task.key)
+            carried = await carry_thread(engine, source, task.key, moments[task.key], thread, edits.get(task.key))
+            if carried is None:
+                if task.key in edits:
+                    raise ControlError(f"task {task.key}: its graph checkpoint of that moment is not stored here")
+                continue  # its checkpoints are gone: it runs its graph from the start
+            copied.append(thread)
+            task.thread = thread
+            planned.threads[task.key] = carried.to_json()
+    except Exception:
+        for thread in copied:
+            await engine.saver.adelete_thread(thread)
+        raise
+    if planned.threads:
+        planned.origin["threads"] = planned.threads
+        planned.workflow.diverged_from = planned.origin
+
+
+def _checked_values(
+    planned: Divergence, moments: dict[str, GraphMoment], values: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """``values`` when each names a graph task whose state at the moment can be edited, else ControlError."""
+    keys = {t.key for t in planned.tasks}
+    for key, edit in values.items():
+        if key not in keys:
+            raise ControlError(f"edited state for task {key!r}: the workflow has no such task")
+        if key in planned.carried:
+            raise ControlError(f"edited state for task {key!r}: it had completed by then and is carried over as it was")
+        if key not in moments:
+            raise ControlError(f"edited state for task {key!r}: no graph node of it had run by then")
+        if not isinstance(edit, dict) or not edit:
+            raise ControlError(f"edited state for task {key!r} must be a mapping of state keys to values")
+    return values

@@ -49,6 +49,9 @@ class EngineControls:
 
     if TYPE_CHECKING:
 
+        @property
+        def saver(self) -> Any: ...  # the LangGraph checkpointer (``Engine.saver``)
+
         async def resume_workflow(self, workflow_id: str) -> str: ...
 
         async def _adopt(
@@ -176,9 +179,11 @@ class EngineControls:
 
     async def diverge(self, workflow_id: str, at_seq: int, values: dict[str, Any] | None = None) -> str:
         """Diverge here: a new workflow with the same spec, started from the newest checkpoint at or before event
-        ``at_seq`` of ``workflow_id`` (its completed tasks carried over, never run again); returns its id
-        (``engine.diverge``)."""
-        planned = await divergence.plan(self.stores, workflow_id, at_seq, self.owner, values)
+        ``at_seq`` of ``workflow_id`` (its completed tasks carried over, never run again; its graph tasks continue
+        from where their threads stood then, ``values`` — ``{task: {state key: value}}`` — edited in); returns its
+        id (``engine.diverge``)."""
+        planned = await divergence.plan(self.stores, workflow_id, at_seq, self.owner)
+        await divergence.carry_graphs(self, planned, values)
         writer = self.recorder.writer
         for task in planned.tasks:
             writer.new_task(task)
