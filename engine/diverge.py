@@ -30,6 +30,9 @@ from engine.graph.support import default_thread
 from engine.graph.threads import ThreadSource
 from engine.spec import WorkflowSpec
 
+#: Agent kinds that run on a LangGraph thread (as ``engine.graph.threads.thread_for_rerun`` has them).
+_GRAPH_KINDS = ("graph", "llm")
+
 #: The new workflow's first lease (the engine's heartbeat renews it while it runs).
 FIRST_LEASE = timedelta(seconds=15)
 
@@ -115,7 +118,9 @@ async def carry_graphs(engine: ThreadSource, planned: Divergence, values: dict[s
     events = await engine.stores.events.list(source)
     moments: dict[str, GraphMoment] = {}
     for task in planned.tasks:
-        if task.status is not TaskStatus.COMPLETED and (moment := moment_of(events, task.key, at_seq)) is not None:
+        if task.status is TaskStatus.COMPLETED or planned.spec.agents[task.agent].kind not in _GRAPH_KINDS:
+            continue
+        if (moment := moment_of(events, task.key, at_seq)) is not None:
             moments[task.key] = moment
     edits = _checked_values(planned, moments, values or {})
     copied: list[str] = []

@@ -15,9 +15,11 @@ from db import connect
 from db.models import Event, TaskStatus, WorkflowStatus
 from engine.engine import Engine
 from engine.errors import ControlError
+from engine.recorder.load import load
 from engine.spec import WorkflowSpec
 from tests.integration.workflows import graphs
 from tests.support.polling import until
+from tests.support.replay_support import recording_of
 
 GRAPHS = "tests.integration.workflows.graphs"
 
@@ -38,8 +40,9 @@ def fresh_counters() -> None:
 
 
 @pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[Engine]:
-    async with connect("mem://") as db, Engine(db, workdir_root=tmp_path / "work") as eng:
+async def engine(db_url: str, tmp_path: Path) -> AsyncIterator[Engine]:
+    """An engine on mem:// and on a temp surrealkv:// store: the copy goes through our SurrealDB checkpointer."""
+    async with connect(db_url) as db, Engine(db, workdir_root=tmp_path / "work") as eng:
         yield eng
 
 
@@ -150,6 +153,19 @@ async def test_a_moment_waiting_for_an_approval_asks_again_in_the_new_workflow(e
     assert task.output["log"] == ["plan", "write", "check", "approve:second", "report"]
     source_task = await engine.stores.tasks.get(source, "build")
     assert source_task is not None and source_task.output["answer"] == "first"
+
+
+async def test_a_replayed_recording_diverges_with_its_graph_thread(engine: Engine, tmp_path: Path) -> None:
+    """The replay's d: the recording is imported into another database, and the new workflow starts there."""
+    source, events = await finished_source(engine)
+    recording = await recording_of(engine, source)
+    graphs.RUNS.clear()
+    async with connect("mem://") as db, Engine(db, workdir_root=tmp_path / "elsewhere") as other:
+        imported = await load(db, recording)
+        new = await other.diverge(imported, seq_of(events, "node.completed", "write"))
+        assert await other.wait(new) is WorkflowStatus.COMPLETED
+        assert dict(graphs.RUNS) == {"check": 1, "report": 1}
+        assert nodes_started(await events_of(other, new)) == ["check", "report"]
 
 
 async def test_after_the_graph_task_completed_it_is_carried_and_its_graph_does_not_run(engine: Engine) -> None:
