@@ -222,7 +222,10 @@ class _RunningState(_State):
 
     def __init__(self, cond: Running, fired: Callable[[_RunningState, str], None]) -> None:
         self.cond = cond
-        self.types = frozenset({EventType.TASK_STARTED, EventType.TASK_PAUSED, EventType.TASK_RESUMED, *_TASK_ENDS})
+        self.types = frozenset(
+            {EventType.TASK_STARTED, EventType.TASK_PAUSED, EventType.TASK_RESUMED, EventType.WORKFLOW_ROLLED_BACK,
+             *_TASK_ENDS}
+        )  # fmt: skip
         self._fired = fired
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._left: dict[str, float] = {}  # a paused task's time left before it crosses the limit
@@ -230,9 +233,18 @@ class _RunningState(_State):
 
     def observe(self, event: Event) -> int:
         task = event.task
+        kind = event.type
+        if kind == EventType.WORKFLOW_ROLLED_BACK:
+            # A rollback sends running tasks back to pending with no end event of their own: their attempt is over.
+            rerun = event.data.get("rerun")
+            gone = [t for t in {*self._timers, *self._left, *self.over} if not isinstance(rerun, list) or t in rerun]
+            was_over = False
+            for key in gone:
+                self._stop(key)
+                was_over = self.over.pop(key, None) is not None or was_over
+            return CHANGED if was_over else SAME
         if task is None:
             return SAME
-        kind = event.type
         if kind == EventType.TASK_STARTED:
             self._stop(task)
             was_over = self.over.pop(task, None) is not None
@@ -337,8 +349,8 @@ class WatchEvaluator:
 
     def observe(self, event: Event) -> Outcome | None:
         """Take one event of the workflow; the outcome if the watchpoint triggers on it."""
-        if self.task is not None and event.task != self.task:
-            return None
+        if self.task is not None and event.task != self.task and event.type != EventType.WORKFLOW_ROLLED_BACK:
+            return None  # a rollback is the workflow's event, and may concern the task
         states = self._by_type.get(event.type)
         if not states:
             return None
