@@ -1,7 +1,7 @@
 """Watchpoints: conditions on a workflow's event stream that pause it when they hold, and say why.
 
 * the language (parsing, errors with columns): ``engine.spec.watch_expr`` — part of the workflow file's language;
-* evaluating one watchpoint over events: ``engine.watch.evaluate``;
+* evaluating one watchpoint over events: ``engine.watch.evaluate`` (each condition's state: ``.conditions``);
 * the engine's armed watchpoints, fed every stored event, pausing on a trigger: ``engine.watch.manager``;
 * the engine's add / remove / list controls: ``engine.watch.controls``.
 

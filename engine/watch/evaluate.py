@@ -16,12 +16,9 @@ that holds has a new occurrence (a fourth identical tool call is news). ``WatchE
 
 from __future__ import annotations
 
-import asyncio
-import re
-from collections import deque
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from db.models import Event, EventType
 from engine.spec.watch_expr import (
@@ -33,27 +30,22 @@ from engine.spec.watch_expr import (
     Node,
     NodeRuns,
     OutputMatch,
-    Running,
     ToolRepeats,
     WatchExpr,
 )
+from engine.watch.conditions import (
+    OCCURRED,
+    BudgetState,
+    FailuresState,
+    Held,
+    NodeRunsState,
+    OutputState,
+    RunningState,
+    State,
+    ToolRepeatsState,
+)
 
 __all__ = ["Held", "Outcome", "WatchEvaluator"]
-
-_SHOWN_LINE = 500  # characters of a matching output line the event carries
-
-
-@dataclass(frozen=True)
-class Held:
-    """A condition that holds, and the values that make it true."""
-
-    condition: str
-    kind: str
-    values: dict[str, Any]
-    task: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"condition": self.condition, "kind": self.kind, "values": self.values, "task": self.task}
 
 
 @dataclass(frozen=True)
@@ -62,252 +54,6 @@ class Outcome:
 
     held: list[Held]
     task: str | None
-
-
-#: What an event did to a condition (``_State.observe``): nothing, changed its value, or was a new occurrence.
-SAME, CHANGED, OCCURRED = 0, 1, 2
-
-
-@dataclass
-class _State:
-    """What one condition knows; ``observe`` says what the event did to it (``SAME``, ``CHANGED``, ``OCCURRED``)."""
-
-    types: frozenset[str] = field(default=frozenset(), init=False)
-
-    def observe(self, event: Event) -> int:
-        raise NotImplementedError
-
-    def holds(self, now: float, fresh: bool) -> Held | None:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        """Stop what runs on its own (timers)."""
-
-
-class _BudgetState(_State):
-    def __init__(self, cond: Budget) -> None:
-        self.cond = cond
-        self.types = frozenset({EventType.LLM_USAGE})
-        self.total = 0.0
-        self.task: str | None = None
-        self.key = "cost_usd" if cond.measure == "cost_usd" else "total_tokens"
-
-    def observe(self, event: Event) -> int:
-        value = event.data.get(self.key)
-        if isinstance(value, int | float) and not isinstance(value, bool) and value:
-            was = self.cond.passes(self.total)
-            self.total += value
-            self.task = event.task
-            return CHANGED if self.cond.passes(self.total) != was else SAME  # the level changes when it crosses
-        return SAME
-
-    def holds(self, now: float, fresh: bool) -> Held | None:
-        if not self.cond.passes(self.total):
-            return None
-        shown: float = round(self.total, 6) if self.cond.measure == "cost_usd" else int(self.total)
-        return Held(self.cond.text, self.cond.measure, {self.cond.measure: shown, "limit": self.cond.limit}, self.task)
-
-
-class _OutputState(_State):
-    def __init__(self, cond: OutputMatch) -> None:
-        self.cond = cond
-        self.types = frozenset({EventType.TASK_OUTPUT})
-        self.hit: Held | None = None
-        # A chunk's lines are searched at once, joined, with ^ and $ at line ends; only a chunk with a match is
-        # searched line by line (a match across lines is not one). \A and \Z mean the line's ends: per line only.
-        source = cond.pattern.pattern
-        self._chunk_search = None if "\\A" in source or "\\Z" in source else _multiline(cond.pattern).search
-
-    def observe(self, event: Event) -> int:
-        lines = event.data.get("lines")
-        if not isinstance(lines, list) or not lines:
-            return SAME
-        if self._chunk_search is not None and self._chunk_search(_joined(event, lines)) is None:
-            return SAME
-        search = self.cond.pattern.search
-        for line in lines:
-            if isinstance(line, str) and search(line) is not None:
-                stream = event.data.get("stream")
-                values = {"line": line[:_SHOWN_LINE], "stream": stream, "pattern": self.cond.pattern.pattern}
-                self.hit = Held(self.cond.text, "output", values, event.task)
-                return OCCURRED
-        return SAME
-
-    def holds(self, now: float, fresh: bool) -> Held | None:
-        return self.hit if fresh else None  # a match is true for the event that had it
-
-
-class _ToolRepeatsState(_State):
-    def __init__(self, cond: ToolRepeats) -> None:
-        self.cond = cond
-        self.types = frozenset({EventType.TOOL_CALLED})
-        self.counts: dict[tuple[str | None, str, str], int] = {}
-        self.hit: Held | None = None
-
-    def observe(self, event: Event) -> int:
-        tool = str(event.data.get("tool", ""))
-        key = (event.task, tool, str(event.data.get("call") or event.data.get("args")))
-        count = self.counts[key] = self.counts.get(key, 0) + 1
-        if not self.cond.passes(count):
-            return SAME
-        values = {"tool": tool, "args": event.data.get("args"), "count": count, "limit": int(self.cond.limit)}
-        self.hit = Held(self.cond.text, "tool_repeats", values, event.task)
-        return OCCURRED
-
-    def holds(self, now: float, fresh: bool) -> Held | None:
-        return self.hit
-
-
-class _NodeRunsState(_State):
-    def __init__(self, cond: NodeRuns) -> None:
-        self.cond = cond
-        self.types = frozenset({EventType.NODE_STARTED})
-        self.counts: dict[str | None, int] = {}
-        self.hit: Held | None = None
-
-    def observe(self, event: Event) -> int:
-        if event.data.get("node") != self.cond.node:
-            return SAME
-        count = self.counts[event.task] = self.counts.get(event.task, 0) + 1
-        if not self.cond.passes(count):
-            return SAME
-        values = {"node": self.cond.node, "runs": count, "limit": int(self.cond.limit)}
-        self.hit = Held(self.cond.text, "node_runs", values, event.task)
-        return OCCURRED
-
-    def holds(self, now: float, fresh: bool) -> Held | None:
-        return self.hit
-
-
-class _FailuresState(_State):
-    def __init__(self, cond: Failures) -> None:
-        self.cond = cond
-        self.types = frozenset({EventType.TASK_FAILED if cond.kind == "failures" else EventType.TASK_RETRYING})
-        self.times: deque[tuple[float, str | None]] = deque()
-
-    def _prune(self, now: float) -> None:
-        window = self.cond.window_s
-        if window is not None:
-            while self.times and self.times[0][0] < now - window:
-                self.times.popleft()
-
-    def observe(self, event: Event) -> int:
-        now = event.ts.timestamp()
-        was = self.cond.passes(len(self.times))
-        self.times.append((now, event.task))
-        self._prune(now)
-        if self.cond.passes(len(self.times)):
-            return OCCURRED
-        return CHANGED if was else SAME
-
-    def holds(self, now: float, fresh: bool) -> Held | None:
-        self._prune(now)
-        if not self.cond.passes(len(self.times)):
-            return None
-        tasks = sorted({task for _, task in self.times if task is not None})
-        values: dict[str, Any] = {self.cond.kind: len(self.times), "limit": int(self.cond.limit), "tasks": tasks}
-        if self.cond.window_s is not None:
-            values["within_s"] = self.cond.window_s
-        return Held(self.cond.text, self.cond.kind, values, self.times[-1][1] if self.times else None)
-
-
-_TASK_ENDS = frozenset(
-    {EventType.TASK_COMPLETED, EventType.TASK_FAILED, EventType.TASK_CANCELLED, EventType.TASK_SKIPPED,
-     EventType.TASK_RETRYING}
-)  # fmt: skip
-
-
-class _RunningState(_State):
-    """A timer per running task attempt; paused time does not count (the clock stops at ``task.paused``)."""
-
-    def __init__(self, cond: Running, fired: Callable[[_RunningState, str], None]) -> None:
-        self.cond = cond
-        self.types = frozenset(
-            {EventType.TASK_STARTED, EventType.TASK_PAUSED, EventType.TASK_RESUMED, EventType.WORKFLOW_ROLLED_BACK,
-             *_TASK_ENDS}
-        )  # fmt: skip
-        self._fired = fired
-        self._timers: dict[str, asyncio.TimerHandle] = {}
-        self._left: dict[str, float] = {}  # a paused task's time left before it crosses the limit
-        self.over: dict[str, float] = {}  # tasks past the limit: the loop time they crossed it
-
-    def observe(self, event: Event) -> int:
-        task = event.task
-        kind = event.type
-        if kind == EventType.WORKFLOW_ROLLED_BACK:
-            # A rollback sends running tasks back to pending with no end event of their own: their attempt is over.
-            rerun = event.data.get("rerun")
-            gone = [t for t in {*self._timers, *self._left, *self.over} if not isinstance(rerun, list) or t in rerun]
-            was_over = False
-            for key in gone:
-                self._stop(key)
-                was_over = self.over.pop(key, None) is not None or was_over
-            return CHANGED if was_over else SAME
-        if task is None:
-            return SAME
-        if kind == EventType.TASK_STARTED:
-            self._stop(task)
-            was_over = self.over.pop(task, None) is not None
-            self._arm(task, self.cond.limit)
-            return CHANGED if was_over else SAME
-        elif kind == EventType.TASK_PAUSED:
-            timer = self._timers.pop(task, None)
-            if timer is not None:
-                timer.cancel()
-                self._left[task] = max(0.0, timer.when() - asyncio.get_running_loop().time())
-        elif kind == EventType.TASK_RESUMED:
-            left = self._left.pop(task, None)
-            if left is not None:
-                self._arm(task, left)
-        else:  # the attempt ended
-            self._stop(task)
-            if self.over.pop(task, None) is not None:
-                return CHANGED
-        return SAME
-
-    def _arm(self, task: str, delay: float) -> None:
-        loop = asyncio.get_running_loop()
-        self._timers[task] = loop.call_later(delay, self._cross, task)
-
-    def _cross(self, task: str) -> None:
-        self._timers.pop(task, None)
-        self.over[task] = asyncio.get_running_loop().time()
-        self._fired(self, task)
-
-    def _stop(self, task: str) -> None:
-        timer = self._timers.pop(task, None)
-        if timer is not None:
-            timer.cancel()
-        self._left.pop(task, None)
-
-    def holds(self, now: float, fresh: bool) -> Held | None:
-        if not self.over:
-            return None
-        task = max(self.over, key=self.over.__getitem__)  # the latest to cross
-        values = {"task": task, "limit_s": self.cond.limit}
-        return Held(self.cond.text, "running", values, task)
-
-    def close(self) -> None:
-        for timer in self._timers.values():
-            timer.cancel()
-        self._timers.clear()
-        self._left.clear()
-
-
-def _multiline(pattern: re.Pattern[str]) -> re.Pattern[str]:
-    return re.compile(pattern.pattern, pattern.flags | re.MULTILINE)
-
-
-# The event itself, not its id: a freed event's address is soon a new event's, which then read as the old text.
-_last_joined: tuple[Event | None, str] = (None, "")
-
-
-def _joined(event: Event, lines: list[Any]) -> str:
-    """The chunk's lines as one text, joined once per event for all the watchpoints that search it."""
-    global _last_joined
-    if _last_joined[0] is not event:
-        _last_joined = (event, "\n".join(line for line in lines if isinstance(line, str)))
-    return _last_joined[1]
 
 
 class WatchEvaluator:
@@ -323,8 +69,8 @@ class WatchEvaluator:
         self.expr = expr
         self.task = task
         self._on_timer = on_timer
-        self._states: dict[int, _State] = {}
-        self._by_type: dict[str, list[_State]] = {}
+        self._states: dict[int, State] = {}
+        self._by_type: dict[str, list[State]] = {}
         for cond in expr.conditions:
             state = self._make(cond)
             self._states[id(cond)] = state
@@ -334,18 +80,18 @@ class WatchEvaluator:
         self.types = frozenset(self._by_type)
         self.was_true = False
 
-    def _make(self, cond: Condition) -> _State:
+    def _make(self, cond: Condition) -> State:
         if isinstance(cond, Budget):
-            return _BudgetState(cond)
+            return BudgetState(cond)
         if isinstance(cond, OutputMatch):
-            return _OutputState(cond)
+            return OutputState(cond)
         if isinstance(cond, ToolRepeats):
-            return _ToolRepeatsState(cond)
+            return ToolRepeatsState(cond)
         if isinstance(cond, NodeRuns):
-            return _NodeRunsState(cond)
+            return NodeRunsState(cond)
         if isinstance(cond, Failures):
-            return _FailuresState(cond)
-        return _RunningState(cond, self._timer_fired)
+            return FailuresState(cond)
+        return RunningState(cond, self._timer_fired)
 
     def observe(self, event: Event) -> Outcome | None:
         """Take one event of the workflow; the outcome if the watchpoint triggers on it."""
@@ -366,9 +112,7 @@ class WatchEvaluator:
             return None
         return self._decide(fresh, event.ts.timestamp())
 
-    def _timer_fired(self, state: _State, task: str) -> None:
-        import time
-
+    def _timer_fired(self, state: State, task: str) -> None:
         outcome = self._decide({id(state)}, time.time())
         if outcome is not None:
             self._on_timer(outcome)
