@@ -1,7 +1,8 @@
 """The dashboard in replay mode: a recording on screen with no engine and no database (``tui.screens.replay``).
 
-``make_replay_app`` builds it for the command line (``agentdeck replay``) and for tests alike. It exits with a
-``DivergeRequest`` when the person asked to diverge here, or None.
+``make_replay_app`` builds it for the command line (``agentdeck replay``, which opens it playing) and for tests
+alike (opened paused at the start unless ``playing``). It exits with a ``DivergeRequest`` when the person asked to
+diverge here, or None.
 """
 
 from __future__ import annotations
@@ -23,15 +24,18 @@ class ReplayApp(App[DivergeRequest | None]):
     TITLE = "agentdeck replay"
     # The dashboard's styles: its modals (confirm, help) look and sit the same here.
     CSS_PATH = Path(__file__).with_name("app.tcss")
+    # The pane of the task picked in the tree (app CSS: it must win over app.tcss's .agent-pane.finished).
+    CSS = "ReplayGrid .agent-pane.-chosen { border: round $accent; }"
 
-    def __init__(self, replay: Replay, file: str, speed: float = 1.0) -> None:
+    def __init__(self, replay: Replay, file: str, speed: float = 1.0, playing: bool = False) -> None:
         super().__init__()
         self.replay = replay
         self.file = file
         self.speed = speed
+        self.playing = playing
 
     def on_mount(self) -> None:
-        self.push_screen(ReplayScreen(self.replay, self.file, self.speed))
+        self.push_screen(ReplayScreen(self.replay, self.file, self.speed, self.playing))
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
@@ -47,5 +51,5 @@ class ReplayApp(App[DivergeRequest | None]):
             yield SystemCommand("Help", "The replay's keys explained (?)", screen.action_help)
 
 
-def make_replay_app(recording: Recording, file: str, speed: float = 1.0) -> ReplayApp:
-    return ReplayApp(Replay(recording), file, speed)
+def make_replay_app(recording: Recording, file: str, speed: float = 1.0, playing: bool = False) -> ReplayApp:
+    return ReplayApp(Replay(recording), file, speed, playing)

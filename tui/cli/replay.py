@@ -46,7 +46,7 @@ def replay_command(file: FileArg, speed: SpeedOption = 1.0, db: DbOption = None)
     async def work() -> int:
         from tui.replay_app import make_replay_app
 
-        request = await make_replay_app(recording, str(file), speed).run_async()
+        request = await make_replay_app(recording, str(file), speed, playing=True).run_async()  # it plays at once
         if request is None:
             return EXIT_OK
         return await diverge_in_dashboard(recording, request.seq, url)

@@ -1,16 +1,19 @@
 """The replay screen: a flight recording played back with no engine (``agentdeck replay FILE``).
 
-The tree, the selected task's output, per-agent metrics and the event log unfold as they did, at 1x to 100x
-(``engine.replay`` holds the state at every moment, ``ReplayClock`` says which moment is due). Keys: space
+The tree, the agent panes (the live dashboard's, ``tui.widgets.replay_panes``), per-agent metrics and the event log
+unfold as they did, at 1x to 100x (``engine.replay`` holds the state at every moment, ``ReplayClock`` says which
+moment is due). It opens playing when asked (the command line does), else paused at the start. Keys: space
 play/pause, ``.``/``n`` one event on, ``,`` one back, ←/→ ten events, shift+←/→ a tenth of the recording,
-Home/End, ``+``/``-`` speed, ``d`` diverge here (after a yes: the app exits asking the command line to start a new
-live workflow from this moment), ``?`` the keys, ``q`` quit. A click on the scrub bar jumps there.
+Home/End, ``+``/``-`` speed, enter on a task or ``m`` maximise its pane, ``x`` dismiss failed panes, ``d`` diverge
+here (after a yes: the app exits asking the command line to start a new live workflow from this moment), ``?`` the
+keys, ``q`` quit. A click on the scrub bar jumps there.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import PurePath
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -25,11 +28,11 @@ from tui.screens.confirm import ConfirmScreen
 from tui.screens.help import HelpScreen
 from tui.widgets.event_log import event_line
 from tui.widgets.replay_metrics import ReplayMetrics
+from tui.widgets.replay_panes import ReplayGrid
 from tui.widgets.replay_tree import ReplayTree
 from tui.widgets.scrub_bar import ScrubBar
 
 FRAME_S = 1 / 30
-OUTPUT_LINES = 200
 LOG_LINES = 200
 
 REPLAY_HELP = """\
@@ -45,7 +48,10 @@ A flight recording (`agentdeck export`) played back: no engine runs, nothing is 
 | `Home` `End` | the start / the end of the recording |
 | `+` `-` | faster / slower: 1×, 2×, 4× … 64×, 100× the recorded pace (idle gaps over 2 s are cut to 2 s) |
 | click | on the scrub bar (bottom): jump to that moment |
-| `↑` `↓` | pick a task in the tree: its output so far shows on the right |
+| `↑` `↓` | pick a task in the tree: its pane is marked; a task done or failed by then gets a pane with its last \
+lines |
+| `enter` `m` | maximise the picked task's pane (the first if none); again to see them all |
+| `x` | dismiss the failed panes (they stay until then, as in the dashboard) |
 | `d` | **diverge here**: after a yes, the recording is imported into the database (`--db`) and the dashboard \
 opens there with a new live workflow — same spec, started from the newest checkpoint at or before this moment; the \
 tasks completed by then are carried over (not run again) and it records where it diverged from |
@@ -58,7 +64,9 @@ tasks completed by then are carried over (not run again) and it records where it
   it was recorded.
 - The **tree**: the workflow and its tasks as they were at that event (icons as in the dashboard: `▶` running ·
   `✔` completed · `✘` failed · `↻N` retries · `○` pending · `·` skipped).
-- **Output**: what the selected task had printed by then.
+- **Agent panes**, as in the dashboard: one per task running at that moment (state, agent, elapsed, progress,
+  LLM tokens and cost; its output so far, the last 500 lines after a jump). Playing, they open and close as the
+  tasks did; the task picked in the tree has its pane marked, or one of its own if it is not running.
 - **Metrics**, per agent: tasks running `▶`, done `✔`, failed `✘`; mean task duration and queue wait; CPU of its
   processes over the last seconds (sparkline) and now, and RSS; LLM tokens and cost when it made calls.
 - **Events**: the newest events up to that moment.
@@ -87,6 +95,8 @@ class ReplayScreen(Screen[None]):
         Binding("end", "seek(-1)", "End", show=False, priority=True),
         Binding("plus,equals_sign", "speed(1)", "Faster", priority=True),
         Binding("minus", "speed(-1)", "Slower", priority=True),
+        Binding("m", "maximise", "Maximise", show=False),
+        Binding("x", "dismiss_failed", "Dismiss failed", show=False),
         Binding("d", "diverge", "Diverge here", priority=True),
         Binding("question_mark", "help", "Help", show=False),
         Binding("q", "quit_replay", "Quit", priority=True),
@@ -95,17 +105,20 @@ class ReplayScreen(Screen[None]):
     DEFAULT_CSS = """
     #replay-status { height: 1; background: $boost; }
     #replay-body { height: 1fr; }
-    ReplayTree { width: 45%; border: round $primary; }
+    ReplayTree { width: 38%; max-width: 56; min-width: 28; border: round $primary; scrollbar-size-horizontal: 0; }
     #replay-right { width: 1fr; }
-    #replay-output { height: 1fr; border: round $secondary; }
+    #replay-agents-empty { height: auto; padding: 1 2; color: $text-muted; }
+    ReplayGrid { grid-size: 1 1; grid-gutter: 0 1; height: 2fr; }
     #replay-events { height: 1fr; border: round $secondary; }
     """
 
-    def __init__(self, replay: Replay, file: str, speed: float = 1.0) -> None:
+    def __init__(self, replay: Replay, file: str, speed: float = 1.0, playing: bool = False) -> None:
         super().__init__()
         self.replay = replay
         self.file = file
         self.clock = ReplayClock([e.ts for e in replay.events], speed=speed)
+        self.open_playing = playing
+        self._jumped = False  # moved by a jump since the last draw (the panes are built anew, not played on)
         self._drawn: tuple[int, str | None] | None = None
 
     def compose(self) -> ComposeResult:
@@ -114,15 +127,20 @@ class ReplayScreen(Screen[None]):
         with Horizontal(id="replay-body"):
             yield ReplayTree(workflow.id, workflow.name, id="replay-tree")
             with Vertical(id="replay-right"):
-                yield Static(id="replay-output")
+                yield Static(
+                    "No task is running at this moment. Pick a task in the tree (↑ ↓) to read what it printed.",
+                    id="replay-agents-empty",
+                )
+                yield ReplayGrid(self.replay, id="replay-agents")
                 yield ReplayMetrics(id="replay-metrics")
                 yield Static(id="replay-events")
         yield ScrubBar(len(self.replay), id="replay-scrub")
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#replay-output", Static).border_title = "output"
         self.query_one("#replay-events", Static).border_title = "events"
+        if self.open_playing and len(self.replay):
+            self.clock.play(time.monotonic(), self.replay.position)
         self.draw()
         self.query_one(ReplayTree).focus()
         self.set_interval(FRAME_S, self._tick)
@@ -130,18 +148,28 @@ class ReplayScreen(Screen[None]):
     # ---- playing --------------------------------------------------------------------------------------------
 
     def _tick(self) -> None:
-        if not self.clock.playing:
-            return
-        due = self.clock.due(time.monotonic())
-        if due != self.replay.position:
-            self.replay.seek(due)
-            self.draw()
-        if self.replay.at_end:
-            self.clock.pause(time.monotonic())
-            self.draw(force=True)
+        if self.clock.playing:
+            due = self.clock.due(time.monotonic())
+            if due != self.replay.position:
+                self.replay.seek(due)
+                self.draw()
+            if self.replay.at_end:
+                self.clock.pause(time.monotonic())
+                self.draw(force=True)
+        self._panes_frame()
+
+    def _panes_frame(self) -> None:
+        """The panes show what reached them (one write each at most), and lingering ones leave, as live."""
+        grid = self.query_one(ReplayGrid)
+        grid.render_frame()
+        empty = self.query_one("#replay-agents-empty")
+        no_panes = not grid.visible_panes()
+        if empty.display != no_panes:
+            empty.display = no_panes
 
     def go(self, position: int) -> None:
-        """Show ``position``; playing goes on from there."""
+        """Show ``position`` (a jump, unless it is the next event); playing goes on from there."""
+        self._jumped = self._jumped or position != self.replay.position + 1
         self.replay.seek(position)
         self.clock.moved(time.monotonic(), self.replay.position)
         self.draw()
@@ -153,6 +181,7 @@ class ReplayScreen(Screen[None]):
         else:
             if self.replay.at_end:
                 self.replay.seek(0)
+                self._jumped = True
             self.clock.play(now, self.replay.position)
         self.draw(force=True)
 
@@ -176,8 +205,17 @@ class ReplayScreen(Screen[None]):
     def on_tree_node_highlighted(self, _: Tree.NodeHighlighted[str]) -> None:
         self.draw()
 
+    def on_tree_node_selected(self, _: Tree.NodeSelected[str]) -> None:
+        self.action_maximise()
+
+    def action_maximise(self) -> None:
+        self.query_one(ReplayGrid).toggle_chosen()
+
+    def action_dismiss_failed(self) -> None:
+        self.query_one(ReplayGrid).dismiss_failed()
+
     def on_resize(self) -> None:
-        self.call_after_refresh(self.draw, True)  # the output and the log are cut to the panes' new sizes
+        self.call_after_refresh(self.draw, True)  # the log is cut to its new size
 
     # ---- diverge and quit ----------------------------------------------------------------------------------
 
@@ -208,14 +246,22 @@ class ReplayScreen(Screen[None]):
 
     # ---- drawing ----------------------------------------------------------------------------------------------
 
-    def status_text(self) -> str:
+    def status_text(self, width: int | None = None) -> str:
+        """The status line; narrower than ``width``, the short form (the file's name, the time without the date)."""
         replay = self.replay
         when = replay.time_at(replay.position)
         at = f"{when:%Y-%m-%d %H:%M:%S}" if when else "before the first event"
         state = "▶ playing" if self.clock.playing else ("at the end" if replay.at_end else "paused")
-        return (
+        text = (
             f"REPLAY  {self.file}  {state}  {self.clock.speed:g}×  event {replay.position}/{len(replay)}"
             f" (seq {replay.seq})  {at}"
+        )
+        if width is None or len(text) <= width:
+            return text
+        at = f"{when:%H:%M:%S}" if when else "start"
+        return (
+            f"REPLAY {PurePath(self.file).name} {state} {self.clock.speed:g}× {replay.position}/{len(replay)}"
+            f" seq {replay.seq} {at}"
         )
 
     def draw(self, force: bool = False) -> None:
@@ -227,7 +273,8 @@ class ReplayScreen(Screen[None]):
         self._drawn = key
         replay = self.replay
         tree.show(replay.state, replay.time_at(replay.position))
-        self.query_one("#replay-status", Static).update(Text(self.status_text()))
+        status = self.query_one("#replay-status", Static)
+        status.update(Text(self.status_text(status.size.width or None)))
         self.query_one(ScrubBar).move(replay.position)
         self.query_one(ReplayMetrics).show(
             replay.state,
@@ -235,13 +282,11 @@ class ReplayScreen(Screen[None]):
             replay.events_of_type_so_far(EventType.LLM_USAGE),
             replay.time_at(replay.position),
         )
-        output = self.query_one("#replay-output", Static)
-        output.border_title = f"output · {task}" if task else "output (select a task)"
-        fits = max(1, output.content_region.height or OUTPUT_LINES)  # the newest lines that fit
-        text = Text()
-        for stream, printed in replay.output(task, fits) if task else []:
-            text.append(printed + "\n", style="red" if stream == "stderr" else None)
-        output.update(text)
+        grid = self.query_one(ReplayGrid)
+        grid.sync(self._jumped)  # the events passed (playing, stepping on), or the panes of this moment built anew
+        self._jumped = False
+        grid.choose(task)
+        self._panes_frame()
         events = self.query_one("#replay-events", Static)
         rows = max(1, events.content_region.height or LOG_LINES)  # the newest events that fit, one line each
         log = Text(no_wrap=True, overflow="ellipsis")

@@ -10,6 +10,7 @@ user has not scrolled up. The header repaints only when what it shows changes, a
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from rich.text import Text
@@ -40,6 +41,8 @@ class AgentPane(Vertical):
         self.state = "running"
         self.started = datetime.now(UTC)
         self.finished: datetime | None = None
+        #: Where a running task's clock stops (None: now); a replay shows the recorded time of its moment.
+        self.clock: Callable[[], datetime | None] | None = None
         self.progress: float | None = None
         self.attempt = 1
         self._buffer: list[tuple[str, int]] = []  # (line, STDOUT or STDERR), not yet written
@@ -61,7 +64,7 @@ class AgentPane(Vertical):
         self.show_header()
 
     def _title(self) -> Text:
-        took = elapsed(self.started, self.finished)
+        took = elapsed(self.started, self.finished or (self.clock() if self.clock is not None else None))
         retry = f" · attempt {self.attempt}" if self.attempt > 1 else ""
         return Text.from_markup(
             f"{icon(self.state)} [b]{self.task_key}[/] · {self.agent} · {self.state}{retry} · [dim]{took}[/]"
