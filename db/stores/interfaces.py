@@ -39,8 +39,9 @@ class RecordNotFound(LookupError):
 
 class WorkflowStore(ABC):
     @abstractmethod
-    async def create(self, workflow: Workflow) -> Workflow:
-        """Store a new workflow; raises ``ValueError`` if the id is taken."""
+    async def create(self, workflow: Workflow, *, as_recorded: bool = False) -> Workflow:
+        """Store a new workflow; raises ``ValueError`` if the id is taken. ``as_recorded`` keeps its ``updated_at``
+        (an imported recording); otherwise the database sets it."""
         raise NotImplementedError
 
     @abstractmethod
@@ -107,8 +108,9 @@ class StateBatchStore(ABC):
 
 class TaskStore(ABC):
     @abstractmethod
-    async def put_many(self, tasks: Sequence[Task]) -> None:
-        """Create or replace tasks in one round trip."""
+    async def put_many(self, tasks: Sequence[Task], *, as_recorded: bool = False) -> None:
+        """Create or replace tasks in one round trip. ``as_recorded`` keeps their ``updated_at`` (an imported
+        recording); otherwise the database sets it."""
         raise NotImplementedError
 
     @abstractmethod

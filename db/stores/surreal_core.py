@@ -29,11 +29,11 @@ class SurrealWorkflowStore(WorkflowStore):
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def create(self, workflow: Workflow) -> Workflow:
+    async def create(self, workflow: Workflow, *, as_recorded: bool = False) -> Workflow:
         try:
             rows = await self._db.query_one(
                 "CREATE $id CONTENT $row RETURN AFTER",
-                {"id": rid("workflow", workflow.id), "row": _body(workflow)},
+                {"id": rid("workflow", workflow.id), "row": _body(workflow), "keep_updated_at": as_recorded},
             )
         except QueryFailed as exc:
             if _is_duplicate(exc):
@@ -72,12 +72,14 @@ class SurrealTaskStore(TaskStore):
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def put_many(self, tasks: Sequence[Task]) -> None:
+    async def put_many(self, tasks: Sequence[Task], *, as_recorded: bool = False) -> None:
         if not tasks:
             return
         rows = [to_row(task, "task", task.id) for task in tasks]
         # One statement, one round trip: a workflow's tasks are written together when it is created.
-        await self._db.query("FOR $row IN $rows { UPSERT $row.id CONTENT $row }", {"rows": rows})
+        await self._db.query(
+            "FOR $row IN $rows { UPSERT $row.id CONTENT $row }", {"rows": rows, "keep_updated_at": as_recorded}
+        )
 
     async def get(self, workflow_id: str, key: str) -> Task | None:
         row = await self._db.query_one("SELECT * FROM ONLY $id", {"id": rid("task", task_record_key(workflow_id, key))})

@@ -56,7 +56,7 @@ async def load(db: Database, rec: Recording, *, if_exists: Literal["error", "ski
         if if_exists == "skip":
             return workflow_id
         raise AlreadyImported(f"workflow {workflow_id} is already in {redact_url(db.url)}")
-    await stores.tasks.put_many(rec.tasks)
+    await stores.tasks.put_many(rec.tasks, as_recorded=True)  # updated_at as recorded, not the import's time
     for start in range(0, len(rec.checkpoints), _CHECKPOINTS_PER_WRITE):
         await stores.state.apply(StateBatch(checkpoints=rec.checkpoints[start : start + _CHECKPOINTS_PER_WRITE]))
     events = sorted(rec.events, key=lambda e: e.seq)
@@ -74,7 +74,7 @@ async def load(db: Database, rec: Recording, *, if_exists: Literal["error", "ski
     if rec.metrics and not await stores.metrics.query(rec.metrics[0].name, workflow=workflow_id, limit=1):
         await stores.metrics.record_many(rec.metrics)
     try:
-        await stores.workflows.create(imported_workflow(rec.workflow))
+        await stores.workflows.create(imported_workflow(rec.workflow), as_recorded=True)
     except ValueError as exc:  # imported by someone else meanwhile
         if if_exists == "skip":
             return workflow_id

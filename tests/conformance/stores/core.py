@@ -87,6 +87,21 @@ class WorkflowStoreConformance:
         assert type(fetched.status) is WorkflowStatus
         assert fetched.status is WorkflowStatus.RUNNING
 
+    async def test_as_recorded_keeps_updated_at_and_other_writes_stamp_it(self, stores: Stores) -> None:
+        workflow = Workflow(name="imported", created_at=at(0), updated_at=at(5))
+        await stores.workflows.create(workflow, as_recorded=True)
+        task = Task(workflow=workflow.id, key="a", agent="sh", created_at=at(0), updated_at=at(6))
+        await stores.tasks.put_many([task], as_recorded=True)
+        fetched, fetched_task = await stores.workflows.get(workflow.id), await stores.tasks.get(workflow.id, "a")
+        assert fetched is not None and fetched.updated_at == at(5)
+        assert fetched_task is not None and fetched_task.updated_at == at(6)
+
+        await stores.workflows.update(workflow.id, error="later")
+        await stores.tasks.update(workflow.id, "a", attempts=1)
+        later, later_task = await stores.workflows.get(workflow.id), await stores.tasks.get(workflow.id, "a")
+        assert later is not None and later.updated_at > at(5)
+        assert later_task is not None and later_task.updated_at > at(6)
+
     async def test_defaults_round_trip(self, stores: Stores) -> None:
         workflow = Workflow(name="minimal", created_at=at(0))
 
