@@ -23,6 +23,8 @@ from engine.private_paths import control_token_path
 ROUTED_OPS = ("pause", "resume", "cancel", "retry", "rollback", "approve", "fork", "watch_add", "watch_remove")
 #: Operations that set a stopped workflow running: done here, the caller stays until it ends.
 STARTS_WORK = ("retry", "rollback", "resume", "fork")
+#: Operations that start a new workflow running, whose id they answer: done here, the caller stays until it ends.
+STARTS_NEW = ("diverge_id",)
 ANSWER_WITHIN_S = 15.0
 
 

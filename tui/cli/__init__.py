@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from tui.cli import commands_admin, commands_recorder, commands_run, commands_watch
+from tui.cli import commands_admin, commands_diverge, commands_recorder, commands_run, commands_watch
 from tui.cli import replay as replay_command
 from tui.cli._common import exit_for
 
@@ -22,6 +22,7 @@ app = typer.Typer(
 commands_run.register(app)
 commands_admin.register(app)
 commands_watch.register()
+commands_diverge.register()
 commands_recorder.register(app)
 replay_command.register(app)
 

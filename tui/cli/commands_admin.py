@@ -116,7 +116,7 @@ def workflows_rollback(
     _say(*control("rollback", db, workflow=workflow_id, checkpoint=to))
 
 
-def _json_or_text(text: str) -> Any:
+def json_or_text(text: str) -> Any:
     """A value given on the command line: JSON when it parses (true, 3, {"a": 1}), else the text itself."""
     try:
         return jsonlib.loads(text)
@@ -135,7 +135,7 @@ def workflows_approve(
     db: DbOption = None,
 ) -> None:
     """Answer a graph task's approval prompt (its interrupt()); the graph resumes with the answer."""
-    answer: Any = True if value is None else _json_or_text(value)
+    answer: Any = True if value is None else json_or_text(value)
     _say(*control("approve", db, workflow=workflow_id, task=task, value=answer, deny=deny))
 
 
@@ -179,7 +179,7 @@ def workflows_fork(
         if not sep or not key:
             print(f"agentdeck: --set {item!r}: expected KEY=VALUE", file=sys.stderr)
             raise typer.Exit(2)
-        values[key] = _json_or_text(raw)
+        values[key] = json_or_text(raw)
     _say(*control("fork", db, workflow=workflow_id, task=task, checkpoint=checkpoint, values=values or None,
                   downstream=not keep_downstream))  # fmt: skip
 

@@ -14,7 +14,7 @@ from typing import Any
 from db import connect
 from db.settings import DbSettings
 from engine.control import ControlService
-from engine.control_client import STARTS_WORK, send_to_owner
+from engine.control_client import STARTS_NEW, STARTS_WORK, send_to_owner
 from engine.engine import Engine
 from engine.errors import ControlError
 from tui.cli._common import EXIT_BAD_INPUT, EXIT_OK, BadInput, run_async
@@ -43,9 +43,9 @@ def control(op: str, db_url: str | None = None, *, foreground_json: bool = False
         except ControlError as exc:
             raise BadInput(f"agentdeck: {exc}") from exc
         started.append(str(value))
-        return str(args["workflow"])
+        return str(value) if op in STARTS_NEW else str(args["workflow"])
 
-    if op in STARTS_WORK:
+    if op in STARTS_WORK or op in STARTS_NEW:
         code = run_async(lambda: run_in_foreground(url, None, foreground_json, start_here))
         return (started[0] if started else None), code
 
