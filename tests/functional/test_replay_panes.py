@@ -123,6 +123,8 @@ async def test_playing_on_adds_lines_to_the_panes_as_events_pass(
             if event.type == EventType.TASK_STARTED:  # a pane opens as its task starts
                 assert event.task in grid.titles()
         assert grid.rebuilds == rebuilds and grew >= 5
+        await pilot.pause()
+        assert "report" in grid.titles()  # done a moment (of the recording) ago: it lingers while paused
         # A failed pane stays until dismissed, as live; x dismisses it.
         broken = grid.panes[(recording.workflow.id, "broken")]
         assert broken.state == "failed" and printed(broken)[-1] == "trying"

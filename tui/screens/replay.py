@@ -84,7 +84,7 @@ class DivergeRequest:
 class ReplayScreen(Screen[None]):
     # Priority: the tree's own keys (space toggles a node, Home/End scroll, shift+arrows) give way to playback.
     BINDINGS = [
-        Binding("space", "toggle_play", "Play/pause", priority=True),
+        Binding("space", "toggle_play", "Play", priority=True),
         Binding("n,full_stop", "step(1)", "Step", priority=True),
         Binding("comma", "step(-1)", "Back", show=False, priority=True),
         Binding("right", "step(10)", "+10", show=False, priority=True),
@@ -97,7 +97,7 @@ class ReplayScreen(Screen[None]):
         Binding("minus", "speed(-1)", "Slower", priority=True),
         Binding("m", "maximise", "Maximise", show=False),
         Binding("x", "dismiss_failed", "Dismiss failed", show=False),
-        Binding("d", "diverge", "Diverge here", priority=True),
+        Binding("d", "diverge", "Diverge", priority=True),
         Binding("question_mark", "help", "Help", show=False),
         Binding("q", "quit_replay", "Quit", priority=True),
     ]
@@ -108,8 +108,8 @@ class ReplayScreen(Screen[None]):
     ReplayTree { width: 38%; max-width: 56; min-width: 28; border: round $primary; scrollbar-size-horizontal: 0; }
     #replay-right { width: 1fr; }
     #replay-agents-empty { height: auto; padding: 1 2; color: $text-muted; }
-    ReplayGrid { grid-size: 1 1; grid-gutter: 0 1; height: 2fr; }
-    #replay-events { height: 1fr; border: round $secondary; }
+    ReplayGrid { grid-size: 1 1; grid-gutter: 0 1; height: 3fr; }
+    #replay-events { height: 1fr; min-height: 3; border: round $secondary; }
     """
 
     def __init__(self, replay: Replay, file: str, speed: float = 1.0, playing: bool = False) -> None:

@@ -105,11 +105,15 @@ class AgentGrid(Grid):
                 elif event.type == EventType.TASK_FAILED:
                     self._ended.pop(key, None)  # stays until dismissed (x): a failure is read, not missed
                 elif event.type in TASK_RUN_END_EVENTS:
-                    self._ended[key] = time.monotonic()
+                    self._ended[key] = self.linger_clock()
+
+    def linger_clock(self) -> float:
+        """Seconds that the linger of a finished pane is measured in: wall time here (a replay uses recorded time)."""
+        return time.monotonic()
 
     def render_frame(self) -> None:
         """Remove panes that lingered long enough; show what arrived in the visible ones."""
-        now = time.monotonic()
+        now = self.linger_clock()
         for key, ended in list(self._ended.items()):
             if now - ended > LINGER_S and self.panes.get(key) is not self.maximised:
                 self._ended.pop(key)

@@ -1,12 +1,13 @@
 """The replay's agent panes: the live dashboard's ``AgentGrid``, fed from a recording instead of an event bus.
 
-Playing or stepping forward hands the events just passed to the grid (``consume``), as the bus does live, so
-panes open as tasks start, fill with their output and leave a while after they end (a failed one stays until
-``x``). Any other move (back, a jump, Home/End, a click on the scrub bar) rebuilds the grid for the moment
-reached: one pane per task running then (running, paused, waiting for a person, or between attempts), each as
-playing would have left it — its events since the pane opened (earlier attempts and their retry notes too), with
-only its last ``RESTORE_LINES`` lines of output, found through a per-task index of the recording's events, so a
-rebuild costs the same wherever it lands.
+Playing or stepping forward hands the events just passed to the grid (``consume``), as the bus does live, so panes
+open as tasks start, fill with their output and leave a while after they end (a failed one stays until ``x``). The
+linger is counted in recorded time: a finished pane stays while the replay is paused, and for a fraction of a second
+at 100x. Any other move (back, a jump, Home/End, a click on the scrub bar) rebuilds the grid for the moment reached:
+one pane per task running then (running, paused, waiting for a person, or between attempts), each as playing would
+have left it — its events since the pane opened (earlier attempts and their retry notes too), with only its last
+``RESTORE_LINES`` lines of output, found through a per-task index of the recording's events, so a rebuild costs the
+same wherever it lands.
 
 The task selected in the replay tree is *chosen*: its pane is marked, and a task that is not running (done,
 failed, cancelled) gets a pane of its own with its state and its last lines, so what ``lint`` printed when it
@@ -58,6 +59,12 @@ class ReplayGrid(AgentGrid):
 
     def _recorded_now(self) -> datetime | None:
         return self.replay.time_at(self.shown_at)
+
+    def linger_clock(self) -> float:
+        """Recorded time: a finished pane stays ``LINGER_S`` seconds of the recording (a second at 3x), and while
+        the replay is paused."""
+        when = self._recorded_now()
+        return when.timestamp() if when is not None else 0.0
 
     def _add_pane(self, key: tuple[str, str], agent: str) -> AgentPane:
         pane = super()._add_pane(key, agent)
