@@ -474,6 +474,7 @@ def test_checkpoints_rollback_and_retry_of_a_finished_workflow(tmp_path: Path) -
     assert human.returncode == 0 and all(c["id"] in human.stdout for c in checkpoints)
     # DONE counts what was completed at each checkpoint (as the timeline does), not the one task a delta names.
     assert [row.split()[4] for row in human.stdout.splitlines()[1:]] == ["1", "2", "3", "4"], human.stdout
+    assert [int(row.split()[5]) for row in human.stdout.splitlines()[1:]] == [c["event_seq"] for c in checkpoints]
 
     # Roll back to "b completed": c and d run again, a and b do not. No owner runs it: the CLI runs it itself.
     after_b = checkpoints[1]["id"]

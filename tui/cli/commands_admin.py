@@ -200,11 +200,13 @@ def checkpoints_list(workflow_id: IdArg, json: JsonFlag = False, db: DbOption = 
     # A checkpoint stores what changed since the one before: DONE counts the tasks completed at that moment, as
     # the dashboard's timeline does, not the one the delta names.
     history = [Checkpoint.model_validate(c) for c in found]
-    print(f"{'#':>3}  {'ID':<16} {'CREATED':<19}  {'DONE':>4}  REASON")
+    # SEQ: the workflow's last event at the checkpoint (`workflows diverge --at SEQ` starts from there).
+    print(f"{'#':>3}  {'ID':<16} {'CREATED':<19}  {'DONE':>4}  {'SEQ':>5}  REASON")
     for c in found:
         states, _ = state_at(history, c["number"])
         done = sum(1 for s in states.values() if s.get("status") == "completed")
-        print(f"{c['number']:>3}  {c['id']:<16} {c['created_at'][:19].replace('T', ' ')}  {done:>4}  {c['reason']}")
+        created = c["created_at"][:19].replace("T", " ")
+        print(f"{c['number']:>3}  {c['id']:<16} {created}  {done:>4}  {c['event_seq']:>5}  {c['reason']}")
 
 
 @memory.command("add")
