@@ -56,6 +56,9 @@ class State:
     """What one condition knows; ``observe`` says what the event did to it (``SAME``, ``CHANGED``, ``OCCURRED``)."""
 
     types: frozenset[str] = field(default=frozenset(), init=False)
+    #: Rebuilt from the events stored before a resume (``WatchEvaluator.catch_up``): counts and sums are; an output
+    #: match (true only for its own line) and a running timer (no task runs when a workflow is adopted) are not.
+    from_history = True
 
     def observe(self, event: Event) -> int:
         raise NotImplementedError
@@ -92,6 +95,8 @@ class BudgetState(State):
 
 
 class OutputState(State):
+    from_history = False
+
     def __init__(self, cond: OutputMatch) -> None:
         self.cond = cond
         self.types = frozenset({EventType.TASK_OUTPUT})
@@ -202,6 +207,8 @@ _TASK_ENDS = frozenset(
 
 class RunningState(State):
     """A timer per running task attempt; paused time does not count (the clock stops at ``task.paused``)."""
+
+    from_history = False
 
     def __init__(self, cond: Running, fired: Callable[[RunningState, str], None]) -> None:
         self.cond = cond

@@ -78,6 +78,9 @@ class WatchEvaluator:
                 self._by_type.setdefault(kind, []).append(state)
         #: The event types this watchpoint reads: others are never passed to it.
         self.types = frozenset(self._by_type)
+        #: The event types ``catch_up`` rebuilds its state from.
+        self.history_types = frozenset(kind for state in self._states.values() if state.from_history
+                                       for kind in state.types)  # fmt: skip
         self.was_true = False
 
     def _make(self, cond: Condition) -> State:
@@ -100,6 +103,20 @@ class WatchEvaluator:
         states = self._by_type.get(event.type)
         if not states:
             return None
+        return self._take(event, states)
+
+    def catch_up(self, event: Event) -> None:
+        """Take an event stored before this watchpoint was armed (the history of a workflow being resumed) as if it
+        had been seen then, without triggering: a budget goes on from the sum spent, counts from theirs, failure
+        windows by the events' own times. What held before the resume does not trigger again on its own; the next
+        increment does, as it would have without the resume. Output matches and running timers are not rebuilt."""
+        if self.task is not None and event.task != self.task:
+            return
+        states = [state for state in self._by_type.get(event.type, ()) if state.from_history]
+        if states:
+            self._take(event, states)  # its outcome, had it triggered, was told before the resume
+
+    def _take(self, event: Event, states: list[State]) -> Outcome | None:
         changed = False
         fresh: set[int] = set()
         for state in states:

@@ -34,6 +34,13 @@ _ENDS = frozenset(
     {EventType.WORKFLOW_COMPLETED, EventType.WORKFLOW_FAILED, EventType.WORKFLOW_CANCELLED, EventType.WORKFLOW_STOPPED}
 )
 
+#: The events some condition's state is rebuilt from on a resume (``WatchEvaluator.history_types``).
+_COUNTED = frozenset(
+    {EventType.LLM_USAGE, EventType.TOOL_CALLED, EventType.NODE_STARTED, EventType.TASK_FAILED,
+     EventType.TASK_RETRYING}
+)  # fmt: skip
+_HISTORY_PAGE = 2_000
+
 
 class _Run(Protocol):
     """What the manager uses of a live run (``engine.run.WorkflowRun``)."""
@@ -161,8 +168,13 @@ class WatchManager:
         self._index(workflow)
 
     async def arm_stored(self, workflow_id: str) -> list[Watchpoint]:
-        """Arm the watchpoints kept for a workflow (it is resumed); one that no longer parses is skipped, logged."""
+        """Arm the watchpoints kept for a workflow (it is resumed); one that no longer parses is skipped, logged.
+
+        Each goes on from where it stood, not from zero: its state is rebuilt from the workflow's stored events
+        (``WatchEvaluator.catch_up``), so a budget counts what was spent before the resume and a count what was
+        counted, and what already held does not trigger again at once."""
         found = await self._stores.watchpoints.list(workflow_id)
+        history = await self._history(workflow_id)  # read before arming: nothing is counted twice
         armed = []
         for watchpoint in found:
             try:
@@ -170,8 +182,24 @@ class WatchManager:
             except ValueError:
                 log.warning("watchpoint %s of %s does not parse; not armed", watchpoint.id, workflow_id, exc_info=True)
                 continue
+            evaluator = self._armed[workflow_id][watchpoint.id].evaluator
+            for event in history:
+                if event.type in evaluator.history_types:
+                    evaluator.catch_up(event)
             armed.append(watchpoint)
         return armed
+
+    async def _history(self, workflow_id: str) -> list[Event]:
+        """The workflow's stored events a watchpoint's state is rebuilt from, oldest first (read page by page; only
+        the kinds some condition counts are kept)."""
+        kept: list[Event] = []
+        after = 0
+        while True:
+            page = await self._stores.events.list(workflow_id, after_seq=after, limit=_HISTORY_PAGE)
+            kept.extend(event for event in page if event.type in _COUNTED)
+            if len(page) < _HISTORY_PAGE:
+                return kept
+            after = page[-1].seq
 
     def disarm(self, workflow_id: str, watchpoint_id: str | None = None) -> None:
         """Stop evaluating one watchpoint of a workflow (or all of them, its run ended)."""
