@@ -12,7 +12,7 @@ from textual.widgets.tree import TreeNode
 
 from engine.replay import NodeView, ReplayState, TaskView
 from tui.status import elapsed, icon
-from tui.widgets.workflow_tree import ERROR_CHARS, ROW_STYLES, status_icon
+from tui.widgets.workflow_tree import status_icon, task_row
 
 
 class ReplayTree(Tree[str]):
@@ -68,17 +68,7 @@ class ReplayTree(Tree[str]):
     def _task_label(self, task: TaskView, now: datetime | None) -> Text:
         status = task.status.value
         took = elapsed(task.started_at, task.finished_at or now) if status not in ("pending", "queued") else ""
-        label = Text.from_markup(status_icon(status) + " ")
-        label.append(task.key, style=ROW_STYLES.get(status, ""))
-        label.append(f" {task.agent}", style="dim")
-        if task.attempts > 1:
-            label.append(f" ↻{task.attempts - 1}", style="dark_orange")
-        if took:
-            label.append(f" {took}", style="dim")
-        if status == "failed" and task.error:
-            first = task.error.strip().splitlines()[0] if task.error.strip() else ""
-            label.append(f"  {first[: ERROR_CHARS - 1] + '…' if len(first) > ERROR_CHARS else first}", style="red")
-        return label
+        return task_row(status, task.key, task.agent, task.attempts, took, task.error)
 
     def _node_label(self, view: NodeView, now: datetime | None) -> Text:
         took = elapsed(view.started_at, view.finished_at or now)

@@ -57,6 +57,22 @@ ROW_STYLES = {
 ERROR_CHARS = 60
 
 
+def task_row(status: str, key: str, agent: str, attempts: int, took: str, error: str | None) -> Text:
+    """``✘ test tester ↻2 47s  exit code 1: 2 failed``: the row takes its state's colour, and a failed task shows the
+    first line of its error (the task's own text: never read as markup). The replay's tree draws its rows so too."""
+    label = Text.from_markup(status_icon(status) + " ")
+    label.append(key, style=ROW_STYLES.get(status, ""))
+    label.append(f" {agent}", style="dim")
+    if attempts > 1:
+        label.append(f" ↻{attempts - 1}", style="dark_orange")
+    if took:
+        label.append(f" {took}", style="dim")
+    if status == "failed" and error:
+        first = error.strip().splitlines()[0] if error.strip() else ""
+        label.append(f"  {first[: ERROR_CHARS - 1] + '…' if len(first) > ERROR_CHARS else first}", style="red")
+    return label
+
+
 @dataclass
 class NodeRef:
     workflow: str
@@ -240,21 +256,9 @@ class WorkflowTree(Tree[NodeRef]):
         return Text.from_markup(label)
 
     def _task_label(self, task: Task) -> Text:
-        """``✘ test tester ↻2 47s  exit code 1: 2 failed``: the row takes its state's colour, and a failed task
-        shows the first line of its error (the task's own text: never read as markup)."""
         status = task.status.value
         took = elapsed(task.started_at, task.finished_at) if status not in ("pending", "queued") else ""
-        label = Text.from_markup(status_icon(status) + " ")
-        label.append(task.key, style=ROW_STYLES.get(status, ""))
-        label.append(f" {task.agent}", style="dim")
-        if task.attempts > 1:
-            label.append(f" ↻{task.attempts - 1}", style="dark_orange")
-        if took:
-            label.append(f" {took}", style="dim")
-        if status == "failed" and task.error:
-            first = task.error.strip().splitlines()[0] if task.error.strip() else ""
-            label.append(f"  {first[: ERROR_CHARS - 1] + '…' if len(first) > ERROR_CHARS else first}", style="red")
-        return label
+        return task_row(status, task.key, task.agent, task.attempts, took, task.error)
 
     def _graph_node_label(self, graph_node: GraphNode) -> Text:
         took = elapsed(graph_node.started_at, graph_node.finished_at)
