@@ -24,6 +24,7 @@ from textual.widgets import Footer, Static, Tree
 
 from db.models import EventType
 from engine.replay import Replay, ReplayClock
+from tui.collector import CollectorPolicy
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.help import HelpScreen
 from tui.widgets.event_log import event_line
@@ -120,6 +121,9 @@ class ReplayScreen(Screen[None]):
         self.open_playing = playing
         self._jumped = False  # moved by a jump since the last draw (the panes are built anew, not played on)
         self._drawn: tuple[int, str | None] | None = None
+        # The recording and its snapshots live as long as the screen: frozen out of collections, which otherwise
+        # walked them all in a jump now and then (0.6-0.8 s measured on 100k events) — see tui/collector.py.
+        self._collector = CollectorPolicy()
 
     def compose(self) -> ComposeResult:
         workflow = self.replay.recording.workflow
@@ -144,6 +148,11 @@ class ReplayScreen(Screen[None]):
         self.draw()
         self.query_one(ReplayTree).focus()
         self.set_interval(FRAME_S, self._tick)
+        self._collector.collect_now()
+        self.set_interval(0.25, self._collector.tick)
+
+    def on_unmount(self) -> None:
+        self._collector.release()
 
     # ---- playing --------------------------------------------------------------------------------------------
 
@@ -151,6 +160,7 @@ class ReplayScreen(Screen[None]):
         if self.clock.playing:
             due = self.clock.due(time.monotonic())
             if due != self.replay.position:
+                self._collector.busy()
                 self.replay.seek(due)
                 self.draw()
             if self.replay.at_end:
@@ -170,6 +180,7 @@ class ReplayScreen(Screen[None]):
     def go(self, position: int) -> None:
         """Show ``position`` (a jump, unless it is the next event); playing goes on from there."""
         self._jumped = self._jumped or position != self.replay.position + 1
+        self._collector.busy()
         self.replay.seek(position)
         self.clock.moved(time.monotonic(), self.replay.position)
         self.draw()
@@ -274,7 +285,7 @@ class ReplayScreen(Screen[None]):
         replay = self.replay
         tree.show(replay.state, replay.time_at(replay.position))
         status = self.query_one("#replay-status", Static)
-        status.update(Text(self.status_text(status.size.width or None)))
+        status.update(Text(self.status_text(status.size.width or None)), layout=False)  # one row, always
         self.query_one(ScrubBar).move(replay.position)
         self.query_one(ReplayMetrics).show(
             replay.state,
@@ -296,4 +307,4 @@ class ReplayScreen(Screen[None]):
             row = event_line(event)
             row.truncate(max(10, events.content_region.width), overflow="ellipsis")
             log.append_text(row)
-        events.update(log)
+        events.update(log, layout=False)  # its size is the layout's, not its content's

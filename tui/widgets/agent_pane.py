@@ -102,6 +102,19 @@ class AgentPane(Vertical):
             self.finished = at or datetime.now(UTC)
             self.add_class("finished")
 
+    def reset(self, task: str | None = None, agent: str | None = None) -> None:
+        """Empty, as if just opened — for ``task`` of ``agent`` if given (a replay reuses its panes at another
+        moment, for the same task or another: mounting new ones lays the whole screen out again). The widget id
+        keeps the first task's name: it only has to be unique."""
+        if task is not None:
+            self.task_key, self.agent = task, agent or self.agent
+            self.remove_class("-chosen")
+        self.state, self.attempt, self.progress, self.finished = "running", 1, None, None
+        self.started = datetime.now(UTC)
+        self._buffer, self._dropped, self.lines_seen, self.folded = [], 0, 0, 0
+        self.remove_class("finished")
+        self.log_view.clear()
+
     def set_progress(self, value: float) -> None:
         self.progress = value
 

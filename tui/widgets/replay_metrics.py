@@ -129,10 +129,12 @@ class ReplayMetrics(Static):
         self._usage = UsageLedger()
 
     def show(self, state: ReplayState, metrics: Iterable[Metric], usage: Iterable[Event], now: datetime | None) -> None:
+        before = (len(self.rows), bool(self._usage.agents))
         self.rows = figures(state, metrics, now)
         self._usage = UsageLedger()
         self._usage.consume(usage)
-        self.update(self.table())
+        # Laid out again only when its height may change (rows, the usage columns): a jump then repaints it alone.
+        self.update(self.table(), layout=(len(self.rows), bool(self._usage.agents)) != before)
 
     def on_resize(self) -> None:
         self.update(self.table())

@@ -10,7 +10,7 @@ from rich.text import Text
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
-from engine.replay import NodeView, ReplayState, TaskView
+from engine.replay import NodeView, ReplayState
 from tui.status import elapsed, icon
 from tui.widgets.workflow_tree import status_icon, task_row
 
@@ -29,6 +29,9 @@ class ReplayTree(Tree[str]):
         self._node_leaves: dict[str, TreeNode[str]] = {}
         #: What the rows show now: task key → status (what a test compares with the live run).
         self.statuses: dict[str, str] = {}
+        #: What each task row was drawn from: a row is drawn again only when it changed (a jump in a recording of
+        #: hundreds of tasks changes a few rows; setting every label cost ~35 ms a jump).
+        self._drawn: dict[str, tuple[object, ...]] = {}
 
     def show(self, state: ReplayState, now: datetime | None) -> None:
         """Draw ``state``; ``now`` is the recorded time of the moment shown (running clocks stop there)."""
@@ -39,7 +42,12 @@ class ReplayTree(Tree[str]):
             node = self._task_nodes.get(key)
             if node is None:
                 node = self._task_nodes[key] = self._workflow_node.add_leaf("", data=key)
-            node.set_label(self._task_label(task, now))
+            status = task.status.value
+            took = elapsed(task.started_at, task.finished_at or now) if status not in ("pending", "queued") else ""
+            row = (status, task.key, task.agent, task.attempts, took, task.error)
+            if self._drawn.get(key) != row:
+                self._drawn[key] = row
+                node.set_label(task_row(*row))
         shown = {n.key for n in state.nodes.values() if n.thread == (state.tasks[n.task].thread or n.thread)}
         for gone in [k for k in self._node_leaves if k not in shown]:
             self._node_leaves.pop(gone).remove()
@@ -64,11 +72,6 @@ class ReplayTree(Tree[str]):
         label += f" [bold red]✘{failed}[/]" if failed else ""
         label += f" [dim]{took}[/]" if took else ""
         return Text.from_markup(label)
-
-    def _task_label(self, task: TaskView, now: datetime | None) -> Text:
-        status = task.status.value
-        took = elapsed(task.started_at, task.finished_at or now) if status not in ("pending", "queued") else ""
-        return task_row(status, task.key, task.agent, task.attempts, took, task.error)
 
     def _node_label(self, view: NodeView, now: datetime | None) -> Text:
         took = elapsed(view.started_at, view.finished_at or now)
