@@ -97,14 +97,14 @@ class ReplayGrid(AgentGrid):
         wanted = {(workflow, key) for key, view in self.replay.state.tasks.items() if view.status in PANE_STATES}
         # Panes are kept and emptied, for the same task or given to another one: mounting and removing panes
         # lays the whole screen out again, which was most of a jump's cost (bench: replay seek on screen).
-        spare = [self.panes.pop(key) for key in list(self.panes) if key not in wanted]
-        for key in sorted(wanted - set(self.panes))[: len(spare)]:
-            self.panes[key] = spare.pop()
-        for key, pane in self.panes.items():
-            pane.reset(key[1], self.replay.state.tasks[key[1]].agent)
-            pane.display = True  # a maximised pane hid the others; the grid is given back below
-        for pane in spare:
-            pane.remove()
+        spare = [self.panes.pop(pane_key) for pane_key in list(self.panes) if pane_key not in wanted]
+        for pane_key in sorted(wanted - set(self.panes))[: len(spare)]:
+            self.panes[pane_key] = spare.pop()
+        for (_, task), kept in self.panes.items():
+            kept.reset(task, self.replay.state.tasks[task].agent)
+            kept.display = True  # a maximised pane hid the others; the grid is given back below
+        for unused in spare:
+            unused.remove()
             self._columns_stale = True
         self._ended.clear()
         self._seen.clear()
@@ -125,8 +125,8 @@ class ReplayGrid(AgentGrid):
                 pane = self.panes.get((self.workflow or "", key))
                 if pane is not None and view.status is TaskStatus.WAITING:  # waiting for a person: no pane event
                     pane.set_state("waiting")
-        for key in [key for key in self.panes if key not in self._seen]:  # kept, but its task had not started
-            self.panes.pop(key).remove()
+        for pane_key in [k for k in self.panes if k not in self._seen]:  # kept, but its task had not started
+            self.panes.pop(pane_key).remove()
             self._columns_stale = True
         self.choose(self.chosen)
         self._relayout()
