@@ -12,7 +12,9 @@ Conditions, combinable with ``and``, ``or`` and parentheses::
     failures >= 3 within 10m         task failures (or ``retries``) in a sliding window; without ``within``: ever
 
 Limits are crossed upwards: only ``>`` and ``>=`` compare. The regex is the text between the quotes as written
-(``\\"`` stands for a quote); it is compiled here, so a bad one is an error with its column like any other.
+(``\\"`` stands for a quote), in the syntax of the ``regex`` package (a superset of ``re``'s); it is compiled here,
+so a bad one is an error with its column like any other. ``regex`` because it searches with a timeout: a pattern
+that backtracks for ever on some line cannot block the engine (``engine.watch.conditions``).
 
 Parsed by lark (LALR, built once). Errors are ``WatchSyntaxError`` with the column (and line, for an expression
 written over several lines) of the problem.
@@ -25,6 +27,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Literal
+
+import regex
 
 from engine.spec.durations import parse_duration
 
@@ -175,7 +179,7 @@ class Failures(_Compared):
 class OutputMatch:
     """``output ~ "Traceback|password"``: a task output line the regex finds a match in."""
 
-    pattern: re.Pattern[str]
+    pattern: regex.Pattern[str]
     text: str
 
 
@@ -381,12 +385,13 @@ def _unquote(token: Token) -> str:
     return text[1:-1].replace("\\" + quote, quote)
 
 
-def _regex(token: Token) -> re.Pattern[str]:
+def _regex(token: Token) -> regex.Pattern[str]:
     pattern = _unquote(token)
     if not pattern:
         raise _at(token, "the regular expression is empty (it would match every line)")
     try:
-        return re.compile(pattern)
-    except re.error as exc:
-        column = (token.column or 1) + 1 + (exc.pos or 0)
-        raise WatchSyntaxError(f"bad regular expression: {exc.msg}", column=column, line=token.line or 1) from None
+        return regex.compile(pattern)
+    except regex.error as exc:
+        pos, msg = getattr(exc, "pos", None), getattr(exc, "msg", str(exc))  # set by regex; not in its stubs
+        column = (token.column or 1) + 1 + (pos or 0)
+        raise WatchSyntaxError(f"bad regular expression: {msg}", column=column, line=token.line or 1) from None

@@ -8,11 +8,13 @@ it true (a ``Held``).
 from __future__ import annotations
 
 import asyncio
-import re
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+import regex
 
 from db.models import Event, EventType
 from engine.spec.watch_expr import Budget, Failures, NodeRuns, OutputMatch, Running, ToolRepeats
@@ -20,18 +22,34 @@ from engine.spec.watch_expr import Budget, Failures, NodeRuns, OutputMatch, Runn
 __all__ = [
     "CHANGED",
     "OCCURRED",
+    "REGEX_TIMEOUT_S",
     "SAME",
     "BudgetState",
     "FailuresState",
     "Held",
     "NodeRunsState",
     "OutputState",
+    "RegexTimeout",
     "RunningState",
     "State",
     "ToolRepeatsState",
 ]
 
 _SHOWN_LINE = 500  # characters of a matching output line the event carries
+#: The longest an output watchpoint may search one chunk of output (then it gives up: ``RegexTimeout``).
+REGEX_TIMEOUT_S = 0.05
+
+
+class RegexTimeout(Exception):
+    """An output watchpoint's regex took longer than ``REGEX_TIMEOUT_S`` on one chunk of output: it backtracks too
+    much on such lines (``(a+)+$`` on a long line) and would take as long on each; the manager disarms it."""
+
+    def __init__(self, condition: str) -> None:
+        super().__init__(
+            f"its regex took longer than {REGEX_TIMEOUT_S * 1000:g} ms to search one chunk of output "
+            "(it backtracks too much); disarmed"
+        )
+        self.condition = condition
 
 
 @dataclass(frozen=True)
@@ -110,15 +128,22 @@ class OutputState(State):
         lines = event.data.get("lines")
         if not isinstance(lines, list) or not lines:
             return SAME
-        if self._chunk_search is not None and self._chunk_search(_joined(event, lines)) is None:
-            return SAME
-        search = self.cond.pattern.search
-        for line in lines:
-            if isinstance(line, str) and search(line) is not None:
-                stream = event.data.get("stream")
-                values = {"line": line[:_SHOWN_LINE], "stream": stream, "pattern": self.cond.pattern.pattern}
-                self.hit = Held(self.cond.text, "output", values, event.task)
-                return OCCURRED
+        # At most REGEX_TIMEOUT_S of searching per chunk: a pattern that backtracks for ever on a line must not block
+        # the event loop (every workflow of the engine); the manager then disarms the watchpoint.
+        deadline = time.monotonic() + REGEX_TIMEOUT_S
+        try:
+            chunk = self._chunk_search
+            if chunk is not None and chunk(_joined(event, lines), timeout=REGEX_TIMEOUT_S) is None:
+                return SAME
+            search = self.cond.pattern.search
+            for line in lines:
+                if isinstance(line, str) and search(line, timeout=_left(deadline)) is not None:
+                    stream = event.data.get("stream")
+                    values = {"line": line[:_SHOWN_LINE], "stream": stream, "pattern": self.cond.pattern.pattern}
+                    self.hit = Held(self.cond.text, "output", values, event.task)
+                    return OCCURRED
+        except TimeoutError:
+            raise RegexTimeout(self.cond.text) from None
         return SAME
 
     def holds(self, now: float, fresh: bool) -> Held | None:
@@ -284,8 +309,12 @@ class RunningState(State):
         self._left.clear()
 
 
-def _multiline(pattern: re.Pattern[str]) -> re.Pattern[str]:
-    return re.compile(pattern.pattern, pattern.flags | re.MULTILINE)
+def _multiline(pattern: regex.Pattern[str]) -> regex.Pattern[str]:
+    return regex.compile(pattern.pattern, pattern.flags | regex.MULTILINE)
+
+
+def _left(deadline: float) -> float:
+    return max(0.001, deadline - time.monotonic())
 
 
 # The event itself, not its id: a freed event's address is soon a new event's, which then read as the old text.

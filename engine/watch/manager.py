@@ -7,6 +7,10 @@ the workflow in a task of its own, through the run's normal pause (shell process
 step boundary).
 
 A watchpoint does not trigger again while the workflow is paused by it; ``workflow.resumed`` re-arms it.
+
+An output watchpoint whose regex takes longer than ``REGEX_TIMEOUT_S`` (50 ms) on one chunk of output is disarmed
+and forgotten at once (``watchpoint.removed`` with a ``reason``): such a pattern backtracks too much on such lines and
+would cost as much on each chunk, holding up every workflow of the engine; the workflow goes on, unwatched by it.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from db.stores import Stores
 from engine.events import EventRecorder
 from engine.spec import WorkflowSpec
 from engine.spec.watch_expr import parse_watch
+from engine.watch.conditions import RegexTimeout
 from engine.watch.evaluate import Outcome, WatchEvaluator
 
 log = logging.getLogger(__name__)
@@ -250,10 +255,38 @@ class WatchManager:
         if kind in _ENDS:
             self.disarm(event.workflow)
             return
-        for armed in by_type.get(kind, ()):
-            outcome = armed.evaluator.observe(event)
+        for armed in list(by_type.get(kind, ())):  # a copy: one giving up is disarmed meanwhile
+            try:
+                outcome = armed.evaluator.observe(event)
+            except RegexTimeout as exc:
+                self._give_up(armed, str(exc))
+                continue
             if outcome is not None:
                 self._trigger(armed, outcome)
+
+    def _give_up(self, armed: _Armed, why: str) -> None:
+        """An output watchpoint's regex is too slow for the output it is given (it would cost that much on every
+        such chunk, holding up every workflow): disarmed and forgotten, and the user told why in
+        ``watchpoint.removed`` (its ``reason``); the workflow goes on."""
+        watchpoint = armed.watchpoint
+        log.warning("watchpoint %s (%s) of %s: %s", watchpoint.id, watchpoint.when, watchpoint.workflow, why)
+        self.disarm(watchpoint.workflow, watchpoint.id)
+        data = {"watchpoint": watchpoint.id, "when": watchpoint.when, "name": watchpoint.name,
+                "scope": watchpoint.task, "reason": why}  # fmt: skip
+        self._recorder.emit(watchpoint.workflow, EventType.WATCHPOINT_REMOVED, data=data)
+        forgetting = asyncio.get_running_loop().create_task(
+            self._forget(watchpoint), name=f"agentdeck-watchpoint-forget-{watchpoint.id}"
+        )
+        self._storing.add(forgetting)
+        forgetting.add_done_callback(self._storing.discard)
+
+    async def _forget(self, watchpoint: Watchpoint) -> None:
+        storing = [task for task in self._storing if task is not asyncio.current_task()]
+        await asyncio.gather(*storing, return_exceptions=True)  # a declared one is stored before it is deleted
+        try:
+            await self._stores.watchpoints.delete(watchpoint.id)
+        except Exception:  # disarmed all the same; a resume would arm it again (and give up again)
+            log.warning("forgetting watchpoint %s failed", watchpoint.id, exc_info=True)
 
     def _trigger(self, armed: _Armed, outcome: Outcome) -> None:
         watchpoint = armed.watchpoint
