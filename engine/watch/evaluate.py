@@ -134,11 +134,16 @@ class WatchEvaluator:
         if outcome is not None:
             self._on_timer(outcome)
 
-    def _decide(self, fresh: set[int], now: float) -> Outcome | None:
+    def holding(self) -> Outcome | None:
+        """The outcome if the expression holds now, whether or not that is news (a trigger held back while the
+        workflow was paused is told on resume if it still holds; an output match holds only for its own line)."""
+        return self._decide(set(), time.time(), again=True)
+
+    def _decide(self, fresh: set[int], now: float, *, again: bool = False) -> Outcome | None:
         held: list[tuple[Held, bool]] = []
         value = self._eval(self.expr.root, fresh, now, held)
         news = any(is_fresh for _, is_fresh in held)
-        triggered = value and (not self.was_true or news)
+        triggered = value and (not self.was_true or news or again)
         self.was_true = value
         if not triggered:
             return None

@@ -6,7 +6,11 @@ lookups. Evaluation is synchronous and never waits; a trigger records ``watchpoi
 the workflow in a task of its own, through the run's normal pause (shell processes frozen, graphs drained at the
 step boundary).
 
-A watchpoint does not trigger again while the workflow is paused by it; ``workflow.resumed`` re-arms it.
+A watchpoint does not trigger again while the workflow is paused by it; ``workflow.resumed`` re-arms it. Nor does
+one trigger while the workflow is paused otherwise (by the user, or another watchpoint): one that would have is
+checked again on ``workflow.resumed``, and triggers then if its expression still holds (a budget crossed by a call
+that ended during the pause does; an output match, true only for its own line, does not). A workflow being
+cancelled or ending is not paused.
 
 An output watchpoint whose regex takes longer than ``REGEX_TIMEOUT_S`` (50 ms) on one chunk of output is disarmed
 and forgotten at once (``watchpoint.removed`` with a ``reason``): such a pattern backtracks too much on such lines and
@@ -53,6 +57,10 @@ class _Run(Protocol):
     @property
     def ending(self) -> bool: ...
     @property
+    def cancelled(self) -> bool: ...
+    @property
+    def paused(self) -> bool: ...
+    @property
     def tasks(self) -> dict[str, Task]: ...
 
 
@@ -62,6 +70,8 @@ class _Armed:
     evaluator: WatchEvaluator
     #: It paused the workflow (or found it paused) and waits for ``workflow.resumed`` before triggering again.
     paused_it: bool = False
+    #: It held while the workflow was paused (by the user, or another watchpoint): checked again on resume.
+    held_back: bool = False
 
 
 def triggered_data(watchpoint: Watchpoint, outcome: Outcome) -> dict[str, Any]:
@@ -249,8 +259,13 @@ class WatchManager:
             return
         kind = event.type
         if kind == EventType.WORKFLOW_RESUMED:
-            for armed in self._armed.get(event.workflow, {}).values():
+            for armed in list(self._armed.get(event.workflow, {}).values()):
                 armed.paused_it = False
+                if armed.held_back:  # what still holds is told now (a budget would otherwise never be)
+                    armed.held_back = False
+                    outcome = armed.evaluator.holding()
+                    if outcome is not None:
+                        self._trigger(armed, outcome)
             return
         if kind in _ENDS:
             self.disarm(event.workflow)
@@ -291,7 +306,10 @@ class WatchManager:
     def _trigger(self, armed: _Armed, outcome: Outcome) -> None:
         watchpoint = armed.watchpoint
         run = self._runs.get(watchpoint.workflow)
-        if armed.paused_it or run is None or run.ending:
+        if armed.paused_it or run is None or run.ending or run.cancelled:
+            return  # nothing to pause: it is ending or being cancelled (a pause would hold up the cancel)
+        if run.paused:  # paused by the user (or another watchpoint): no banner over it; checked again on resume
+            armed.held_back = True
             return
         armed.paused_it = True
         watchpoint.triggered += 1

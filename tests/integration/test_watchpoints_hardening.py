@@ -15,6 +15,7 @@ from db import connect
 from db.models import Event, EventType, WorkflowStatus
 from engine.engine import Engine
 from engine.spec import WorkflowSpec
+from tests.integration.workflows import watch_steps
 from tests.support.polling import until
 
 # One line of 20,000 a's and a '!': (a+)+$ backtracks exponentially on it (with re: for longer than the universe).
@@ -69,3 +70,81 @@ async def test_a_catastrophic_regex_is_given_up_and_the_workflow_completes(engin
 
 async def _of_type(engine: Engine, workflow: str, kind: str) -> list[Event]:
     return [e for e in await events(engine, workflow) if e.type == kind]
+
+
+# ---- a trigger racing a cancel or a user's pause -----------------------------------------------------------------
+
+STEPS = "tests.integration.workflows.watch_steps"
+
+
+def python_spec(task: dict[str, Any], watch: str) -> WorkflowSpec:
+    agents = {"py": {"kind": "python", "callable": f"{STEPS}:{task.pop('step')}"}}
+    return WorkflowSpec.model_validate({"name": "stepped", "agents": agents, "tasks": [task], "watch": [watch]})
+
+
+async def _said(engine: Engine, workflow: str, line: str) -> bool:
+    return any(line in e.output_lines for e in await _of_type(engine, workflow, EventType.TASK_OUTPUT))
+
+
+async def test_output_matching_while_the_workflow_is_cancelled_does_not_pause_it(engine: Engine) -> None:
+    task = {"id": "job", "agent": "py", "step": "cleans_up_loudly", "input": {"line": "ALARM while cleaning up"}}
+    wf = await engine.submit(python_spec(task, 'output ~ "ALARM"'))
+    await until(lambda: _said(engine, wf, "ready"), "the step waiting")
+    await engine.cancel(wf)
+    assert await engine.wait(wf) is WorkflowStatus.CANCELLED
+    assert await _said(engine, wf, "ALARM while cleaning up")  # the line was stored, as the run was cancelled
+    seen = [e.type for e in await events(engine, wf)]
+    assert EventType.WATCHPOINT_TRIGGERED not in seen and EventType.WORKFLOW_PAUSED not in seen
+
+
+async def test_output_stored_between_a_cancel_and_the_run_seeing_it_does_not_pause(engine: Engine) -> None:
+    # The window the test above rarely hits (its line is usually stored once the run is ending): cancel has marked
+    # the run cancelled, first thing, and a line printed just before is stored now.
+    task = {"id": "job", "agent": "py", "step": "cleans_up_loudly", "input": {"line": "bye"}}
+    wf = await engine.submit(python_spec(task, 'output ~ "ALARM"'))
+    await until(lambda: _said(engine, wf, "ready"), "the step waiting")
+    engine.runs[wf].cancelled = True  # what WorkflowRun.cancel does first
+    engine.recorder.emit(
+        wf, EventType.TASK_OUTPUT, task="job", agent="py", data={"stream": "stdout", "lines": ["ALARM"]}
+    )
+    await engine.recorder.flush()
+    await engine.cancel(wf)
+    assert await engine.wait(wf) is WorkflowStatus.CANCELLED
+    seen = [e.type for e in await events(engine, wf)]
+    assert EventType.WATCHPOINT_TRIGGERED not in seen and EventType.WORKFLOW_PAUSED not in seen
+
+
+async def test_output_matching_while_the_user_has_it_paused_does_not_trigger(engine: Engine) -> None:
+    task = {"id": "job", "agent": "py", "step": "after_gate", "input": {"gate": "paused-output", "line": "ALARM"}}
+    wf = await engine.submit(python_spec(task, 'output ~ "ALARM"'))
+    await until(lambda: _said(engine, wf, "ready"), "the step waiting")
+    await engine.pause(wf)
+    watch_steps.gate("paused-output").set()  # the step under way goes on: it prints the matching line now
+    await until(lambda: _said(engine, wf, "after the gate"), "the line stored while paused")
+    assert await _of_type(engine, wf, EventType.WATCHPOINT_TRIGGERED) == []  # no banner over the user's own pause
+    await engine.resume(wf)
+    assert await engine.wait(wf) is WorkflowStatus.COMPLETED
+    assert await _of_type(engine, wf, EventType.WATCHPOINT_TRIGGERED) == []  # a match holds for its line only
+
+
+async def test_a_budget_crossed_while_the_user_has_it_paused_triggers_when_resumed(engine: Engine) -> None:
+    task = {
+        "id": "job",
+        "agent": "py",
+        "step": "after_gate",
+        "input": {"gate": "paused-cost", "cost_usd": 0.75, "then": "cost-end"},
+    }
+    wf = await engine.submit(python_spec(task, "cost_usd > 0.50"))
+    await until(lambda: _said(engine, wf, "ready"), "the step waiting")
+    await engine.pause(wf)
+    watch_steps.gate("paused-cost").set()  # $0.75 spent by the step under way, while paused
+    await until(lambda: _said(engine, wf, "after the gate"), "the spend stored while paused")
+    assert await _of_type(engine, wf, EventType.WATCHPOINT_TRIGGERED) == []
+    await engine.resume(wf)
+    # Still over budget once resumed: told now (it would otherwise never be, a level not changing again).
+    (event,) = await until(lambda: _of_type(engine, wf, EventType.WATCHPOINT_TRIGGERED), "the trigger on resume")
+    assert event.data["conditions"][0]["values"]["cost_usd"] == 0.75
+    await until(lambda: engine.is_paused(wf), "paused again by the watchpoint")
+    watch_steps.gate("cost-end").set()
+    await engine.resume(wf)
+    assert await engine.wait(wf) is WorkflowStatus.COMPLETED
