@@ -72,6 +72,8 @@ class _Armed:
     paused_it: bool = False
     #: It held while the workflow was paused (by the user, or another watchpoint): checked again on resume.
     held_back: bool = False
+    #: Its evaluation raised once (logged then; not again for each event).
+    failed: bool = False
 
 
 def triggered_data(watchpoint: Watchpoint, outcome: Outcome) -> dict[str, Any]:
@@ -273,11 +275,15 @@ class WatchManager:
         for armed in list(by_type.get(kind, ())):  # a copy: one giving up is disarmed meanwhile
             try:
                 outcome = armed.evaluator.observe(event)
+                if outcome is not None:
+                    self._trigger(armed, outcome)
             except RegexTimeout as exc:
                 self._give_up(armed, str(exc))
-                continue
-            if outcome is not None:
-                self._trigger(armed, outcome)
+            except Exception:  # a bug in one watchpoint: the others, and the engine, go on
+                if not armed.failed:
+                    armed.failed = True
+                    log.exception("watchpoint %s of %s failed on a %s event (logged once)",
+                                  armed.watchpoint.id, event.workflow, kind)  # fmt: skip
 
     def _give_up(self, armed: _Armed, why: str) -> None:
         """An output watchpoint's regex is too slow for the output it is given (it would cost that much on every

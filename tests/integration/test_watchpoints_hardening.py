@@ -4,6 +4,7 @@ trigger racing a cancel, a user's pause or the workflow's end. Real parts: embed
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -148,3 +149,26 @@ async def test_a_budget_crossed_while_the_user_has_it_paused_triggers_when_resum
     watch_steps.gate("cost-end").set()
     await engine.resume(wf)
     assert await engine.wait(wf) is WorkflowStatus.COMPLETED
+
+
+# ---- a failing evaluator ----------------------------------------------------------------------------------------
+
+
+async def test_one_failing_watchpoint_neither_stops_the_others_nor_floods_the_log(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    tasks: list[dict[str, Any]] = [{"id": "job", "agent": "sh", "run": f"echo one; echo two; echo ALARM; {TICKING}"}]
+    wf = await engine.submit(spec(tasks, watch=['output ~ "one|two"', 'output ~ "ALARM"']))
+    broken = next(w for w in engine.watch.armed(wf) if w.when == 'output ~ "one|two"')
+
+    def bug(event: Event) -> None:
+        raise KeyError("a bug in this watchpoint's evaluator")
+
+    engine.watch._armed[wf][broken.id].evaluator.observe = bug  # type: ignore[method-assign]
+    (event,) = await until(lambda: _of_type(engine, wf, EventType.WATCHPOINT_TRIGGERED), "the other one triggered")
+    assert event.data["when"] == 'output ~ "ALARM"'
+    await until(lambda: engine.is_paused(wf), "paused by the other watchpoint")
+    await engine.resume(wf)
+    assert await engine.wait(wf) is WorkflowStatus.COMPLETED
+    failures = [r for r in caplog.records if r.name == "engine.watch.manager" and r.levelno >= logging.ERROR]
+    assert len(failures) == 1 and broken.id in failures[0].getMessage()  # once, not per chunk of output
