@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from db.models import Event, EventType, Task, Watchpoint
 from db.stores import Stores
+from engine.errors import ControlError
 from engine.events import EventRecorder
 from engine.spec import WorkflowSpec
 from engine.spec.watch_expr import parse_watch
@@ -333,6 +334,9 @@ class WatchManager:
     async def _pause_for(self, watchpoint: Watchpoint) -> None:
         try:
             await self._pause(watchpoint.workflow)
+        except ControlError as exc:  # expected: its last output was stored as the run ended
+            log.info("watchpoint %s triggered as %s finished; nothing to pause (%s)", watchpoint.id,
+                     watchpoint.workflow, exc)  # fmt: skip
         except Exception:
             log.exception("watchpoint %s could not pause %s", watchpoint.id, watchpoint.workflow)
         with contextlib.suppress(Exception):  # the count is for people; the pause is what matters

@@ -151,7 +151,7 @@ async def test_a_budget_crossed_while_the_user_has_it_paused_triggers_when_resum
     assert await engine.wait(wf) is WorkflowStatus.COMPLETED
 
 
-# ---- a failing evaluator ----------------------------------------------------------------------------------------
+# ---- a failing evaluator, a pause too late ----------------------------------------------------------------------
 
 
 async def test_one_failing_watchpoint_neither_stops_the_others_nor_floods_the_log(
@@ -172,3 +172,17 @@ async def test_one_failing_watchpoint_neither_stops_the_others_nor_floods_the_lo
     assert await engine.wait(wf) is WorkflowStatus.COMPLETED
     failures = [r for r in caplog.records if r.name == "engine.watch.manager" and r.levelno >= logging.ERROR]
     assert len(failures) == 1 and broken.id in failures[0].getMessage()  # once, not per chunk of output
+
+
+async def test_a_pause_too_late_for_a_finished_workflow_is_logged_plainly(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    wf = await engine.submit(spec([{"id": "job", "agent": "sh", "run": "echo ALARM"}], watch=['output ~ "ALARM"']))
+    assert await engine.wait(wf) is WorkflowStatus.COMPLETED
+    (watchpoint,) = await engine.watchpoints(wf)
+    caplog.set_level(logging.DEBUG, logger="engine.watch.manager")
+    # The race a trigger on a workflow's last line can lose: the run ended before the pause got to it.
+    await engine.watch._pause_for(watchpoint)
+    records = [r for r in caplog.records if r.name == "engine.watch.manager"]
+    assert records and all(r.exc_info is None and r.levelno <= logging.INFO for r in records)
+    assert "finished" in records[-1].getMessage()
