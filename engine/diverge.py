@@ -1,8 +1,10 @@
 """Diverge here: a new live workflow started from a moment of another one (a replayed recording, a run's history).
 
-The moment is an event ``seq`` of the source workflow. The new workflow has the same spec and vars; it starts from
-the newest checkpoint taken at or before that event (``Checkpoint.event_seq``): the tasks completed there start
-completed with their outputs and attempts (they never run again), every other task starts pending and runs. It
+The moment is an event ``seq`` of the source workflow. The new workflow has the same spec and vars; the tasks the
+replay shows completed at that event (``engine.replay.state``) start completed with their outputs and attempts
+(they never run again), every other task starts pending and runs. Outputs come from the newest checkpoint taken at
+or before that event (``Checkpoint.event_seq``), or for a completion whose checkpoint was sealed just after it,
+from that one. It
 records where it came from in ``Workflow.diverged_from`` (``{workflow, seq, checkpoint}``) and in its
 ``workflow.created`` event, whose ``carried`` names the tasks it took over completed (with their attempts).
 
@@ -28,6 +30,8 @@ from engine.errors import ControlError
 from engine.graph.diverged import GraphMoment, carry_thread, moment_of
 from engine.graph.support import default_thread
 from engine.graph.threads import ThreadSource
+from engine.replay.model import dependents
+from engine.replay.state import ReplayState
 from engine.spec import WorkflowSpec
 
 #: Agent kinds that run on a LangGraph thread (as ``engine.graph.threads.thread_for_rerun`` has them).
@@ -78,6 +82,7 @@ async def plan(stores: Stores, workflow_id: str, at_seq: int, owner: str) -> Div
     history = await stores.checkpoints.list(workflow_id)
     checkpoint = checkpoint_at(history, at_seq)
     states = checkpoints.state_at(history, checkpoint.number)[0] if checkpoint is not None else {}
+    shown = await _completed_at(stores, workflow_id, at_seq)
     origin = {"workflow": workflow_id, "seq": at_seq, "checkpoint": checkpoint.id if checkpoint else None}
     workflow = Workflow(
         name=source.name,
@@ -100,15 +105,50 @@ async def plan(stores: Stores, workflow_id: str, at_seq: int, owner: str) -> Div
             input=dict(tspec.input),
             max_attempts=tspec.max_attempts(spec.defaults),
         )
-        restored = checkpoints.restored_state(states, tspec.id)
-        if restored["status"] is TaskStatus.COMPLETED:
+        restored = _completion(history, states, checkpoint, tspec.id) if tspec.id in shown else None
+        if restored is not None:
             task.status = TaskStatus.COMPLETED
             task.output = restored["output"]
-            task.attempts = restored["attempts"]
+            task.attempts = shown[tspec.id]
             task.progress = 1.0
             carried[tspec.id] = task.attempts
         tasks.append(task)
     return Divergence(workflow, tasks, spec, origin, carried)
+
+
+async def _completed_at(stores: Stores, workflow_id: str, at_seq: int) -> dict[str, int]:
+    """The tasks the replay shows completed at event ``at_seq`` (``engine.replay.state``), with their attempts: what
+    is carried. A completion's checkpoint is sealed at the next write, so its ``event_seq`` is often past the
+    ``task.completed`` event: by checkpoints alone a moment between them would run a task shown completed again
+    (and a checkpoint's state may still say completed for a task a later retry already restarted)."""
+    rows = await stores.tasks.list(workflow_id)
+    state = ReplayState.initial(rows)
+    downstream = dependents(rows)
+    after = 0
+    while after < at_seq:
+        page = await stores.events.list(workflow_id, after_seq=after, limit=at_seq - after)
+        for event in page:
+            if event.seq <= at_seq:
+                state.apply(event, downstream)
+        if not page:
+            break
+        after = page[-1].seq
+    return {key: view.attempts for key, view in state.tasks.items() if view.status is TaskStatus.COMPLETED}
+
+
+def _completion(
+    history: list[Checkpoint], states: dict[str, Any], base: Checkpoint | None, key: str
+) -> dict[str, Any] | None:
+    """The restored fields of task ``key``, completed: from the state at the moment's checkpoint, or else from the
+    first later checkpoint that recorded its completion (the one sealed just after it). None: none did."""
+    restored = checkpoints.restored_state(states, key)
+    if restored["status"] is TaskStatus.COMPLETED:
+        return restored
+    for later in sorted(history, key=lambda c: c.number):
+        if (base is None or later.number > base.number) and key in later.task_states:
+            restored = checkpoints.restored_state(checkpoints.state_at(history, later.number)[0], key)
+            return restored if restored["status"] is TaskStatus.COMPLETED else None
+    return None
 
 
 async def carry_graphs(engine: ThreadSource, planned: Divergence, values: dict[str, Any] | None = None) -> None:
