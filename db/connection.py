@@ -36,6 +36,8 @@ Kind = Literal["memory", "file", "server"]
 
 _EMBEDDED_FILE_SCHEMES = ("surrealkv://", "surrealkv+versioned://", "file://", "rocksdb://")
 _CONNECT_TIMEOUT_S = 10.0
+#: How often ``write_one`` runs a statement whose transaction conflicted with another writer's.
+_CONFLICT_TRIES = 6
 # "//user:password@" in a URL. The password runs to the last "@": people do not always escape "@" or "/" in it,
 # and hiding too much of an odd URL is better than showing a password.
 _USERINFO_PASSWORD = re.compile(r"(//[^/:@]*:).*@")
@@ -247,6 +249,19 @@ class Database:
         """Run statements and return the last one's result."""
         results = await self.query(sql, vars)
         return results[-1] if results else None
+
+    async def write_one(self, sql: str, vars: Mapping[str, Any] | None = None) -> Any:
+        """``query_one`` for ONE write statement from outside the state writer, run again when the key-value store
+        refused its transaction for a conflict with another writer's ("can be retried": nothing of it was stored).
+        On a file database, tables with a change feed conflict so now and then with the engine's batches."""
+        for attempt in range(_CONFLICT_TRIES):
+            try:
+                return await self.query_one(sql, vars)
+            except QueryFailed as exc:
+                if "can be retried" not in str(exc) or attempt == _CONFLICT_TRIES - 1:
+                    raise
+                await asyncio.sleep(0.005 * 2**attempt)
+        raise AssertionError("unreachable")
 
     async def close(self) -> None:
         """Close the engine; idempotent. Always awaited before the event loop ends."""

@@ -16,7 +16,7 @@ class SurrealWatchpointStore(WatchpointStore):
 
     async def put(self, watchpoint: Watchpoint) -> None:
         row = to_row(watchpoint, "watchpoint", watchpoint.id)
-        await self._db.query_one("UPSERT $row.id CONTENT $row RETURN NONE", {"row": row})
+        await self._db.write_one("UPSERT $row.id CONTENT $row RETURN NONE", {"row": row})
 
     async def list(self, workflow_id: str) -> list[Watchpoint]:
         rows = await self._db.query_one(
@@ -29,11 +29,11 @@ class SurrealWatchpointStore(WatchpointStore):
         return from_row(Watchpoint, row) if row else None
 
     async def delete(self, watchpoint_id: str) -> bool:
-        rows = await self._db.query_one("DELETE $id RETURN BEFORE", {"id": rid("watchpoint", watchpoint_id)})
+        rows = await self._db.write_one("DELETE $id RETURN BEFORE", {"id": rid("watchpoint", watchpoint_id)})
         return bool(rows)
 
     async def count_trigger(self, watchpoint_id: str, at: datetime) -> None:
-        await self._db.query_one(
+        await self._db.write_one(
             "UPDATE $id SET triggered += 1, last_triggered_at = $at WHERE id != NONE RETURN NONE",
             {"id": rid("watchpoint", watchpoint_id), "at": at},
         )

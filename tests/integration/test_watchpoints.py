@@ -339,7 +339,7 @@ async def test_watchpoints_added_and_removed_live_and_kept_for_a_resume(tmp_path
         with pytest.raises(ControlError, match="no task 'nope'"):
             await engine.add_watchpoint(wf, "running > 1h", task="nope")
         kept = await engine.add_watchpoint(wf, 'output ~ "marker-line"', task="job", name="marker")
-        dropped = await engine.add_watchpoint(wf, 'output ~ "tick"')
+        dropped = await engine.add_watchpoint(wf, 'output ~ "never printed"')  # not "tick": it could trigger first
         await engine.remove_watchpoint(wf, dropped.id)
         with pytest.raises(ControlError, match="no watchpoint"):
             await engine.remove_watchpoint(wf, dropped.id)
