@@ -128,7 +128,7 @@ def _in_words(event: Event) -> str | None:
             return f"paused{by}: {data.get('reason') or when}"
         label = f"{data['name']}: {when}" if data.get("name") else when
         label += f" (task {data['scope']})" if data.get("scope") else ""
-        return label
+        return label + (f": {data['reason']}" if data.get("reason") else "")  # removed by the engine: why
     if event.type == EventType.TOOL_CALLED:
         args = json.dumps(data.get("args"), default=str, separators=(",", ":")) if data.get("args") else ""
         args = args if len(args) <= TOOL_ARGS_CHARS else args[: TOOL_ARGS_CHARS - 1] + "…"

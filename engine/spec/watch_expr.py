@@ -12,9 +12,9 @@ Conditions, combinable with ``and``, ``or`` and parentheses::
     failures >= 3 within 10m         task failures (or ``retries``) in a sliding window; without ``within``: ever
 
 Limits are crossed upwards: only ``>`` and ``>=`` compare. The regex is the text between the quotes as written
-(``\\"`` stands for a quote), in RE2's syntax (Python's ``re`` without backreferences and lookarounds; ``\\z`` for the
-end of the text): RE2 matches in linear time, so no pattern can backtrack for ever on some line and block the engine
-(``engine.watch.conditions``). It is compiled here, so a bad one is an error with its column like any other.
+(``\\"`` stands for a quote), in the syntax of the ``regex`` package (a superset of ``re``'s); it is compiled here,
+so a bad one is an error with its column like any other. ``regex`` because it searches with a timeout: a pattern
+that backtracks for ever on some line cannot block the engine (``engine.watch.conditions``).
 
 Parsed by lark (LALR, built once). Errors are ``WatchSyntaxError`` with the column (and line, for an expression
 written over several lines) of the problem.
@@ -26,9 +26,9 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Literal
 
-import re2
+import regex
 
 from engine.spec.durations import parse_duration
 
@@ -179,7 +179,7 @@ class Failures(_Compared):
 class OutputMatch:
     """``output ~ "Traceback|password"``: a task output line the regex finds a match in."""
 
-    pattern: Regex
+    pattern: regex.Pattern[str]
     text: str
 
 
@@ -385,35 +385,13 @@ def _unquote(token: Token) -> str:
     return text[1:-1].replace("\\" + quote, quote)
 
 
-class Regex(Protocol):
-    """What is used of a compiled RE2 pattern (google-re2 ships no types)."""
-
-    @property
-    def pattern(self) -> str: ...
-    def search(self, text: str) -> object | None: ...
-
-
-def compile_regex(pattern: str) -> Regex:
-    """``pattern`` compiled by RE2, quietly (RE2 otherwise logs each error to stderr itself). Raises ``re2.error``."""
-    options = re2.Options()
-    options.log_errors = False
-    compiled: Regex = re2.compile(pattern, options)
-    return compiled
-
-
-def _regex(token: Token) -> Regex:
+def _regex(token: Token) -> regex.Pattern[str]:
     pattern = _unquote(token)
     if not pattern:
         raise _at(token, "the regular expression is empty (it would match every line)")
     try:
-        return compile_regex(pattern)
-    except re2.error as exc:
-        raw = exc.args[0] if exc.args else str(exc)
-        message = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
-        # RE2 names the part it could not read ("missing ): abc(", "invalid escape sequence: \\1"): point at it.
-        found = pattern.find(message.rsplit(": ", 1)[-1]) if ": " in message else -1
-        column = (token.column or 1) + 1 + max(found, 0)
-        hint = " (RE2 syntax: no backreferences or lookarounds)" if "escape" in message or "perl" in message else ""
-        raise WatchSyntaxError(
-            f"bad regular expression: {message}{hint}", column=column, line=token.line or 1
-        ) from None
+        return regex.compile(pattern)
+    except regex.error as exc:
+        pos, msg = getattr(exc, "pos", None), getattr(exc, "msg", str(exc))  # set by regex; not in its stubs
+        column = (token.column or 1) + 1 + (pos or 0)
+        raise WatchSyntaxError(f"bad regular expression: {msg}", column=column, line=token.line or 1) from None

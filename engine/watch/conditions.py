@@ -8,29 +8,48 @@ it true (a ``Held``).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import regex
+
 from db.models import Event, EventType
-from engine.spec.watch_expr import Budget, Failures, NodeRuns, OutputMatch, Regex, Running, ToolRepeats, compile_regex
+from engine.spec.watch_expr import Budget, Failures, NodeRuns, OutputMatch, Running, ToolRepeats
 
 __all__ = [
     "CHANGED",
     "OCCURRED",
+    "REGEX_TIMEOUT_S",
     "SAME",
     "BudgetState",
     "FailuresState",
     "Held",
     "NodeRunsState",
     "OutputState",
+    "RegexTimeout",
     "RunningState",
     "State",
     "ToolRepeatsState",
 ]
 
 _SHOWN_LINE = 500  # characters of a matching output line the event carries
+#: The longest an output watchpoint may search one chunk of output (then it gives up: ``RegexTimeout``).
+REGEX_TIMEOUT_S = 0.05
+
+
+class RegexTimeout(Exception):
+    """An output watchpoint's regex took longer than ``REGEX_TIMEOUT_S`` on one chunk of output: it backtracks too
+    much on such lines (``(a+)+$`` on a long line) and would take as long on each; the manager disarms it."""
+
+    def __init__(self, condition: str) -> None:
+        super().__init__(
+            f"its regex took longer than {REGEX_TIMEOUT_S * 1000:g} ms to search one chunk of output "
+            "(it backtracks too much); disarmed"
+        )
+        self.condition = condition
 
 
 @dataclass(frozen=True)
@@ -101,25 +120,30 @@ class OutputState(State):
         self.types = frozenset({EventType.TASK_OUTPUT})
         self.hit: Held | None = None
         # A chunk's lines are searched at once, joined, with ^ and $ at line ends; only a chunk with a match is
-        # searched line by line (a match across lines is not one). \A and \z mean the line's ends: per line only.
-        # RE2 matches in linear time: no pattern can hold the engine up, however it is written.
+        # searched line by line (a match across lines is not one). \A and \Z mean the line's ends: per line only.
         source = cond.pattern.pattern
-        self._chunk_search = None if "\\A" in source or "\\z" in source else _multiline(cond.pattern).search
+        self._chunk_search = None if "\\A" in source or "\\Z" in source else _multiline(cond.pattern).search
 
     def observe(self, event: Event) -> int:
         lines = event.data.get("lines")
         if not isinstance(lines, list) or not lines:
             return SAME
-        chunk = self._chunk_search
-        if chunk is not None and chunk(_joined(event, lines)) is None:
-            return SAME
-        search = self.cond.pattern.search
-        for line in lines:
-            if isinstance(line, str) and search(line) is not None:
-                stream = event.data.get("stream")
-                values = {"line": line[:_SHOWN_LINE], "stream": stream, "pattern": self.cond.pattern.pattern}
-                self.hit = Held(self.cond.text, "output", values, event.task)
-                return OCCURRED
+        # At most REGEX_TIMEOUT_S of searching per chunk: a pattern that backtracks for ever on a line must not block
+        # the event loop (every workflow of the engine); the manager then disarms the watchpoint.
+        deadline = time.monotonic() + REGEX_TIMEOUT_S
+        try:
+            chunk = self._chunk_search
+            if chunk is not None and chunk(_joined(event, lines), timeout=REGEX_TIMEOUT_S) is None:
+                return SAME
+            search = self.cond.pattern.search
+            for line in lines:
+                if isinstance(line, str) and search(line, timeout=_left(deadline)) is not None:
+                    stream = event.data.get("stream")
+                    values = {"line": line[:_SHOWN_LINE], "stream": stream, "pattern": self.cond.pattern.pattern}
+                    self.hit = Held(self.cond.text, "output", values, event.task)
+                    return OCCURRED
+        except TimeoutError:
+            raise RegexTimeout(self.cond.text) from None
         return SAME
 
     def holds(self, now: float, fresh: bool) -> Held | None:
@@ -285,8 +309,12 @@ class RunningState(State):
         self._left.clear()
 
 
-def _multiline(pattern: Regex) -> Regex:
-    return compile_regex("(?m)" + pattern.pattern)
+def _multiline(pattern: regex.Pattern[str]) -> regex.Pattern[str]:
+    return regex.compile(pattern.pattern, pattern.flags | regex.MULTILINE)
+
+
+def _left(deadline: float) -> float:
+    return max(0.001, deadline - time.monotonic())
 
 
 # The event itself, not its id: a freed event's address is soon a new event's, which then read as the old text.

@@ -12,7 +12,9 @@ checked again on ``workflow.resumed``, and triggers then if its expression still
 that ended during the pause does; an output match, true only for its own line, does not). A workflow being
 cancelled or ending is not paused.
 
-Output patterns are RE2 (``engine.spec.watch_expr``): matched in linear time, none can hold the engine up.
+An output watchpoint whose regex takes longer than ``REGEX_TIMEOUT_S`` (50 ms) on one chunk of output is disarmed
+and forgotten at once (``watchpoint.removed`` with a ``reason``): such a pattern backtracks too much on such lines and
+would cost as much on each chunk, holding up every workflow of the engine; the workflow goes on, unwatched by it.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from engine.errors import ControlError
 from engine.events import EventRecorder
 from engine.spec import WorkflowSpec
 from engine.spec.watch_expr import parse_watch
+from engine.watch.conditions import RegexTimeout
 from engine.watch.evaluate import Outcome, WatchEvaluator
 
 log = logging.getLogger(__name__)
@@ -275,11 +278,37 @@ class WatchManager:
                 outcome = armed.evaluator.observe(event)
                 if outcome is not None:
                     self._trigger(armed, outcome)
+            except RegexTimeout as exc:
+                self._give_up(armed, str(exc))
             except Exception:  # a bug in one watchpoint: the others, and the engine, go on
                 if not armed.failed:
                     armed.failed = True
                     log.exception("watchpoint %s of %s failed on a %s event (logged once)",
                                   armed.watchpoint.id, event.workflow, kind)  # fmt: skip
+
+    def _give_up(self, armed: _Armed, why: str) -> None:
+        """An output watchpoint's regex is too slow for the output it is given (it would cost that much on every
+        such chunk, holding up every workflow): disarmed and forgotten, and the user told why in
+        ``watchpoint.removed`` (its ``reason``); the workflow goes on."""
+        watchpoint = armed.watchpoint
+        log.warning("watchpoint %s (%s) of %s: %s", watchpoint.id, watchpoint.when, watchpoint.workflow, why)
+        self.disarm(watchpoint.workflow, watchpoint.id)
+        data = {"watchpoint": watchpoint.id, "when": watchpoint.when, "name": watchpoint.name,
+                "scope": watchpoint.task, "reason": why}  # fmt: skip
+        self._recorder.emit(watchpoint.workflow, EventType.WATCHPOINT_REMOVED, data=data)
+        forgetting = asyncio.get_running_loop().create_task(
+            self._forget(watchpoint), name=f"agentdeck-watchpoint-forget-{watchpoint.id}"
+        )
+        self._storing.add(forgetting)
+        forgetting.add_done_callback(self._storing.discard)
+
+    async def _forget(self, watchpoint: Watchpoint) -> None:
+        storing = [task for task in self._storing if task is not asyncio.current_task()]
+        await asyncio.gather(*storing, return_exceptions=True)  # a declared one is stored before it is deleted
+        try:
+            await self._stores.watchpoints.delete(watchpoint.id)
+        except Exception:  # disarmed all the same; a resume would arm it again (and give up again)
+            log.warning("forgetting watchpoint %s failed", watchpoint.id, exc_info=True)
 
     def _trigger(self, armed: _Armed, outcome: Outcome) -> None:
         watchpoint = armed.watchpoint

@@ -101,8 +101,8 @@ def test_validate_and_run_report_a_bad_watch_with_file_line_and_exit_2(tmp_path:
     for command in (["validate", str(path)], ["run", str(path), "--headless", "--db", "mem://"]):
         result = agentdeck(*command, env=env)
         assert result.returncode == 2, result.stderr
-        where = f"{path}:8: task 'a': watch[0].when is not a valid watch expression: column 11: "
-        assert where + "bad regular expression: missing ): (x" in result.stderr  # at the group left open
+        where = f"{path}:8: task 'a': watch[0].when is not a valid watch expression: column 13: "
+        assert where + "bad regular expression: missing )" in result.stderr  # at the closing quote: no ) there
         assert "Traceback" not in result.stderr
 
 

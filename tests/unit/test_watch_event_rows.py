@@ -36,3 +36,10 @@ def test_a_tool_call_row_shows_the_tool_and_its_arguments_cut_short() -> None:
     assert 'shell {"cmd":"ls -la"}' in row(EventType.TOOL_CALLED, tool="shell", args={"cmd": "ls -la"}, call="c1")
     long = row(EventType.TOOL_CALLED, tool="search", args={"q": "x" * 500}, call="c2")
     assert long.endswith("…") and len(long.split("search ", 1)[1]) == TOOL_ARGS_CHARS
+
+
+def test_a_watchpoint_the_engine_gave_up_says_why() -> None:
+    why = "its regex took longer than 50 ms to search one chunk of output (it backtracks too much); disarmed"
+    removed = row(EventType.WATCHPOINT_REMOVED, task=None, watchpoint="wp-3", when='output ~ "(a+)+$"', name=None,
+                  scope=None, reason=why)  # fmt: skip
+    assert removed.rstrip().endswith(f'output ~ "(a+)+$": {why}')
