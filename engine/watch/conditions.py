@@ -128,16 +128,16 @@ class OutputState(State):
         lines = event.data.get("lines")
         if not isinstance(lines, list) or not lines:
             return SAME
-        # At most REGEX_TIMEOUT_S of searching per chunk: a pattern that backtracks for ever on a line must not block
-        # the event loop (every workflow of the engine); the manager then disarms the watchpoint.
-        deadline = time.monotonic() + REGEX_TIMEOUT_S
+        # At most REGEX_TIMEOUT_S of searching (CPU) per chunk: a pattern that backtracks for ever on a line must not
+        # block the event loop (every workflow of the engine); the manager then disarms the watchpoint.
+        spent = [0.0]  # CPU seconds inside this chunk's searches
         try:
             chunk = self._chunk_search
-            if chunk is not None and chunk(_joined(event, lines), timeout=REGEX_TIMEOUT_S) is None:
+            if chunk is not None and _bounded(chunk, _joined(event, lines), spent) is None:
                 return SAME
             search = self.cond.pattern.search
             for line in lines:
-                if isinstance(line, str) and search(line, timeout=_left(deadline)) is not None:
+                if isinstance(line, str) and _bounded(search, line, spent) is not None:
                     stream = event.data.get("stream")
                     values = {"line": line[:_SHOWN_LINE], "stream": stream, "pattern": self.cond.pattern.pattern}
                     self.hit = Held(self.cond.text, "output", values, event.task)
@@ -313,8 +313,33 @@ def _multiline(pattern: regex.Pattern[str]) -> regex.Pattern[str]:
     return regex.compile(pattern.pattern, pattern.flags | regex.MULTILINE)
 
 
-def _left(deadline: float) -> float:
-    return max(0.001, deadline - time.monotonic())
+def _bounded(search: Callable[..., Any], text: str, spent: list[float]) -> Any:
+    """``search(text)`` within what is left of the chunk's budget of CPU time (``spent[0]``: used by its searches
+    so far), holding the GIL.
+
+    By default the regex package lets go of the GIL while it matches: with busy Python threads about (sync steps),
+    taking it back cost 1-20 ms a search, and the wall-clock timeout ran out on plain patterns like "Traceback",
+    which were then disarmed (seen in ``agentdeck bench --only watchpoints``). Held (``concurrent=False``), a search
+    costs what re's does. The timeout is wall time, which can still run out while the process waits for the CPU or
+    collects garbage: then the search is tried again, its CPU time measured, and only a search that really spent the
+    budget gives up (the common search, which finds nothing at once, pays for no clock)."""
+    left = REGEX_TIMEOUT_S - spent[0]
+    try:
+        return search(text, timeout=max(left, 0.001), concurrent=False)
+    except TimeoutError:
+        pass
+    while True:
+        left = REGEX_TIMEOUT_S - spent[0]
+        if left <= 0:
+            raise TimeoutError
+        began = time.thread_time()
+        try:
+            return search(text, timeout=max(left, 0.001), concurrent=False)
+        except TimeoutError:
+            if spent[0] + time.thread_time() - began >= REGEX_TIMEOUT_S:
+                raise
+        finally:
+            spent[0] += time.thread_time() - began
 
 
 # The event itself, not its id: a freed event's address is soon a new event's, which then read as the old text.
