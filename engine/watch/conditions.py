@@ -309,6 +309,37 @@ class RunningState(State):
         self._left.clear()
 
 
+class OutputScreen:
+    """One search of an output chunk for all of a workflow's output patterns at once, in one alternation: when it
+    finds nothing (the common case) none of them can match, and no watchpoint searches the chunk on its own.
+
+    With several output watchpoints, each search's time limit costs more than the search (the regex package sets
+    one up per call): one search instead of one per pattern. Only patterns that mean the same inside an alternation
+    are screened: no inline flags or groups of their own (``(?i)``, named groups), no backreferences, no ``\\A`` or
+    ``\\Z`` (they mean a line's ends here); the others are searched as before.
+    """
+
+    def __init__(self, patterns: list[regex.Pattern[str]]) -> None:
+        self.sources = frozenset(p.pattern for p in patterns)
+        self._search = regex.compile("|".join(f"(?:{p.pattern})" for p in patterns), regex.MULTILINE).search
+
+    @staticmethod
+    def screenable(pattern: regex.Pattern[str]) -> bool:
+        source = pattern.pattern
+        return (
+            not pattern.flags & ~(regex.VERSION0 | regex.UNICODE)
+            and source.replace("(?:", "").find("(?") < 0
+            and not regex.search(r"\\(?:\d|g|A|Z)", source)
+        )
+
+    def clear(self, event: Event, lines: list[Any]) -> bool:
+        """Whether no screened pattern can match in this chunk (a search that runs out of time says maybe)."""
+        try:
+            return _bounded(self._search, _joined(event, lines), [0.0]) is None
+        except TimeoutError:
+            return False  # one of them backtracks: each is searched on its own, and that one is found out
+
+
 def _multiline(pattern: regex.Pattern[str]) -> regex.Pattern[str]:
     return regex.compile(pattern.pattern, pattern.flags | regex.MULTILINE)
 

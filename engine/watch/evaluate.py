@@ -96,6 +96,10 @@ class WatchEvaluator:
             return FailuresState(cond)
         return RunningState(cond, self._timer_fired)
 
+    def states_of(self, kind: str) -> list[State]:
+        """The states of its conditions that read events of type ``kind``."""
+        return list(self._by_type.get(kind, ()))
+
     def observe(self, event: Event) -> Outcome | None:
         """Take one event of the workflow; the outcome if the watchpoint triggers on it."""
         if self.task is not None and event.task != self.task and event.type != EventType.WORKFLOW_ROLLED_BACK:

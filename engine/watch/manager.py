@@ -33,7 +33,7 @@ from engine.errors import ControlError
 from engine.events import EventRecorder
 from engine.spec import WorkflowSpec
 from engine.spec.watch_expr import parse_watch
-from engine.watch.conditions import RegexTimeout
+from engine.watch.conditions import OutputScreen, OutputState, RegexTimeout
 from engine.watch.evaluate import Outcome, WatchEvaluator
 
 log = logging.getLogger(__name__)
@@ -122,6 +122,8 @@ class WatchManager:
         self._pause = pause
         self._armed: dict[str, dict[str, _Armed]] = {}
         self._by_type: dict[str, dict[str, list[_Armed]]] = {}
+        #: Per workflow, the output screen and the watchpoints it answers for (``_index``).
+        self._screens: dict[str, tuple[OutputScreen, frozenset[int]]] = {}
         self._pausing: set[asyncio.Task[None]] = set()
         self._storing: set[asyncio.Task[None]] = set()
         self._unhook = recorder.add_listener(self._on_event)
@@ -232,6 +234,7 @@ class WatchManager:
         else:
             self._armed.pop(workflow_id, None)
             self._by_type.pop(workflow_id, None)
+            self._screens.pop(workflow_id, None)
 
     def armed(self, workflow_id: str) -> list[Watchpoint]:
         """The watchpoints evaluated now for a workflow."""
@@ -243,6 +246,19 @@ class WatchManager:
             for kind in armed.evaluator.types:
                 by_type.setdefault(kind, []).append(armed)
         self._by_type[workflow_id] = by_type
+        # Output watchpoints whose patterns can be searched together: one search of a chunk for all of them.
+        screened: list[_Armed] = []
+        patterns = []
+        for armed in by_type.get(EventType.TASK_OUTPUT, ()):
+            states = armed.evaluator.states_of(EventType.TASK_OUTPUT)
+            mine = [state.cond.pattern for state in states if isinstance(state, OutputState)]
+            if mine and all(OutputScreen.screenable(p) for p in mine):
+                screened.append(armed)
+                patterns.extend(mine)
+        if len(patterns) > 1:
+            self._screens[workflow_id] = (OutputScreen(patterns), frozenset(map(id, screened)))
+        else:
+            self._screens.pop(workflow_id, None)
 
     async def close(self) -> None:
         self._unhook()
@@ -273,7 +289,11 @@ class WatchManager:
         if kind in _ENDS:
             self.disarm(event.workflow)
             return
-        for armed in list(by_type.get(kind, ())):  # a copy: one giving up is disarmed meanwhile
+        interested = by_type.get(kind, ())
+        screen = self._screens.get(event.workflow) if kind == EventType.TASK_OUTPUT else None
+        if screen is not None and screen[0].clear(event, event.data.get("lines") or []):
+            interested = [armed for armed in interested if id(armed) not in screen[1]]  # none of theirs can match
+        for armed in list(interested):  # a copy: one giving up is disarmed meanwhile
             try:
                 outcome = armed.evaluator.observe(event)
                 if outcome is not None:
