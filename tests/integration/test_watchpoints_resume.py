@@ -8,7 +8,6 @@ that takes the total past the limit, and one that had already triggered does not
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,27 +18,16 @@ from db import connect
 from db.models import Event, EventType, WorkflowStatus
 from engine.engine import Engine
 from engine.spec import WorkflowSpec
-from tests.support.fake_llm import reply, script
+from tests.integration.test_watchpoints import fake_model
+from tests.support.fake_llm import reply
 from tests.support.polling import until
+
+__all__ = ["fake_model"]  # the fixture (langchain-core's fake chat model as MODEL), used by name
 
 MODEL = "openai:gpt-4o-mini"  # $0.15 per million input tokens: 100k input tokens cost $0.015 a call
 CALL_USD = 0.015
 # The first time: marks its directory and sleeps (the engine is closed meanwhile); run again on resume: quick.
 ONCE = "if [ -f .ran ]; then echo second run; else touch .ran; echo first run; sleep 60; fi"
-
-
-@pytest.fixture
-def fake_model() -> Iterator[Any]:
-    """``fake_model(replies)``: a ``FakeToolCallingChatModel`` (langchain-core fake) answers as ``MODEL``."""
-    undo: list[Any] = []
-
-    def register(replies: list[AIMessage]) -> None:
-        _, unregister = script(MODEL, replies)
-        undo.append(unregister)
-
-    yield register
-    for unregister in undo:
-        unregister()
 
 
 def spending(watch: str) -> WorkflowSpec:
