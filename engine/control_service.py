@@ -199,9 +199,7 @@ class ControlService:
 
     # ---- watchpoints (engine.watch) ---------------------------------------------------------------------------
 
-    async def op_watch_add(
-        self, workflow: str, when: str, task: str | None = None, name: str | None = None
-    ) -> str:
+    async def op_watch_add(self, workflow: str, when: str, task: str | None = None, name: str | None = None) -> str:
         """Add a watchpoint; answers its id (the command line prints it)."""
         return (await self.engine.add_watchpoint(workflow, when, task, name=name)).id
 
