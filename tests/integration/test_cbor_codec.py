@@ -140,6 +140,10 @@ def model_samples() -> dict[type[BaseModel], tuple[str, str, BaseModel]]:
         default=False,
         deadline=WHEN + timedelta(minutes=5),
     )
+    watchpoint = models.Watchpoint(
+        workflow=wf.id, when='output ~ "Traceback|ünïcode"', task="compile", name="boom ✓", origin="file",
+        triggered=2, last_triggered_at=WHEN,
+    )  # fmt: skip
     return {
         models.Workflow: ("workflow", wf.id, wf),
         models.Task: ("task", task.id, task),
@@ -150,6 +154,7 @@ def model_samples() -> dict[type[BaseModel], tuple[str, str, BaseModel]]:
         models.ControlRequest: ("control_request", control.id, control),
         models.GraphNode: ("graph_node", node.id, node),
         models.Approval: ("approval", approval.id, approval),
+        models.Watchpoint: ("watchpoint", watchpoint.id, watchpoint),
     }
 
 
