@@ -96,22 +96,14 @@ async def plan(stores: Stores, workflow_id: str, at_seq: int, owner: str) -> Div
     )
     tasks = []
     carried: dict[str, int] = {}
-    for tspec in spec.tasks:
-        task = Task(
-            workflow=workflow.id,
-            key=tspec.id,
-            agent=tspec.agent,
-            depends_on=list(tspec.depends_on),
-            input=dict(tspec.input),
-            max_attempts=tspec.max_attempts(spec.defaults),
-        )
-        restored = _completion(history, states, checkpoint, tspec.id) if tspec.id in shown else None
+    for task in spec.task_rows(workflow.id):
+        restored = _completion(history, states, checkpoint, task.key) if task.key in shown else None
         if restored is not None:
             task.status = TaskStatus.COMPLETED
             task.output = restored["output"]
-            task.attempts = shown[tspec.id]
+            task.attempts = shown[task.key]
             task.progress = 1.0
-            carried[tspec.id] = task.attempts
+            carried[task.key] = task.attempts
         tasks.append(task)
     return Divergence(workflow, tasks, spec, origin, carried)
 

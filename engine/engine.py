@@ -20,7 +20,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from db.connection import Database, embedded_path
-from db.models import EventType, Task, TaskStatus, Workflow, WorkflowStatus
+from db.models import EventType, TaskStatus, Workflow, WorkflowStatus
 from db.settings import DbSettings, default_data_dir
 from db.stores import Stores
 from engine.bus import EventBus, make_bus
@@ -194,17 +194,7 @@ class Engine(EngineControls, WatchControls):
             owner=self.owner,
             lease_until=_now() + LEASE,
         )
-        tasks = [
-            Task(
-                workflow=workflow.id,
-                key=t.id,
-                agent=t.agent,
-                depends_on=list(t.depends_on),
-                input=dict(t.input),
-                max_attempts=t.max_attempts(spec.defaults),
-            )
-            for t in spec.tasks
-        ]
+        tasks = spec.task_rows(workflow.id)
         # Through the writer, in order: every task row, then the workflow row (so a workflow exists only once all
         # its tasks do and can always be resumed), then its first event. The run starts at once, its writes
         # queued behind these: creating a large workflow overlaps running it.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import heapq
 import re
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -20,6 +20,9 @@ from engine.spec.errors import SpecError, raise_if_any, show_value
 from engine.spec.graph import describe_cycle, find_cycles, graph_errors
 from engine.spec.kinds import agent_kinds, one_of
 from engine.spec.watch_expr import WatchSyntaxError, parse_watch
+
+if TYPE_CHECKING:
+    from db.models import Task
 
 Sandbox = Literal["local", "e2b", "worker"]
 FailurePolicy = Literal["fail_fast", "continue"]
@@ -324,6 +327,22 @@ class WorkflowSpec(BaseModel):
             }
             data = {**data, "agents": agents}
         return data
+
+    def task_rows(self, workflow_id: str) -> list[Task]:
+        """A new run's task rows, pending, in file order (a submitted workflow's, and a diverged one's)."""
+        from db.models import Task
+
+        return [
+            Task(
+                workflow=workflow_id,
+                key=t.id,
+                agent=t.agent,
+                depends_on=list(t.depends_on),
+                input=dict(t.input),
+                max_attempts=t.max_attempts(self.defaults),
+            )
+            for t in self.tasks
+        ]
 
     def task(self, task_id: str) -> TaskSpec:
         """The task with this id (the first, if ids repeat in a spec that has not been validated).
