@@ -1,9 +1,10 @@
-"""The database server drops every connection mid-workflow and comes back (issue 14, point 3): the coordinator and a
-watcher (what the dashboard's tree and the event log use) both reconnect; the watcher registers its live queries
-again (the server forgets them with the session) and, reading the change feed on from where it was, misses nothing.
+"""The database server goes away mid-workflow and comes back (issue 14, point 3): the coordinator and a watcher (what
+the dashboard's tree and the event log use) both reconnect; the watcher registers its live queries again (the server
+forgets them with the session) and, reading the change feed on from where it was, misses nothing.
 
-Real parts: the SurrealDB ws test server, reached through a TCP proxy the test takes down and up again (every
-websocket is cut, as a server restart cuts them; the server's data stays, as a restarted server's does).
+Real parts: the SurrealDB ws test server, either restarted for real (stopped with SIGTERM and started again on the
+same port over its ``surrealkv://`` files: sessions and live queries gone, committed data kept) or reached through a
+TCP proxy the test takes down and up again (every websocket cut while the server itself runs on).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ from engine.engine import Engine
 from tests.conftest import server_settings
 from tests.integration.fault_support import Live, check_consistent, make_spec
 from tests.support.polling import until
+from tests.support.surreal_server import RestartableServer, restartable_test_server, server_available
 from tests.support.tcp_proxy import TcpProxy, tcp_proxy
 
 pytestmark = pytest.mark.server
@@ -37,16 +39,46 @@ async def proxy(surreal_server_url: str) -> AsyncIterator[TcpProxy]:
         yield started
 
 
+@pytest.fixture
+def restartable(tmp_path: Path) -> Iterator[RestartableServer]:
+    reason = server_available()
+    if reason is not None:
+        pytest.skip(f"SurrealDB ws test server unavailable: {reason}")
+    with restartable_test_server(tmp_path / "server") as server:
+        yield server
+
+
+async def test_watchers_and_the_coordinator_reconnect_after_a_server_restart_and_miss_nothing(
+    restartable: RestartableServer, tmp_path: Path
+) -> None:
+    async def restart() -> None:
+        await asyncio.to_thread(restartable.stop)
+        await asyncio.to_thread(restartable.start)
+
+    await run_through_outage(restartable.url, restart, tmp_path)
+    assert restartable.restarts == 1
+
+
 async def test_watchers_and_the_coordinator_reconnect_after_the_server_drops_them_and_miss_nothing(
     proxy: TcpProxy, tmp_path: Path
 ) -> None:
+    async def cut() -> None:
+        await proxy.down()
+        await asyncio.sleep(1.5)  # the outage is the fault injected: long enough for reads and writes to fail
+        await proxy.up()
+
+    await run_through_outage(f"ws://127.0.0.1:{proxy.port}", cut, tmp_path)
+
+
+async def run_through_outage(url: str, outage: Callable[[], Awaitable[None]], tmp_path: Path) -> None:
+    """Run two chains of tasks, take the server away (``outage``) once four tasks are done, and check that the
+    workflow completes and that a watcher saw every task end as the event table says it ended."""
     settings = server_settings(f"reconnect_{uuid.uuid4().hex[:8]}")
     chains = [
         {"id": f"{c}{i:02d}", "agent": "quick", "input": {"delay": 0.1}, "depends_on": [f"{c}{i - 1:02d}"] if i else []}
         for c in "ab"
         for i in range(12)
     ]
-    url = f"ws://127.0.0.1:{proxy.port}"
     seen_tasks: dict[str, Task] = {}
     seen_statuses: list[tuple[str, TaskStatus]] = []
     seen_workflow: list[WorkflowStatus] = []
@@ -73,9 +105,7 @@ async def test_watchers_and_the_coordinator_reconnect_after_the_server_drops_the
             workflow = await engine.submit(make_spec(chains))
             await until(lambda: sum(t.status is TaskStatus.COMPLETED for t in seen_tasks.values()) >= 4)
             registered = watcher.registrations  # type: ignore[attr-defined]
-            await proxy.down()
-            await asyncio.sleep(1.5)  # the outage is the fault injected: long enough for reads and writes to fail
-            await proxy.up()
+            await outage()
             async with asyncio.timeout(120):
                 assert await engine.wait(workflow) is WorkflowStatus.COMPLETED
             tasks, events = await check_consistent(engine, workflow, live, WorkflowStatus.COMPLETED)

@@ -128,19 +128,68 @@ def surreal_test_server() -> Iterator[str]:
             _stop(process)
 
 
+class RestartableServer:
+    """A test server that keeps its data on disk (``surrealkv://``), so it can be stopped and started again on the
+    same port, as a server restart does: every connection is cut and the server forgets sessions and live queries,
+    but not what was committed. Made by :func:`restartable_test_server`."""
+
+    def __init__(self, directory: Path, stderr: IO[bytes]) -> None:
+        self.store = f"surrealkv://{directory / 'data'}"
+        self._stderr = stderr
+        self.process, self.url = _start_bridge(stderr, 0, self.store)
+        self.port = int(self.url.rsplit(":", 1)[1])
+        self.restarts = 0
+
+    def stop(self) -> None:
+        """Stop the server as a service manager does (SIGTERM, then SIGKILL after :data:`STOP_GRACE` seconds)."""
+        _stop(self.process)
+
+    def start(self) -> None:
+        """Start it again on the same port, over the same data."""
+        assert self.process.poll() is not None, "stop() it first"
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:  # the port can stay taken for a moment after the old process exits
+            try:
+                self.process, url = _start_bridge(self._stderr, self.port, self.store)
+                break
+            except RuntimeError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        assert url == self.url, (url, self.url)
+        self.restarts += 1
+
+
+@contextlib.contextmanager
+def restartable_test_server(directory: Path) -> Iterator[RestartableServer]:
+    """A bridge server over ``surrealkv://`` files in ``directory``, for tests that restart it (the bridge only:
+    a ``SURREAL_BIN`` server restarts the same way, but is not wired here)."""
+    reason = server_available()
+    if reason is not None:
+        raise RuntimeError(f"no SurrealDB test server: {reason}")
+    with tempfile.TemporaryFile(prefix="surreal-test-server-", suffix=".stderr") as stderr:
+        server = RestartableServer(directory, stderr)
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
 # --- the node bridge ------------------------------------------------------------------------------
 
 
-def _start_bridge(stderr: IO[bytes]) -> tuple[subprocess.Popen[bytes], str]:
+def _start_bridge(stderr: IO[bytes], port: int = 0, store: str | None = None) -> tuple[subprocess.Popen[bytes], str]:
     install_dir = _ensure_installed()
     node = shutil.which("node")
     assert node is not None  # checked by server_available()
     env = dict(os.environ)
     env["SURREAL_BRIDGE_NODE_MODULES"] = str(install_dir)
+    if store is not None:
+        env["SURREAL_BRIDGE_STORE"] = store
     # The bridge exits when its stdin closes, so it cannot outlive a test process that is killed.
     env["SURREAL_BRIDGE_WATCH_STDIN"] = "1"
     process = subprocess.Popen(
-        [node, str(SERVER_DIR / "bridge.mjs"), "0"],
+        [node, str(SERVER_DIR / "bridge.mjs"), str(port)],
         cwd=install_dir,
         env=env,
         stdin=subprocess.PIPE,

@@ -16,6 +16,10 @@
 //                                engine and `ws` from (default: this file's directory)
 //   SURREAL_BRIDGE_WATCH_STDIN=1 exit when stdin reaches EOF (the parent died)
 //   SURREAL_BRIDGE_DEBUG=1       log every request method and session to stderr
+//   SURREAL_BRIDGE_STORE         the engine's storage (default `mem://`); a
+//                                `surrealkv://PATH` keeps the data across a
+//                                restart of the bridge, as `surreal start` on a
+//                                file store does
 //
 // How it works. The native engine (`SurrealNodeEngine`, the object that
 // `@surrealdb/node`'s own `NodeEngine` wraps) takes one CBOR-encoded RPC
@@ -322,7 +326,8 @@ function uuidString(value) {
 // The engine
 
 const { SurrealNodeEngine } = loadNativeEngine();
-const engine = await SurrealNodeEngine.connect("mem://", undefined);
+const STORE = process.env.SURREAL_BRIDGE_STORE || "mem://";
+const engine = await SurrealNodeEngine.connect(STORE, undefined);
 const notifications = await engine.notifications();
 
 async function execute(payload) {
