@@ -163,6 +163,9 @@ class EventType(StrEnum):
     TASK_RESUMED = "task.resumed"
     TASK_WAITING = "task.waiting"  # for a person: an approval prompt is open
     TASK_RETRYING = "task.retrying"
+    #: A worker took the task's command (``sandbox: worker``): ``{worker}``, its ``host:pid``; again when another
+    #: worker takes it over.
+    TASK_ASSIGNED = "task.assigned"
     TASK_COMPLETED = "task.completed"
     TASK_FAILED = "task.failed"
     TASK_CANCELLED = "task.cancelled"

@@ -199,6 +199,9 @@ class WorkflowRun(RunControls):
                     task=key,
                     attempt=lambda: self.tasks[key].attempts,
                     on_redelivered=lambda reason: self._redelivered(key, reason),
+                    on_taken=lambda worker: self._emit(
+                        EventType.TASK_ASSIGNED, key, attempt=self.tasks[key].attempts, worker=worker
+                    ),
                     secrets=tspec.secrets,
                 )
             else:

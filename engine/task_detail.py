@@ -37,7 +37,9 @@ class Attempt:
     ended_at: datetime | None = None
     outcome: str = "running"  #: completed | failed, retried | failed | cancelled | running
     error: str | None = None
-    lines: list[tuple[str, str]] = field(default_factory=list)  #: (stream, line) in the order printed
+    #: (stream, line) in the order printed; stream ``worker`` is not printed output but a note of the worker that
+    #: took the attempt's command (``task.assigned``), where it happened
+    lines: list[tuple[str, str]] = field(default_factory=list)
     dropped: int = 0  #: older lines left out to stay within ``MAX_LINES`` for the whole task
 
     @property
@@ -72,7 +74,7 @@ class Attempts:
         if event.type == EventType.TASK_STARTED:
             self.attempts.append(Attempt(number=event.attempt, started_at=event.ts))
             return self.attempts[-1]
-        if event.type != EventType.TASK_OUTPUT and event.type not in _ENDINGS:
+        if event.type not in (EventType.TASK_OUTPUT, EventType.TASK_ASSIGNED) and event.type not in _ENDINGS:
             return None  # queued, skipped, paused …: nothing of an attempt's own
         if not self.attempts:  # output or an ending with no start stored (a database from before starts were events)
             self.attempts.append(Attempt(number=0, started_at=None))
@@ -80,6 +82,11 @@ class Attempts:
         if event.type == EventType.TASK_OUTPUT:
             stream = event.stream
             current.lines.extend((stream, line) for line in event.output_lines)
+        elif event.type == EventType.TASK_ASSIGNED:
+            current.lines.append(("worker", f"on worker {event.data.get('worker', '?')}"))
+        elif event.type == EventType.TASK_RETRYING and event.data.get("redelivered"):
+            # A worker died and another runs the command again: the same attempt goes on (no new start).
+            current.lines.append(("worker", str(event.error or "taken over by another worker")))
         elif event.type in _ENDINGS and current.outcome == "running":
             current.outcome = _ENDINGS[event.type]
             current.ended_at = event.ts

@@ -51,6 +51,7 @@ _LOOKS: dict[str, _Look] = {
     EventType.TASK_RESUMED: _Look("▶"),
     EventType.TASK_WAITING: _Look("✋"),
     EventType.TASK_RETRYING: _Look("↻", "orange1"),
+    EventType.TASK_ASSIGNED: _Look("⇢"),  # which worker runs it (the pane's header names it too)
     EventType.TASK_COMPLETED: _Look("✔", "green3"),
     EventType.TASK_FAILED: _Look("✘", "red"),
     EventType.TASK_CANCELLED: _Look("■", "magenta"),
@@ -118,8 +119,9 @@ _WATCH_TYPES = {EventType.WATCHPOINT_ADDED, EventType.WATCHPOINT_REMOVED, EventT
 
 
 def _in_words(event: Event) -> str | None:
-    """Watchpoint and tool-call events in words: which watchpoint (name and expression, the task it is scoped to)
-    and, for a trigger, why; which tool with which arguments (cut short). None for other types."""
+    """Watchpoint, worker and tool-call events in words: which watchpoint (name and expression, the task it is scoped
+    to) and, for a trigger, why; which worker took a command; which tool with which arguments (cut short). None for
+    other types."""
     data = event.data
     if event.type in _WATCH_TYPES:
         when = str(data.get("when") or "")
@@ -129,6 +131,8 @@ def _in_words(event: Event) -> str | None:
         label = f"{data['name']}: {when}" if data.get("name") else when
         label += f" (task {data['scope']})" if data.get("scope") else ""
         return label + (f": {data['reason']}" if data.get("reason") else "")  # removed by the engine: why
+    if event.type == EventType.TASK_ASSIGNED:
+        return f"on worker {data.get('worker', '?')}"
     if event.type == EventType.TOOL_CALLED:
         args = json.dumps(data.get("args"), default=str, separators=(",", ":")) if data.get("args") else ""
         args = args if len(args) <= TOOL_ARGS_CHARS else args[: TOOL_ARGS_CHARS - 1] + "…"

@@ -9,7 +9,7 @@ upstream tasks' directories are not readable there (their outputs are, in ``$AGE
 
 When a worker dies, another one takes the command over after a lease and runs it again from the start: the
 ``on_redelivered`` callback lets the run record that (``task.retrying``), and only the new worker's output and
-end count from then on.
+end count from then on. ``on_taken`` names each worker that takes a command (``task.assigned``).
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ class WorkerSandbox(Sandbox):
         task: str,
         attempt: Callable[[], int] = lambda: 1,
         on_redelivered: Callable[[str], None] | None = None,
+        on_taken: Callable[[str], None] | None = None,
         secrets: Sequence[str] = (),
     ) -> None:
         self.workdir = workdir  # the task's name here; its directory is on the worker
@@ -65,6 +66,7 @@ class WorkerSandbox(Sandbox):
         self.workflow, self.task = workflow, task
         self._attempt = attempt
         self._on_redelivered = on_redelivered
+        self._on_taken = on_taken  # told the name of each worker that takes a command (the first, and any other)
         self._secrets = list(secrets)  # the task's secret names: the worker reads them from its own environment
         self._files: dict[str, str] = {}
         self._run: str | None = None
@@ -138,6 +140,8 @@ class WorkerSandbox(Sandbox):
                     waiting.cancel()
                     if worker is not None and reply.worker != worker and self._on_redelivered is not None:
                         self._on_redelivered(f"worker {worker} stopped answering; {reply.worker} runs it again")
+                    if reply.worker != worker and self._on_taken is not None:
+                        self._on_taken(reply.worker)
                     worker = reply.worker
                     continue
                 # An end counts from whichever worker sent it: only the worker holding the entry can send one (one

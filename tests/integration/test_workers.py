@@ -178,6 +178,15 @@ async def test_three_workers_run_300_tasks_and_one_killed_mid_run_loses_none(
     for event in retried:
         assert any(name in event.data["error"].split("; ")[1] for name in survivors), event
     assert pending(server) == {victim.name: 0} or not any(pending(server).values()), "every entry acknowledged"
+    # Each task names the worker that took its command; a taken-over one names the victim, then who ran it again.
+    assigned: dict[str, list[str]] = {}
+    for event in events:
+        if event.type == EventType.TASK_ASSIGNED:
+            assigned.setdefault(str(event.task), []).append(event.data["worker"])
+    assert set(assigned) == {t["id"] for t in tasks}
+    assert {name for names in assigned.values() for name in names} <= {w.name for w in started}
+    for task in from_victim:
+        assert assigned[str(task)][0] == victim.name and assigned[str(task)][-1] in survivors, assigned[str(task)]
 
 
 async def test_pause_freezes_the_command_on_its_worker_resume_thaws_it_and_cancel_kills_it(

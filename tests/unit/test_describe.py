@@ -49,7 +49,7 @@ SHOWN = [
     t
     for t in EventType
     if not routine(t)
-    and t not in (EventType.TASK_OUTPUT, EventType.WATCHPOINT_TRIGGERED, *WORDED)
+    and t not in (EventType.TASK_OUTPUT, EventType.WATCHPOINT_TRIGGERED, EventType.TASK_ASSIGNED, *WORDED)
     and not t.startswith("approval.")
 ]
 
@@ -61,6 +61,13 @@ def test_a_watchpoint_event_names_the_watchpoint_alike_in_the_log_and_headless(e
     assert look.text == "loop: node check runs >= 2 (task write_code)"
     assert human_line(shown) == f"09:30:05 {look.icon} build {event_type.split('.', 1)[1]}  {look.text}"
     assert event_line(shown).plain == f"09:30:05 {event_type:<20} build            {look.text}"
+
+
+def test_a_task_taken_by_a_worker_names_the_worker_alike_in_the_log_and_headless() -> None:
+    shown = event(EventType.TASK_ASSIGNED, attempt=1, worker="build-7:4242")
+    assert describe(shown).text == "on worker build-7:4242"
+    assert human_line(shown) == f"09:30:05 {describe(shown).icon} build assigned  on worker build-7:4242"
+    assert event_line(shown).plain == f"09:30:05 {'task.assigned':<20} build            on worker build-7:4242"
 
 
 @pytest.mark.parametrize("event_type", SHOWN)

@@ -71,3 +71,24 @@ def test_output_with_no_start_recorded_is_kept_and_the_newest_lines_win_a_cap() 
     early, late = attempts_of(events, "t", max_lines=3)
     assert early.number == 0 and early.lines == [("stdout", "l3"), ("stdout", "l4")] and early.dropped == 3
     assert late.lines == [("stdout", "new")] and late.dropped == 0
+
+
+def test_the_worker_that_took_an_attempt_is_noted_where_it_happened() -> None:
+    taken_over = [
+        ev(1, "task.started", attempt=1),
+        ev(2, "task.assigned", attempt=1, worker="a:1"),
+        ev(3, "task.output", lines=["half"]),
+        ev(4, "task.retrying", attempt=1, error="worker a:1 stopped answering; b:2 runs it again", redelivered=True),
+        ev(5, "task.assigned", attempt=1, worker="b:2"),
+        ev(6, "task.output", lines=["whole"]),
+        ev(7, "task.completed"),
+    ]
+    (only,) = attempts_of(taken_over, "t")
+    assert only.lines == [
+        ("worker", "on worker a:1"),
+        ("stdout", "half"),
+        ("worker", "worker a:1 stopped answering; b:2 runs it again"),  # not the attempt's end: it goes on
+        ("worker", "on worker b:2"),
+        ("stdout", "whole"),
+    ]
+    assert only.outcome == "completed"

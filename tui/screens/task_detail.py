@@ -71,6 +71,8 @@ def ending_text(attempt: Attempt) -> Text:
 
 
 def _line(stream: str, line: str) -> Text:
+    if stream == "worker":  # which worker took the command: a note, not output
+        return Text(f"⇢ {line}", style="dim")
     return Text(line, style="red" if stream == "stderr" else "")
 
 

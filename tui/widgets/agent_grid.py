@@ -91,6 +91,7 @@ class AgentGrid(Grid):
                 if pane is None:
                     pane = self._add_pane(key, event.agent or "?")
                 pane.set_state("running", attempt=event.attempt, at=event.ts)
+                pane.worker = None  # a new attempt: whichever worker takes it says so
                 self._ended.pop(key, None)
             elif pane is None:
                 continue
@@ -98,6 +99,12 @@ class AgentGrid(Grid):
                 pane.add_lines(event.output_lines, event.stream)
             elif event.type == EventType.TASK_PROGRESS:
                 pane.set_progress(event.progress)
+            elif event.type == EventType.TASK_ASSIGNED:
+                pane.worker = str(event.data.get("worker") or "") or None
+            elif event.type == EventType.TASK_RETRYING and event.data.get("redelivered"):
+                # Its worker died and another runs the command again: the same attempt goes on, in the state it was
+                # (running, or paused: the new worker holds it until resumed), not "retrying".
+                pane.add_line(f"— {event.error}", "stderr")
             elif event.type in _PANE_STATES:
                 pane.set_state(_PANE_STATES[event.type], at=event.ts)
                 if event.type == EventType.TASK_RETRYING:

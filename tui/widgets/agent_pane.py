@@ -13,6 +13,7 @@ import itertools
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from rich.markup import escape
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -45,6 +46,7 @@ class AgentPane(Vertical):
         self.clock: Callable[[], datetime | None] | None = None
         self.progress: float | None = None
         self.attempt = 1
+        self.worker: str | None = None  # the worker running its command (``sandbox: worker``), as last heard
         self._buffer: list[tuple[str, int]] = []  # (line, STDOUT or STDERR), not yet written
         self._dropped = 0  # lines dropped from the buffer since the last write
         self.lines_seen = 0
@@ -66,8 +68,9 @@ class AgentPane(Vertical):
     def _title(self) -> Text:
         took = elapsed(self.started, self.finished or (self.clock() if self.clock is not None else None))
         retry = f" · attempt {self.attempt}" if self.attempt > 1 else ""
+        where = f" · [dim]on {escape(self.worker)}[/]" if self.worker else ""
         return Text.from_markup(
-            f"{icon(self.state)} [b]{self.task_key}[/] · {self.agent} · {self.state}{retry} · [dim]{took}[/]"
+            f"{icon(self.state)} [b]{self.task_key}[/] · {self.agent} · {self.state}{retry} · [dim]{took}[/]{where}"
         )
 
     def header_text(self) -> str:
@@ -110,6 +113,7 @@ class AgentPane(Vertical):
             self.task_key, self.agent = task, agent or self.agent
             self.remove_class("-chosen")
         self.state, self.attempt, self.progress, self.finished = "running", 1, None, None
+        self.worker = None
         self.started = datetime.now(UTC)
         self._buffer, self._dropped, self.lines_seen, self.folded = [], 0, 0, 0
         self.remove_class("finished")

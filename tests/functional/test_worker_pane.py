@@ -1,0 +1,97 @@
+"""Where a task runs, on the dashboard: a task whose command an ``agentdeck worker`` process took says which worker
+in its pane's header (``on host:pid``) and in the event log (``task.assigned``).
+
+Real parts: a ``redis-server`` of the test's own (with a password), a worker process started with the command line,
+the engine in the test as coordinator, and the dashboard driven with Pilot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from db import connect
+from db.models import EventType
+from engine.engine import Engine
+from tests.functional.test_dashboard import spec
+from tests.integration.test_workers import LEASE_S, workers
+from tests.support.polling import until
+from tests.support.redis_server import RedisServer, own_redis
+from tui.app import make_app
+from tui.widgets.agent_grid import AgentGrid
+from tui.widgets.event_log import EventLog, event_line
+
+WAIT = "echo started; while [ ! -f go ]; do sleep 0.05; done"
+
+
+@pytest.fixture
+async def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[RedisServer]:
+    monkeypatch.setenv("AGENTDECK_WORKER_LEASE", LEASE_S)
+    async with own_redis(tmp_path / "redis") as started:
+        yield started
+
+
+async def test_a_pane_and_the_event_log_name_the_worker_that_runs_the_task(server: RedisServer, tmp_path: Path) -> None:
+    workflow_spec = spec([{"id": "remote", "agent": "sh", "run": WAIT, "sandbox": "worker"}])
+    async with (
+        connect("mem://") as db,
+        Engine(db, redis_url=server.url, workdir_root=tmp_path / "engine") as engine,
+    ):
+        with workers(server, tmp_path, count=1, concurrency=2) as started:
+            worker = started[0]
+            app = make_app(engine, start=workflow_spec)
+            async with app.run_test(size=(120, 36)) as pilot:
+                await until(lambda: app.started_workflow is not None, pilot=pilot)
+                workflow = app.started_workflow
+                assert workflow is not None
+                grid = app.screen.query_one(AgentGrid)
+                await until(lambda: (workflow, "remote") in grid.panes, pilot=pilot)
+                pane = grid.panes[(workflow, "remote")]
+                await until(lambda: pane.lines_seen >= 1, "the command's first line, from the worker", pilot=pilot)
+                await until(lambda: f"on {worker.name}" in pane.header_text(), pilot=pilot)
+
+                await pilot.press("2")
+                log = app.screen.query_one(EventLog)
+                row = f"{'task.assigned':<20} remote           on worker {worker.name}"
+                await until(lambda: any(row in event_line(e).plain for e in log.shown()), pilot=pilot)
+                (worker.root / workflow / "remote" / "go").touch()
+                await until(lambda: not engine.is_running(workflow), pilot=pilot)
+            events = await engine.stores.events.list(workflow)
+    assigned = [e.data["worker"] for e in events if e.type == EventType.TASK_ASSIGNED]
+    assert assigned == [worker.name], "one command, taken once, by that worker"
+
+
+async def test_a_pane_whose_worker_dies_shows_the_takeover_and_runs_on_as_the_same_attempt(
+    server: RedisServer, tmp_path: Path
+) -> None:
+    workflow_spec = spec([{"id": "remote", "agent": "sh", "run": WAIT, "sandbox": "worker"}])
+    async with (
+        connect("mem://") as db,
+        Engine(db, redis_url=server.url, workdir_root=tmp_path / "engine") as engine,
+    ):
+        with workers(server, tmp_path, count=2, concurrency=1) as started:
+            await until(lambda: all(w.ready() for w in started), limit_s=60)
+            app = make_app(engine, start=workflow_spec)
+            async with app.run_test(size=(120, 36)) as pilot:
+                await until(lambda: app.started_workflow is not None, pilot=pilot)
+                workflow = app.started_workflow
+                assert workflow is not None
+                grid = app.screen.query_one(AgentGrid)
+                await until(lambda: (workflow, "remote") in grid.panes, pilot=pilot)
+                pane = grid.panes[(workflow, "remote")]
+                await until(lambda: pane.worker is not None and pane.lines_seen >= 1, pilot=pilot)
+                first = next(w for w in started if w.name == pane.worker)
+                second = next(w for w in started if w is not first)
+                first.stop()  # SIGKILL: its lease lapses and the other worker takes the command over
+
+                await until(lambda: f"on {second.name}" in pane.header_text(), "the takeover", pilot=pilot)
+                await until(lambda: pane.lines_seen >= 3, pilot=pilot)  # started, the note, started again
+                assert "running" in pane.header_text() and "attempt 2" not in pane.header_text()
+                (second.root / workflow / "remote" / "go").touch()
+                await until(lambda: not engine.is_running(workflow), pilot=pilot)
+                assert pane.state == "completed"
+            events = await engine.stores.events.list(workflow)
+    assigned = [e.data["worker"] for e in events if e.type == EventType.TASK_ASSIGNED]
+    assert assigned == [first.name, second.name]
