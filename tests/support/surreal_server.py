@@ -18,7 +18,10 @@ Two ways to get a server, chosen by the environment:
 
   Differences from ``surreal start``, all from the embedded engine (see bridge.mjs): it runs with
   authentication disabled, so signin works (the root user is defined) but unauthenticated requests
-  are not refused; only the CBOR protocol is spoken.
+  are not refused, unless ``require_auth=True``: then the bridge refuses a session that has not
+  signed in every query as ``surreal start`` does, with the same RPC error ("Anonymous access not
+  allowed: Not enough permissions to perform this action"). Only the CBOR protocol is spoken.
+  A ``SURREAL_BIN`` server requires credentials whatever ``require_auth`` says.
 
 Engine behaviour (SurrealDB core 3.0.2, whichever way it is served): live notifications from
 separate transactions may arrive out of commit order, even if each write was awaited (about one
@@ -106,8 +109,11 @@ def server_available() -> str | None:
 
 
 @contextlib.contextmanager
-def surreal_test_server() -> Iterator[str]:
+def surreal_test_server(require_auth: bool = False) -> Iterator[str]:
     """Start a fresh in-memory SurrealDB server and yield its URL, ``ws://127.0.0.1:PORT``.
+
+    ``require_auth``: the server refuses the queries of a session that has not signed in, as a real one does (the
+    bridge's ``SURREAL_BRIDGE_REQUIRE_AUTH``); otherwise only a wrong signin is refused.
 
     Raises RuntimeError, carrying the server's stderr, if it cannot be installed or started or is
     not ready within :data:`READY_TIMEOUT` seconds. Stops the server on exit (SIGTERM, then SIGKILL
@@ -121,7 +127,7 @@ def surreal_test_server() -> Iterator[str]:
         if surreal_bin:
             process, url = _start_surreal_binary(surreal_bin, stderr)
         else:
-            process, url = _start_bridge(stderr)
+            process, url = _start_bridge(stderr, require_auth=require_auth)
         try:
             yield url
         finally:
@@ -133,10 +139,11 @@ class RestartableServer:
     same port, as a server restart does: every connection is cut and the server forgets sessions and live queries,
     but not what was committed. Made by :func:`restartable_test_server`."""
 
-    def __init__(self, directory: Path, stderr: IO[bytes]) -> None:
+    def __init__(self, directory: Path, stderr: IO[bytes], require_auth: bool = False) -> None:
         self.store = f"surrealkv://{directory / 'data'}"
         self._stderr = stderr
-        self.process, self.url = _start_bridge(stderr, 0, self.store)
+        self._require_auth = require_auth
+        self.process, self.url = _start_bridge(stderr, 0, self.store, require_auth)
         self.port = int(self.url.rsplit(":", 1)[1])
         self.restarts = 0
 
@@ -150,7 +157,7 @@ class RestartableServer:
         deadline = time.monotonic() + READY_TIMEOUT
         while True:  # the port can stay taken for a moment after the old process exits
             try:
-                self.process, url = _start_bridge(self._stderr, self.port, self.store)
+                self.process, url = _start_bridge(self._stderr, self.port, self.store, self._require_auth)
                 break
             except RuntimeError:
                 if time.monotonic() > deadline:
@@ -161,14 +168,15 @@ class RestartableServer:
 
 
 @contextlib.contextmanager
-def restartable_test_server(directory: Path) -> Iterator[RestartableServer]:
+def restartable_test_server(directory: Path, require_auth: bool = False) -> Iterator[RestartableServer]:
     """A bridge server over ``surrealkv://`` files in ``directory``, for tests that restart it (the bridge only:
-    a ``SURREAL_BIN`` server restarts the same way, but is not wired here)."""
+    a ``SURREAL_BIN`` server restarts the same way, but is not wired here). ``require_auth`` as for
+    :func:`surreal_test_server`."""
     reason = server_available()
     if reason is not None:
         raise RuntimeError(f"no SurrealDB test server: {reason}")
     with tempfile.TemporaryFile(prefix="surreal-test-server-", suffix=".stderr") as stderr:
-        server = RestartableServer(directory, stderr)
+        server = RestartableServer(directory, stderr, require_auth)
         try:
             yield server
         finally:
@@ -178,7 +186,9 @@ def restartable_test_server(directory: Path) -> Iterator[RestartableServer]:
 # --- the node bridge ------------------------------------------------------------------------------
 
 
-def _start_bridge(stderr: IO[bytes], port: int = 0, store: str | None = None) -> tuple[subprocess.Popen[bytes], str]:
+def _start_bridge(
+    stderr: IO[bytes], port: int = 0, store: str | None = None, require_auth: bool = False
+) -> tuple[subprocess.Popen[bytes], str]:
     install_dir = _ensure_installed()
     node = shutil.which("node")
     assert node is not None  # checked by server_available()
@@ -186,6 +196,10 @@ def _start_bridge(stderr: IO[bytes], port: int = 0, store: str | None = None) ->
     env["SURREAL_BRIDGE_NODE_MODULES"] = str(install_dir)
     if store is not None:
         env["SURREAL_BRIDGE_STORE"] = store
+    if require_auth:
+        env["SURREAL_BRIDGE_REQUIRE_AUTH"] = "1"
+    else:  # not inherited from the test run's environment either
+        env.pop("SURREAL_BRIDGE_REQUIRE_AUTH", None)
     # The bridge exits when its stdin closes, so it cannot outlive a test process that is killed.
     env["SURREAL_BRIDGE_WATCH_STDIN"] = "1"
     process = subprocess.Popen(

@@ -20,6 +20,9 @@
 //                                `surrealkv://PATH` keeps the data across a
 //                                restart of the bridge, as `surreal start` on a
 //                                file store does
+//   SURREAL_BRIDGE_REQUIRE_AUTH=1 refuse the queries of a session that has not
+//                                signed in, as `surreal start --user .. --pass ..`
+//                                does (see Auth below)
 //
 // How it works. The native engine (`SurrealNodeEngine`, the object that
 // `@surrealdb/node`'s own `NodeEngine` wraps) takes one CBOR-encoded RPC
@@ -49,9 +52,27 @@
 // that `signin` behaves as on `surreal start --user root --pass root`, the
 // bridge defines the root user `root`/`root` (ROLES OWNER) at startup; signin
 // then returns a genuine JWT from the engine and a wrong password is refused.
-// What it cannot reproduce is a refusal of unauthenticated or under-privileged
-// requests: tests that need permissions enforced need a real `surreal` binary
-// (tests/support/surreal_server.py runs one when SURREAL_BIN is set).
+// With SURREAL_BRIDGE_REQUIRE_AUTH=1 the bridge itself refuses what a real
+// server (auth enabled, guests not allowed: `surreal start` without
+// `--unauthenticated`/`--allow-guests`) refuses an anonymous session: every
+// method that runs statements on the engine (`query`, `info`, `live`, `kill`,
+// `run`, `graphql` and the record methods `select`, `create`, `insert`, ...).
+// Core 3.0.2 checks this in `Datastore::process_plan` (`check_anon`), so the
+// refusal is one RPC error for the whole request, which the bridge sends as the
+// engine would have encoded it (surrealdb tests/ws_integration.rs `invalidate`):
+//   {cause: NONE, code: -32002, details: {details: {details: {action: "process",
+//    actor: "anonymous", resource: "query"}, kind: "NotAllowed"}, kind: "Auth"},
+//    kind: "NotAllowed", message: "Anonymous access not allowed: Not enough
+//    permissions to perform this action"}
+// `use`, `let`/`unset`, `ping`, `version`, `attach`/`detach`/`sessions` and the
+// auth methods themselves stay allowed, as there. A session counts as signed in
+// once a `signin`, `signup`, `authenticate` or `refresh` on it succeeded, until an
+// `invalidate` (or `reset`); each client session (`attach`) starts anonymous.
+// Without the variable, every session may do anything.
+// What it cannot reproduce is a refusal of under-privileged requests (a
+// signed-in user without the rights): tests that need permissions enforced
+// need a real `surreal` binary (tests/support/surreal_server.py runs one when
+// SURREAL_BIN is set).
 //
 // Engine behaviour to know about (core 3.0.2, not the bridge: the bridge
 // forwards notifications in the order the engine emits them):
@@ -76,6 +97,15 @@ const MODULES_ROOT = process.env.SURREAL_BRIDGE_NODE_MODULES || HERE;
 const DEBUG = process.env.SURREAL_BRIDGE_DEBUG === "1";
 const ROOT_USER = "root";
 const ROOT_PASS = "root";
+const REQUIRE_AUTH = process.env.SURREAL_BRIDGE_REQUIRE_AUTH === "1";
+// The methods a real server refuses an anonymous session (they run statements).
+const NEEDS_AUTH = new Set([
+  "query", "info", "live", "kill", "run", "graphql", "select", "insert", "insert_relation",
+  "create", "upsert", "update", "merge", "patch", "delete", "relate",
+]);
+// Methods whose success signs a session in, and those that sign it out.
+const SIGNS_IN = new Set(["signin", "signup", "authenticate", "refresh"]);
+const SIGNS_OUT = new Set(["invalidate", "reset"]);
 
 const log = (...args) => process.stderr.write(`[bridge] ${args.join(" ")}\n`);
 const debug = DEBUG ? log : () => {};
@@ -376,6 +406,35 @@ await adminCall("query", [
 // ---------------------------------------------------------------------------
 // Connections and their sessions
 
+// What a real server answers an anonymous session's query (SURREAL_BRIDGE_REQUIRE_AUTH; see Auth above):
+// core 3.0.2's `TypesError::not_allowed(.., AuthError::NotAllowed {..})`, its keys in the engine's order.
+const ANONYMOUS_REFUSED = encMap([
+  ["cause", Buffer.from([0xc6, 0xf6])], // NONE
+  ["code", encodeInt(-32002)],
+  [
+    "details",
+    encMap([
+      [
+        "details",
+        encMap([
+          [
+            "details",
+            encMap([
+              ["action", encText("process")],
+              ["actor", encText("anonymous")],
+              ["resource", encText("query")],
+            ]),
+          ],
+          ["kind", encText("NotAllowed")],
+        ]),
+      ],
+      ["kind", encText("Auth")],
+    ]),
+  ],
+  ["kind", encText("NotAllowed")],
+  ["message", encText("Anonymous access not allowed: Not enough permissions to perform this action")],
+]);
+
 // engine session id -> { conn, clientSession (null for the default session) }
 const sessionOwners = new Map();
 // live query id -> engine session id that started it
@@ -387,6 +446,7 @@ class Connection {
     this.ws = ws;
     this.defaultSession = randomUUID();
     this.clientSessions = new Map(); // client session id -> engine session id
+    this.signedIn = new Set(); // engine session ids that signed in (SURREAL_BRIDGE_REQUIRE_AUTH)
     this.closed = false;
     sessionOwners.set(this.defaultSession, { conn: this, clientSession: null });
     this.ready = adminCall("attach", null, this.defaultSession);
@@ -438,6 +498,14 @@ class Connection {
     }
     debug(`${method} session=${clientSession ?? "default"}`);
 
+    // A session this connection knows (an unknown one is left to the engine: "Session not found").
+    const known = clientSession === null || this.clientSessions.has(clientSession);
+    if (REQUIRE_AUTH && known && NEEDS_AUTH.has(method) && !this.signedIn.has(session)) {
+      debug(`refused ${method}: session ${clientSession ?? "default"} has not signed in`);
+      this.sendReply(id, "error", ANONYMOUS_REFUSED);
+      return;
+    }
+
     // A detached session's live queries would go on firing with nobody to
     // receive them (the engine keeps them), so end them first, as a closing
     // connection does.
@@ -460,6 +528,8 @@ class Connection {
       return;
     }
     if (method === "detach" && clientSession !== null) this.forgetSession(clientSession);
+    if (SIGNS_IN.has(method)) this.signedIn.add(session);
+    else if (SIGNS_OUT.has(method)) this.signedIn.delete(session);
     if (method === "live") this.trackLive(decode(reply.result), session);
     else if (method === "query") this.trackLiveStatements(entries, reply.result, session);
     this.sendReply(id, "result", reply.result);
@@ -469,6 +539,7 @@ class Connection {
     const session = this.clientSessions.get(clientSession);
     if (session === undefined) return;
     this.clientSessions.delete(clientSession);
+    this.signedIn.delete(session);
     sessionOwners.delete(session);
   }
 
