@@ -11,14 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import surrealdb
 from surrealdb import AsyncSurreal
@@ -29,6 +28,9 @@ from db import _cbor
 from db._aio import keep_cancellation
 from db._commits import CommitSignal
 from db._memtable_flush import install as flush_by_reopening
+from db._open_errors import not_permitted, unavailable
+from db._open_errors import redact_text as redact_text
+from db._open_errors import redact_url as redact_url
 from db.errors import BadDatabaseUrl, DatabaseUnavailable, QueryFailed
 from db.settings import DbSettings
 
@@ -38,27 +40,8 @@ _EMBEDDED_FILE_SCHEMES = ("surrealkv://", "surrealkv+versioned://", "file://", "
 _CONNECT_TIMEOUT_S = 10.0
 #: How often ``write_one`` runs a statement whose transaction conflicted with another writer's.
 _CONFLICT_TRIES = 6
-# "//user:password@" in a URL. The password runs to the last "@": people do not always escape "@" or "/" in it,
-# and hiding too much of an odd URL is better than showing a password.
-_USERINFO_PASSWORD = re.compile(r"(//[^/:@]*:).*@")
 # The schemes the embedded engine opens with surrealkv (file:// is its alias).
 _SURREALKV_SCHEMES = ("surrealkv://", "surrealkv+versioned://", "file://")
-
-
-def redact_url(url: str) -> str:
-    """The URL with any password replaced by ``***``, for messages and logs (even when the URL is malformed)."""
-    return _USERINFO_PASSWORD.sub(r"\1***@", url)
-
-
-def redact_text(text: str, url: str) -> str:
-    """``text`` (an error from the SDK, say) with the URL's password replaced by ``***`` wherever it appears."""
-    found = _USERINFO_PASSWORD.search(url)
-    if found is None:
-        return text
-    password = url[found.end(1) : found.end() - 1]
-    for shown in {password, unquote(password)} - {""}:
-        text = text.replace(shown, "***")
-    return text
 
 
 def url_kind(url: str) -> Kind:
@@ -124,7 +107,8 @@ class Database:
         # it instead of polling, since nothing but this connection writes an embedded store.
         self.commits = CommitSignal()
         # Servers: signs in and selects the namespace and database again. The SDK reconnects a dropped websocket
-        # by itself, into a new session that has neither, and every query then fails with "Specify a namespace".
+        # by itself, into a new session that has neither, and every query then fails with "Specify a namespace" (or,
+        # on a server that requires credentials, "Anonymous access not allowed").
         self._start_session: Callable[[], Awaitable[None]] | None = None
         #: Whether every write to the store goes through this connection (so ``commits`` sees them all): true of
         #: an embedded store we hold; not of a server, nor of a dashboard attached to another process's engine.
@@ -281,9 +265,10 @@ def decode_frame(frame: bytes) -> Any:
 
 
 def _session_lost(exc: QueryFailed) -> bool:
-    """A server's refusal because the connection has no namespace or database selected (a reconnected session)."""
+    """A server's refusal of a reconnected session: it has no namespace or database selected, or, where the server
+    requires credentials, is not signed in (SurrealDB 3 then refuses the whole request before running any of it)."""
     text = str(exc)
-    return "Specify a namespace" in text or "Specify a database" in text
+    return "Specify a namespace" in text or "Specify a database" in text or "Anonymous access not allowed" in text
 
 
 def _release_native_engine(conn: Any) -> None:
@@ -322,21 +307,26 @@ async def open_database(url: str | None = None, settings: DbSettings | None = No
     try:
         conn = AsyncSurreal(url)
     except surrealdb.ConnectionUnavailableError as exc:
-        raise _unavailable(url, exc) from exc
+        raise unavailable(url, exc) from exc
     except surrealdb.SurrealError as exc:
         raise DatabaseUnavailable(f"cannot open {redact_url(url)}: {redact_text(str(exc), url)}") from exc
     db = Database(conn, url, kind)
 
     async def start_session() -> None:
+        # A refusal is said without the token or password, should the server echo them; a lost connection is not one.
         if kind == "server" and settings.db_token is not None:
             token = settings.db_token.get_secret_value()
             try:
                 await conn.authenticate(token)
-            except surrealdb.SurrealError as exc:  # said without the token, should the server echo it
+            except surrealdb.ServerError as exc:
                 raise surrealdb.SurrealError(f"authentication failed: {str(exc).replace(token, '***')}") from None
         elif kind == "server" and settings.db_user:
             password = settings.db_pass.get_secret_value() if settings.db_pass else ""
-            await conn.signin({"username": settings.db_user, "password": password})
+            try:
+                await conn.signin({"username": settings.db_user, "password": password})
+            except surrealdb.ServerError as exc:
+                shown = str(exc).replace(password, "***") if password else str(exc)
+                raise surrealdb.SurrealError(f"signin failed: {shown}") from None
         await conn.use(settings.db_namespace, settings.db_database)
 
     try:
@@ -350,7 +340,7 @@ async def open_database(url: str | None = None, settings: DbSettings | None = No
             flush_by_reopening(conn, url, settings.db_namespace, settings.db_database)
     except (surrealdb.SurrealError, OSError, TimeoutError) as exc:
         await db.close()
-        raise _unavailable(url, exc) from exc
+        raise unavailable(url, exc) from exc
     except BaseException:
         await db.close()
         raise
@@ -358,6 +348,12 @@ async def open_database(url: str | None = None, settings: DbSettings | None = No
         from db.migrate import apply_migrations
 
         await apply_migrations(db, settings.embedding_dimension)
+    except QueryFailed as exc:  # the first statements a session runs: a server without credentials refuses them
+        await db.close()
+        refused = not_permitted(url, settings, exc)
+        if refused is None:
+            raise
+        raise refused from exc
     except BaseException:
         await db.close()
         raise
@@ -376,24 +372,3 @@ async def connect(url: str | None = None, settings: DbSettings | None = None) ->
         yield db
     finally:
         await db.close()
-
-
-def _unavailable(url: str, exc: BaseException) -> DatabaseUnavailable:
-    text = redact_text(str(exc), url) or type(exc).__name__
-    shown = redact_url(url)
-    if "already locked" in text or "LOCK" in text:
-        return DatabaseUnavailable(
-            f"the database {shown} is in use by another agentdeck process",
-            hint="stop that process, or point --db / AGENTDECK_DB at another location",
-        )
-    if isinstance(exc, TimeoutError):
-        return DatabaseUnavailable(f"timed out connecting to {shown}", hint="is the SurrealDB server running?")
-    if "auth" in text.lower() or "credentials" in text.lower() or "signin" in text.lower():
-        return DatabaseUnavailable(
-            f"the server at {shown} refused our credentials",
-            hint="check AGENTDECK_DB_USER and AGENTDECK_DB_PASS (or AGENTDECK_DB_TOKEN)",
-        )
-    return DatabaseUnavailable(
-        f"cannot open the database {shown}: {text.splitlines()[0]}",
-        hint="check the URL (--db / AGENTDECK_DB) and that the server is running",
-    )
