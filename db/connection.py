@@ -162,8 +162,13 @@ class Database:
         try:
             await self._start_session()
         except (surrealdb.SurrealError, OSError) as exc:
-            raise DatabaseUnavailable(f"lost the database session: {exc}", hint="is the server still up?") from exc
+            lost = f"lost the database session: {self._said(exc)}"
+            raise DatabaseUnavailable(lost, hint="is the server still up?") from exc
         return await self._query(prepared)
+
+    def _said(self, exc: BaseException) -> str:
+        """An SDK error for a message or a log line: the SDK names the URL it lost, password and all."""
+        return redact_text(str(exc), self.url)
 
     async def _query(self, prepared: Prepared) -> list[Any]:
         if self._closed:
@@ -178,9 +183,9 @@ class Database:
                 # lands as the reply arrives: a cancelled change watcher then ran on for good.
                 response = await keep_cancellation(self._conn.query_raw(sql, prepared.params))
         except surrealdb.ConnectionUnavailableError as exc:
-            raise DatabaseUnavailable(f"lost the database: {exc}", hint="is the server still up?") from exc
+            raise DatabaseUnavailable(f"lost the database: {self._said(exc)}", hint="is the server still up?") from exc
         except (surrealdb.TransportError, OSError) as exc:
-            raise DatabaseUnavailable(f"lost the database: {exc}", hint="is the server still up?") from exc
+            raise DatabaseUnavailable(f"lost the database: {self._said(exc)}", hint="is the server still up?") from exc
         except surrealdb.SurrealError as exc:
             raise QueryFailed(f"{exc}\n  in: {_first_line(sql)}") from exc
         finally:
@@ -224,7 +229,7 @@ class Database:
             with mapped_engine_errors("query"):
                 reply: bytes = await self._conn._db.execute(frame)
         except surrealdb.ConnectionUnavailableError as exc:
-            raise DatabaseUnavailable(f"lost the database: {exc}") from exc
+            raise DatabaseUnavailable(f"lost the database: {self._said(exc)}") from exc
         finally:
             self.commits.end(write)
         return reply
