@@ -23,6 +23,7 @@ from engine.bus.base import (
 )
 from engine.bus.inprocess import InProcessBus
 from engine.bus.redis_bus import RedisBus, RedisSubscription
+from engine.bus.redis_url import BadRedisUrl
 
 
 def make_bus(redis_url: str | None, store: EventStore | None, flush: Flush | None = None) -> EventBus:
@@ -36,6 +37,7 @@ def make_bus(redis_url: str | None, store: EventStore | None, flush: Flush | Non
 
 
 __all__ = [
+    "BadRedisUrl",
     "BusUnavailable",
     "EventBus",
     "Flush",

@@ -31,14 +31,14 @@ import json
 import logging
 from collections import deque
 from collections.abc import Sequence
-from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from db.connection import redact_url
 from db.models import Event
+from engine.bus.redis_url import describe
+from engine.bus.redis_url import redact as redact_url
 
 log = logging.getLogger("engine.bus.redis_bus")  # the bus's own logger: one place to filter or raise
 
@@ -67,13 +67,6 @@ end
 if ARGV[3] ~= '' then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
 return fresh and 1 or 0
 """
-
-
-def describe(exc: BaseException, url: str) -> str:
-    """The reason Redis could not be reached, for one log line: never the password."""
-    reason = str(exc).strip() or type(exc).__name__
-    password = urlsplit(url).password
-    return reason.replace(password, "***") if password else reason
 
 
 class Health:

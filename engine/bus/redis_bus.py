@@ -32,16 +32,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
 import redis.asyncio as aioredis
-import redis.exceptions
 from pydantic import ValidationError
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
 
-from db.connection import redact_url
 from db.models import Event
 from db.stores import EventStore
 from engine.bus._inbox import SyncKind, SyncPoint
-from engine.bus._redis_publisher import CONNECTION_ERRORS, Health, Publisher, describe
+from engine.bus._redis_publisher import CONNECTION_ERRORS, Health, Publisher
 from engine.bus.base import (
     DEFAULT_QUEUE_SIZE,
     DEFAULT_REFILL_TIMEOUT_S,
@@ -51,6 +49,9 @@ from engine.bus.base import (
     NoticeCallback,
     Subscription,
 )
+from engine.bus.redis_url import check as check_url
+from engine.bus.redis_url import redact as redact_url
+from engine.bus.redis_url import unreachable as _unavailable
 
 log = logging.getLogger(__name__)
 
@@ -74,30 +75,12 @@ return redis.call('PUBLISH', ARGV[1], cjson.encode(marks))
 """
 
 
-#: What Redis answers when it wants credentials it did not get (or got wrong).
-_AUTH_WORDS = ("noauth", "authentication required", "hello must be called with the client already authenticated",
-               "invalid username-password pair", "wrongpass", "invalid password")  # fmt: skip
-
-
-def _unavailable(url: str, exc: BaseException) -> BusUnavailable:
-    if isinstance(exc, redis.exceptions.AuthenticationError) or any(w in str(exc).lower() for w in _AUTH_WORDS):
-        given = "its credentials were refused" if "@" in url.split("//", 1)[-1] else "it requires a password"
-        return BusUnavailable(
-            f"Redis at {redact_url(url)} refused this connection: {given}",
-            hint="give them in the URL (redis://[USER]:PASSWORD@HOST:PORT, rediss:// for TLS); set it in "
-            "AGENTDECK_REDIS to keep the password out of your shell history",
-        )
-    return BusUnavailable(
-        f"cannot reach Redis at {redact_url(url)}: {describe(exc, url)}",
-        hint="start Redis, or point --redis / AGENTDECK_REDIS at a running server (or leave it unset)",
-    )
-
-
 class RedisBus(EventBus):
     """Events over Redis pub/sub; gaps refilled from the ``EventStore`` by seq.
 
     Args:
-        url: ``redis://[:password@]host:port/db`` (or ``rediss://``, ``unix://``).
+        url: ``redis://[:password@]host:port/db``, ``rediss://…`` for TLS (``?ssl_ca_certs=/path/ca.pem`` names a
+            private CA; see ``engine.bus.redis_url``) or ``unix://``.
         store: where subscribers refill missed events and replay history from.
         flush: the engine's "persist buffered events now" (only useful in the engine's own process).
         prefix: namespaces channels and keys, so several deployments can share one Redis.
@@ -105,10 +88,11 @@ class RedisBus(EventBus):
         refill_timeout: how long a refill waits for missing events to reach the store before giving up.
         connect_timeout: seconds to wait for Redis when connecting.
 
-    Raises ``BusUnavailable`` from ``ping``, and from ``publish*`` and a subscription's first use while Redis has
-    never been reached (a wrong URL, Redis not started: the CLI exits 3). Once it has been reached, an outage is
-    not an error: publishing drops events (they are stored; subscribers refill them) and logs one warning, and one
-    info line when Redis is back.
+    Raises ``BadRedisUrl`` at once for a URL redis-py cannot use (the CLI exits 2), and ``BusUnavailable`` from
+    ``ping``, and from ``publish*`` and a subscription's first use while Redis has never been reached (a wrong
+    password or CA, Redis not started: the CLI exits 3). Once it has been reached, an outage is not an error:
+    publishing drops events (they are stored; subscribers refill them) and logs one warning, and one info line
+    when Redis is back.
     """
 
     def __init__(
@@ -131,21 +115,19 @@ class RedisBus(EventBus):
         self.marks_channel = f"{prefix}:marks"
         self._subs: set[RedisSubscription] = set()
         self._closed = False
-        try:
-            self._client: aioredis.Redis = aioredis.Redis.from_url(
-                url,
-                decode_responses=True,
-                client_name=f"{prefix}:bus",
-                socket_connect_timeout=connect_timeout,
-                # No socket timeout (redis-py's default is 5 s): it enforces it on writes with asyncio.wait_for,
-                # which on Python 3.11 swallows a cancellation that lands as the write completes, so a task could
-                # not be stopped. Commands are bounded by asyncio.timeout here instead.
-                socket_timeout=None,
-                # A couple of quick retries ride out a blip; a down server fails fast enough for exit code 3.
-                retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
-            )
-        except ValueError as exc:  # a malformed URL
-            raise BusUnavailable(f"bad Redis URL {redact_url(url)}: {exc}", hint="use redis://HOST:PORT/DB") from exc
+        check_url(url)  # BadRedisUrl now, not a traceback at the first command
+        self._client: aioredis.Redis = aioredis.Redis.from_url(
+            url,
+            decode_responses=True,
+            client_name=f"{prefix}:bus",
+            socket_connect_timeout=connect_timeout,
+            # No socket timeout (redis-py's default is 5 s): it enforces it on writes with asyncio.wait_for,
+            # which on Python 3.11 swallows a cancellation that lands as the write completes, so a task could
+            # not be stopped. Commands are bounded by asyncio.timeout here instead.
+            socket_timeout=None,
+            # A couple of quick retries ride out a blip; a down server fails fast enough for exit code 3.
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+        )
         self._sync_script = self._client.register_script(_SYNC_LUA)
         self._health = Health(url)
         self._publisher = Publisher(

@@ -18,8 +18,9 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
-from db.connection import redact_url
-from engine.bus._redis_publisher import CONNECTION_ERRORS, describe
+from engine.bus._redis_publisher import CONNECTION_ERRORS
+from engine.bus.redis_url import BadRedisUrl, check, describe
+from engine.bus.redis_url import redact as redact_url
 from engine.sandbox.base import SandboxUnavailable
 from engine.workers.protocol import (
     Control,
@@ -67,9 +68,10 @@ class Dispatcher:
         self.token = coordinator_token(owner)
         self.reply_stream = self.keys.results(self.token)
         try:
-            self.client = redis_client(url, f"{self.keys.prefix}:coordinator")
-        except ValueError as exc:
-            raise SandboxUnavailable(f"bad Redis URL {redact_url(url)}: {exc}") from exc
+            check(url)
+        except BadRedisUrl as exc:
+            raise SandboxUnavailable(str(exc)) from exc
+        self.client = redis_client(url, f"{self.keys.prefix}:coordinator")
         self._runs: dict[str, asyncio.Queue[Reply]] = {}
         self._started: asyncio.Task[None] | None = None
         self._loops: list[asyncio.Task[None]] = []

@@ -22,9 +22,9 @@ from typing import Any, cast
 
 import redis.exceptions
 
-from db.connection import redact_url
-from engine.bus._redis_publisher import CONNECTION_ERRORS, describe
-from engine.bus.base import BusUnavailable
+from engine.bus._redis_publisher import CONNECTION_ERRORS
+from engine.bus.redis_url import check, describe, unreachable
+from engine.bus.redis_url import redact as redact_url
 from engine.workers.dispatcher import redis_client
 from engine.workers.job import Job, workdir_root
 from engine.workers.protocol import (
@@ -112,9 +112,7 @@ class Worker:
             if "BUSYGROUP" not in str(exc):
                 raise
         except CONNECTION_ERRORS as exc:
-            from engine.bus.redis_bus import _unavailable
-
-            raise _unavailable(self.url, exc) from exc
+            raise unreachable(self.url, exc) from exc
         self.root.mkdir(parents=True, exist_ok=True)
 
     async def serve(self, stop: asyncio.Event) -> None:
@@ -313,8 +311,5 @@ class Worker:
 
 
 def check_url(url: str) -> None:
-    """Refuse a Redis URL redis-py cannot use, as bad input."""
-    try:
-        redis_client(url, "check")
-    except ValueError as exc:
-        raise BusUnavailable(f"bad Redis URL {redact_url(url)}: {exc}", hint="use redis://HOST:PORT/DB") from exc
+    """Refuse a Redis URL redis-py cannot use, as bad input (``BadRedisUrl``: exit 2 at the command line)."""
+    check(url)

@@ -57,7 +57,7 @@ def exit_for(exc: BaseException) -> NoReturn:
         raise typer.Exit(EXIT_BAD_INPUT) from None
     if _is(exc, "db.settings", "SettingsError"):
         fail(str(exc), EXIT_BAD_INPUT)
-    if _is(exc, "db.errors", "BadDatabaseUrl"):
+    if _is(exc, "db.errors", "BadDatabaseUrl") or _is(exc, "engine.bus", "BadRedisUrl"):
         fail(str(exc), EXIT_BAD_INPUT, getattr(exc, "hint", ""))
     if _is(exc, "db.errors", "DatabaseUnavailable") or _is(exc, "engine.bus", "BusUnavailable"):
         fail(str(exc), EXIT_INFRA, getattr(exc, "hint", ""))
