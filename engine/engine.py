@@ -252,10 +252,14 @@ class Engine(EngineControls, WatchControls):
                 for name, value in reset.items():
                     setattr(task, name, value)
                 self.writer.task(workflow_id, key, reset)
+        previous_owner = workflow.owner
         claim: dict[str, Any] = {"owner": self.owner, "lease_until": _now() + LEASE, "finished_at": None, "error": None}
         for name, value in claim.items():
             setattr(workflow, name, value)
         self.writer.workflow(workflow_id, claim)
+        fallback = self.settings.sandbox
+        if previous_owner and any(t.effective_sandbox(spec.defaults, fallback) == "worker" for t in spec.tasks):
+            self.remote.fence_workers(workflow_id, previous_owner)  # its old commands stop before ours start
         await self.recorder.resume_sequence(workflow_id)  # also stores the resets above
         await self.watch.arm_stored(workflow_id)  # the watchpoints it had (a file's, and those added live)
         return WorkflowRun(self, workflow, spec, tasks, adopted=True)

@@ -49,6 +49,12 @@ class RemoteBackends:
             self._dispatcher = Dispatcher(self.redis_url, self.owner)
         return self._dispatcher
 
+    def fence_workers(self, workflow: str, previous_owner: str) -> None:
+        """A workflow that runs on workers taken over from the engine ``previous_owner``: its commands still on
+        workers are stopped before this engine hands out its own (``engine.workers.fence``)."""
+        if self.redis_url:  # without Redis, the run's first command says what is missing
+            self.dispatcher().fence(workflow, previous_owner)
+
     def sweep_e2b(self, directory: Path) -> None:
         """A workflow taken over (resumed, or adopted after a crash): kill the E2B sandboxes its tasks had before,
         which nobody holds now (a glob of the workflow's directory; nothing more when it used none)."""

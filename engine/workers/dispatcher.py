@@ -17,6 +17,7 @@ from typing import cast
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import RedisError
 
 from engine.bus._redis_publisher import CONNECTION_ERRORS
 from engine.bus.redis_url import BadRedisUrl, check, describe
@@ -76,6 +77,8 @@ class Dispatcher:
         self._started: asyncio.Task[None] | None = None
         self._loops: list[asyncio.Task[None]] = []
         self._closed = False
+        #: Per workflow taken over from another engine: that engine's commands being stopped (``fence``).
+        self._fences: dict[str, asyncio.Future[None]] = {}
 
     async def ready(self) -> None:
         """Connected, alive and reading replies (once; every run waits for it)."""
@@ -109,8 +112,31 @@ class Dispatcher:
     def unregister(self, run: str) -> None:
         self._runs.pop(run, None)
 
+    def fence(self, workflow: str, previous_owner: str) -> None:
+        """``workflow`` was taken over from the engine ``previous_owner``: its commands of it still on workers are
+        stopped before any of ours is handed out (``engine.workers.fence``)."""
+        if coordinator_token(previous_owner) == self.token or workflow in self._fences:
+            return
+
+        async def stop() -> None:
+            from engine.workers.fence import stop_previous
+
+            try:
+                await self.ready()
+                await stop_previous(self, workflow, previous_owner)
+            except (SandboxUnavailable, *CONNECTION_ERRORS, RedisError) as exc:  # its commands will say what is wrong
+                log.warning("workflow %s: could not stop the commands of the engine it was taken from: %s",
+                            workflow, exc)  # fmt: skip
+            finally:
+                self._fences.pop(workflow, None)
+
+        self._fences[workflow] = asyncio.ensure_future(stop())
+
     async def submit(self, request: RunRequest) -> str:
-        """Add ``request`` to the tasks stream; returns its entry id."""
+        """Add ``request`` to the tasks stream (once a fence on its workflow is done); returns its entry id."""
+        fence = self._fences.get(request.workflow)
+        if fence is not None:
+            await asyncio.shield(fence)
         await self.ready()
         return str(await self.client.xadd(self.keys.tasks, request.encode()))  # type: ignore[arg-type]
 
@@ -133,7 +159,7 @@ class Dispatcher:
             await asyncio.sleep(self.settings.lease / 2)
             try:
                 await self._renew_alive()
-            except CONNECTION_ERRORS as exc:
+            except (*CONNECTION_ERRORS, RedisError) as exc:  # out of memory, read-only replica …: try again
                 log.warning("cannot renew this coordinator's lease in Redis: %s", describe(exc, self.url))
 
     async def _read(self) -> None:
@@ -149,7 +175,7 @@ class Dispatcher:
                     log.info("Redis is back: replies from workers flow again")
                     down = False
                 delay = _RETRY_FIRST_S
-            except CONNECTION_ERRORS as exc:
+            except (*CONNECTION_ERRORS, RedisError) as exc:  # any refusal too: the reader must not die
                 if not down:
                     log.warning("cannot read workers' replies from Redis (retrying): %s", describe(exc, self.url))
                     down = True
@@ -164,16 +190,16 @@ class Dispatcher:
                     if reply is not None and queue is not None:
                         await queue.put(reply)  # waits while that run's output is not stored yet
             if found:
-                with contextlib.suppress(*CONNECTION_ERRORS):
+                with contextlib.suppress(*CONNECTION_ERRORS, RedisError):
                     await self.client.xtrim(self.reply_stream, minid=last)
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        for loop in self._loops:
+        for loop in [*self._loops, *self._fences.values()]:
             loop.cancel()
-        await asyncio.gather(*self._loops, return_exceptions=True)
+        await asyncio.gather(*self._loops, *self._fences.values(), return_exceptions=True)
         if self._started is not None and self._started.done() and not self._started.exception():
             with contextlib.suppress(*CONNECTION_ERRORS):
                 # Gone at once: workers stop what this coordinator still had running (none outlives its engine).
