@@ -70,6 +70,7 @@ class Job:
         self._pending: list[tuple[str, list[str]]] = []
         self._cap_checked = 0.0
         self._go = asyncio.Event()  # set unless paused before the command started
+        self._flushes: set[asyncio.Future[None]] = set()  # output sends the sandbox waits on (``_backlog``)
 
     @property
     def client(self) -> aioredis.Redis:
@@ -123,6 +124,8 @@ class Job:
             return
         if self.state == "pause":  # paused before this worker took it (a reclaim): it starts when resumed
             await self._go.wait()
+            if self.lost:  # its coordinator went, or another worker took it, while it waited: not ours to end
+                return
         if self._killed():  # killed while it was being set up
             await self._finish("ended", exit_code=None, timed_out=False, cancelled=True, duration_s=0.0)
             return
@@ -139,11 +142,21 @@ class Job:
             )
         )
         try:
+            # One step for the sandbox's run to begin (it then says it is starting): a pause or kill that another
+            # task asked for before that found nothing to act on, so it is applied again now.
+            await asyncio.sleep(0)
+            if self._killed():
+                await sandbox.kill()
+            elif self.state == "pause":
+                await sandbox.pause()
             result = await asyncio.shield(started)
         except asyncio.CancelledError:  # the worker is stopping: the command goes, the entry stays for another
             started.cancel()
+            for flush in self._flushes:
+                flush.cancel()
             with contextlib.suppress(BaseException):
                 await started
+            await asyncio.gather(*self._flushes, return_exceptions=True)
             await sandbox.close()
             raise
         except SandboxError as exc:
@@ -178,6 +191,7 @@ class Job:
     async def lose(self) -> None:
         """The entry is no longer ours (taken over, or its coordinator is gone): stop the command, say nothing."""
         self.lost = True
+        self._go.set()  # a command held back by a pause ends without starting (its slot is free again)
         if self.sandbox is not None:
             await self.sandbox.kill()
 
@@ -188,7 +202,12 @@ class Job:
             self._pending.append((stream, list(lines)))
 
     def _backlog(self) -> asyncio.Future[None] | None:
-        return asyncio.ensure_future(self._flush()) if self._pending else None
+        if not self._pending:
+            return None
+        flush = asyncio.ensure_future(self._flush())
+        self._flushes.add(flush)
+        flush.add_done_callback(self._flushes.discard)
+        return flush
 
     async def _flush(self) -> None:
         """What was read so far onto the reply stream; holds back while that stream is over its cap, and while

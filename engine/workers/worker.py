@@ -74,6 +74,26 @@ redis.call('XDEL', KEYS[1], ARGV[3])
 return 1
 """
 
+# KEYS[1]: the tasks stream. ARGV: group, this consumer, idle milliseconds. Deletes the other consumers that hold no
+# entry and were not seen for that long — workers that died (their entries taken over) or stopped — and returns
+# their names. In one step: a consumer that reads an entry meanwhile holds one, and is kept. (One deleted while it
+# waits in XREADGROUP is made again by that read: nothing is lost either way.)
+_FORGET_LUA = """
+local gone = {}
+for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local f = {}
+  for i = 1, #c, 2 do f[c[i]] = c[i + 1] end
+  if f['name'] ~= ARGV[2] and tonumber(f['pending']) == 0 and tonumber(f['idle']) > tonumber(ARGV[3]) then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], f['name'])
+    table.insert(gone, f['name'])
+  end
+end
+return gone
+"""
+
+#: Leases a consumer with no entry goes unseen before a worker deletes it from the group (``_FORGET_LUA``).
+FORGET_AFTER_LEASES = 4
+
 
 class Worker:
     """One worker process's loop (see the module's docstring)."""
@@ -97,6 +117,7 @@ class Worker:
         self.client = redis_client(url, f"{self.keys.prefix}:worker:{self.name}")
         self._renew = self.client.register_script(_RENEW_LUA)
         self._finish = self.client.register_script(_FINISH_LUA)
+        self._forget = self.client.register_script(_FORGET_LUA)
         #: Environment variables this worker hands to commands that name them as secrets (AGENTDECK_WORKER_SECRETS).
         self.secrets = frozenset(n.strip() for n in (self.settings.secrets or "").split(",") if n.strip())
         self.jobs: dict[str, tuple[Job, asyncio.Task[None]]] = {}  # entry id -> job
@@ -145,6 +166,7 @@ class Worker:
     async def _take_loop(self) -> None:
         loop = asyncio.get_running_loop()
         next_reclaim = 0.0
+        next_forget = loop.time() + self.settings.lease * FORGET_AFTER_LEASES
         cursor = "0-0"  # XAUTOCLAIM scans the pending list a page at a time: go on from where it stopped
         delay = 0.05
         down = False
@@ -167,6 +189,12 @@ class Worker:
                             self._background(self._give_up(entry, fields))
                         else:
                             self._start(entry, fields, reclaimed=True)
+                    if loop.time() >= next_forget:  # the group does not keep dead workers' names for good
+                        next_forget = loop.time() + self.settings.lease * FORGET_AFTER_LEASES
+                        idle_ms = int(self.settings.lease * FORGET_AFTER_LEASES * 1000)
+                        gone = await self._forget(keys=[self.keys.tasks], args=[self.keys.group, self.name, idle_ms])
+                        if gone:
+                            log.info("forgot workers gone from the group: %s", ", ".join(map(str, gone)))
                     free = self.concurrency - len(self.jobs)
                     if free <= 0:
                         continue
@@ -180,7 +208,7 @@ class Worker:
                     down = False
                 delay = 0.05
             except redis.exceptions.ResponseError as exc:
-                if "NOGROUP" not in str(exc):
+                if "NOGROUP" not in str(exc) and "UNBLOCKED" not in str(exc):  # the stream deleted under a read
                     raise
                 log.warning("the tasks stream or its group is gone (Redis lost its data?): making them again")
                 await self.connect()
@@ -269,6 +297,9 @@ class Worker:
                 alive = {c for c in coordinators if await self.client.exists(self.keys.alive(c))}
             except CONNECTION_ERRORS:
                 continue  # the take loop logs the outage
+            except redis.exceptions.ResponseError as exc:  # the stream or group gone: the take loop makes them again
+                log.warning("cannot renew this worker's leases: %s", exc)
+                continue
             for entry in asked:
                 job = self.jobs[entry][0] if entry in self.jobs else None
                 if job is None or job.finished:
