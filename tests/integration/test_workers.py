@@ -233,6 +233,12 @@ async def test_secrets_are_read_on_the_worker_and_never_cross_redis(
 
     watching = threading.Thread(target=monitor, daemon=True)
     watching.start()
+
+    def monitoring() -> bool:  # MONITOR is on once it shows our own ping (on a busy machine that takes a while)
+        client.ping()
+        return any(c.upper().startswith("PING") for c in seen)
+
+    await until(monitoring, "MONITOR watching the traffic", limit_s=60)
     task = {"id": "deploy", "agent": "sh", "run": 'echo "token=$DEPLOY_TOKEN"', "secrets": ["DEPLOY_TOKEN"]}
     try:
         async with coordinator(server, tmp_path) as engine:
