@@ -40,8 +40,15 @@ class _LiveQueries:
     async def open(self) -> None:
         sdk = self.watcher.sdk
         self.ids = []
-        for table in self.tables:
-            self.ids.append(await sdk.live(table))
+        try:
+            for table in self.tables:
+                self.ids.append(await sdk.live(table))
+        except BaseException:  # the ones registered before the failure go too: a retry registers them all again
+            for live_id in self.ids:
+                with contextlib.suppress(Exception):
+                    await sdk.kill(live_id)
+            self.ids = []
+            raise
         self.pumps = [
             asyncio.create_task(self._pump(live_id), name=f"agentdeck-live-{table}")
             for live_id, table in zip(self.ids, self.tables, strict=True)

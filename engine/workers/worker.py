@@ -185,6 +185,8 @@ class Worker:
                     if cursor != "0-0":
                         next_reclaim = loop.time()  # more of the pending list to scan: at once
                     for entry, fields in claimed:
+                        if entry in self.jobs:  # its own, claimed back after a stall: still running here
+                            continue
                         if await self._delivered(entry) > MAX_DELIVERIES:
                             self._background(self._give_up(entry, fields))
                         else:
