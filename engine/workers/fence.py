@@ -13,12 +13,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, cast
+from typing import Protocol, cast
 
-from engine.workers.protocol import RunRequest, coordinator_token
+import redis.asyncio as aioredis
 
-if TYPE_CHECKING:
-    from engine.workers.dispatcher import Dispatcher
+from engine.workers.protocol import Control, Keys, RunRequest, WorkerSettings, coordinator_token
+
+
+class Dispatcher(Protocol):
+    """What a fence uses of the engine's ``engine.workers.dispatcher.Dispatcher`` (which starts fences itself)."""
+
+    client: aioredis.Redis
+    keys: Keys
+    settings: WorkerSettings
+
+    async def control(self, run: str, action: Control) -> None: ...
+
+    async def withdraw(self, entry: str) -> None: ...
 
 log = logging.getLogger(__name__)
 

@@ -15,6 +15,7 @@
   (output, already redacted), ``ended`` (how the command ended) or ``failed`` (the worker could not run it).
 - **Controls** (pause, resume, kill) are published on ``{prefix}:worker-control`` and also kept in
   ``{prefix}:control:{run}`` for a worker that takes the entry later (a reclaim, a race with the publish).
+- **Workers say they are there** in ``{prefix}:worker-roster`` at every heartbeat (``engine.workers.roster``).
 - **The coordinator is alive** while ``{prefix}:alive:{coordinator}`` exists (it renews it every half lease; it
   lapses after two leases). A worker kills runs whose coordinator is gone, so no command outlives its engine.
 """
@@ -74,6 +75,10 @@ class Keys:
     @property
     def control_channel(self) -> str:
         return f"{self.prefix}:worker-control"
+
+    @property
+    def roster(self) -> str:
+        return f"{self.prefix}:worker-roster"
 
     def results(self, coordinator: str) -> str:
         return f"{self.prefix}:results:{coordinator}"

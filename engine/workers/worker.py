@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, cast
@@ -37,6 +38,7 @@ from engine.workers.protocol import (
     WorkerSettings,
     decode_control,
 )
+from engine.workers.roster import Roster, WorkerInfo
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +120,8 @@ class Worker:
         self._renew = self.client.register_script(_RENEW_LUA)
         self._finish = self.client.register_script(_FINISH_LUA)
         self._forget = self.client.register_script(_FORGET_LUA)
+        self.roster = Roster(self.client, self.keys)
+        self.started = time.time()
         #: Environment variables this worker hands to commands that name them as secrets (AGENTDECK_WORKER_SECRETS).
         self.secrets = frozenset(n.strip() for n in (self.settings.secrets or "").split(",") if n.strip())
         self.jobs: dict[str, tuple[Job, asyncio.Task[None]]] = {}  # entry id -> job
@@ -139,6 +143,7 @@ class Worker:
     async def serve(self, stop: asyncio.Event) -> None:
         """Take and run commands until ``stop`` is set; then kill what runs (left for another worker)."""
         await self.connect()
+        await self._announce()
         loops = [
             asyncio.create_task(self._listen_controls(), name="agentdeck-worker-controls"),
             asyncio.create_task(self._heartbeat(), name="agentdeck-worker-heartbeat"),
@@ -158,6 +163,7 @@ class Worker:
                 handle.cancel()
             await asyncio.gather(taking, stopped, *loops, *(h for _, h in self.jobs.values()), return_exceptions=True)
             with contextlib.suppress(*CONNECTION_ERRORS, redis.exceptions.ResponseError):
+                await self.roster.leave(self.name)
                 pending = await self.client.xpending_range(self.keys.tasks, self.keys.group, "-", "+", 1, self.name)
                 if not pending:  # nothing left for others to take over: this consumer's name is not kept
                     await self.client.xgroup_delconsumer(self.keys.tasks, self.keys.group, self.name)
@@ -290,6 +296,8 @@ class Worker:
             await asyncio.sleep(every)
             if (late := loop.time() - due) > every:  # a third of a lease: two more and another worker takes over
                 log.warning("lease renewal ran %.1f s late (this worker's event loop or machine is overloaded)", late)
+            with contextlib.suppress(*CONNECTION_ERRORS, redis.exceptions.ResponseError):
+                await self._announce()  # the take loop logs an outage
             if not self.jobs:
                 continue
             asked = list(self.jobs)
@@ -315,6 +323,12 @@ class Worker:
                             job.finished = True
                             error = "its coordinator's lease in Redis lapsed while a worker ran it"
                             await self.finish(entry, job.request.reply, job._reply("failed", error=error)["m"])
+
+    async def _announce(self) -> None:
+        """Say in the roster that this worker is here, and what it runs (``agentdeck workers`` reads it)."""
+        running = [f"{job.request.workflow}/{job.request.task}" for job, _ in self.jobs.values() if not job.finished]
+        info = WorkerInfo(self.name, self.concurrency, self.settings.lease, self.started, self.taken, running)
+        await self.roster.announce(info)
 
     async def _listen_controls(self) -> None:
         delay = 0.05

@@ -7,7 +7,14 @@ from __future__ import annotations
 
 import typer
 
-from tui.cli import commands_admin, commands_diverge, commands_recorder, commands_run, commands_watch
+from tui.cli import (
+    commands_admin,
+    commands_diverge,
+    commands_recorder,
+    commands_run,
+    commands_watch,
+    commands_workers,
+)
 from tui.cli import replay as replay_command
 from tui.cli._common import exit_for
 
@@ -24,6 +31,7 @@ commands_admin.register(app)
 commands_watch.register()
 commands_diverge.register()
 commands_recorder.register(app)
+commands_workers.register(app)
 replay_command.register(app)
 
 
