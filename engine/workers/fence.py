@@ -31,6 +31,7 @@ class Dispatcher(Protocol):
 
     async def withdraw(self, entry: str) -> None: ...
 
+
 log = logging.getLogger(__name__)
 
 #: Entries read from the tasks stream at a time while looking for the previous engine's runs.
