@@ -26,7 +26,7 @@ import redis.asyncio as aioredis
 from engine.bus._redis_publisher import CONNECTION_ERRORS
 from engine.sandbox import LocalSandbox, SandboxError
 from engine.sandbox.base import resolve_inside
-from engine.workers.protocol import REPLY_TTL_S, Control, Keys, Reply, RunRequest
+from engine.workers.protocol import REPLY_TTL_S, Control, Keys, Reply, RunRequest, WorkerSettings
 
 
 class Holder(Protocol):
@@ -35,6 +35,7 @@ class Holder(Protocol):
     name: str
     root: Path
     keys: Keys
+    settings: WorkerSettings
     secrets: frozenset[str]
     client: aioredis.Redis
 
@@ -44,10 +45,11 @@ class Holder(Protocol):
 log = logging.getLogger(__name__)
 
 #: Replies waiting on a coordinator's stream beyond which a command's output is held back (a reply holds one read
-#: of the command's pipe, at most 64 KiB, usually far less).
+#: of the command's pipe, at most 64 KiB, usually far less), as are more bytes than ``WorkerSettings.reply_bytes``
+#: (Redis's estimate, ``MEMORY USAGE`` on a few samples): 2,000 full reads would be 128 MiB.
 REPLY_STREAM_CAP = 2_000
 
-_CAP_CHECK_S = 0.5
+_CAP_CHECK_S = 0.1
 
 
 def safe_name(value: str) -> str:
@@ -71,6 +73,7 @@ class Job:
         self._cap_checked = 0.0
         self._go = asyncio.Event()  # set unless paused before the command started
         self._flushes: set[asyncio.Future[None]] = set()  # output sends the sandbox waits on (``_backlog``)
+        self._stopping = False  # the worker is stopping: output is no longer sent or waited for
 
     @property
     def client(self) -> aioredis.Redis:
@@ -151,11 +154,16 @@ class Job:
                 await sandbox.pause()
             result = await asyncio.shield(started)
         except asyncio.CancelledError:  # the worker is stopping: the command goes, the entry stays for another
+            # Its output is not sent any more: what it printed is for the worker that runs it again. Without this,
+            # the pipe's last reads waited on a full reply stream nobody reads, and the stop hung.
+            self._stopping = True
             started.cancel()
             for flush in self._flushes:
                 flush.cancel()
             with contextlib.suppress(BaseException):
                 await started
+            for flush in self._flushes:
+                flush.cancel()
             await asyncio.gather(*self._flushes, return_exceptions=True)
             await sandbox.close()
             raise
@@ -202,7 +210,7 @@ class Job:
             self._pending.append((stream, list(lines)))
 
     def _backlog(self) -> asyncio.Future[None] | None:
-        if not self._pending:
+        if not self._pending or self._stopping:
             return None
         flush = asyncio.ensure_future(self._flush())
         self._flushes.add(flush)
@@ -213,7 +221,7 @@ class Job:
         """What was read so far onto the reply stream; holds back while that stream is over its cap, and while
         Redis cannot be reached (the command's output waits in its pipe meanwhile: nothing is dropped)."""
         delay = 0.05
-        while self._pending and not self.lost:
+        while self._pending and not self.lost and not self._stopping:
             try:
                 await self._send_pending()
                 return
@@ -223,12 +231,20 @@ class Job:
                 await asyncio.sleep(delay)
                 delay = min(2.0, delay * 2)
 
+    async def _over_cap(self) -> bool:
+        """Whether the coordinator's reply stream holds more than it should wait on (entries or bytes)."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.xlen(self.request.reply)
+            pipe.memory_usage(self.request.reply, samples=5)
+            length, size = await pipe.execute()
+        return bool(length > REPLY_STREAM_CAP or (size or 0) > self.worker.settings.reply_bytes)
+
     async def _send_pending(self) -> None:
         now = time.monotonic()
         if now - self._cap_checked > _CAP_CHECK_S:
             self._cap_checked = now
             delay = 0.05
-            while await self.client.xlen(self.request.reply) > REPLY_STREAM_CAP and not self.lost:
+            while not self.lost and not self._stopping and await self._over_cap():
                 await asyncio.sleep(delay)
                 delay = min(1.0, delay * 2)
         pending, self._pending = self._pending, []

@@ -48,6 +48,9 @@ class WorkerSettings(BaseSettings):
     lease: float = Field(default=15.0, gt=0.2, le=3600)  # AGENTDECK_WORKER_LEASE: seconds
     dir: str | None = None  # AGENTDECK_WORKER_DIR: task directories (default: $XDG_DATA_HOME/agentdeck/worker)
     secrets: str | None = None  # AGENTDECK_WORKER_SECRETS: comma-separated variables commands may ask for
+    #: AGENTDECK_WORKER_REPLY_BYTES: output waiting on a coordinator's reply stream beyond which a command's output is
+    #: held back (Redis's estimate; 2,000 waiting replies hold it back too, whatever their size)
+    reply_bytes: int = Field(default=16 << 20, ge=64 << 10)
 
     @model_validator(mode="wrap")
     @classmethod

@@ -133,7 +133,7 @@ async def names_without(names: object, name: str) -> bool:
     return name not in await names()  # type: ignore[operator]
 
 
-async def test_a_worker_stopped_while_output_is_held_back_prints_no_traceback(
+async def test_output_nobody_reads_is_held_back_within_bounds_and_a_stop_then_prints_no_traceback(
     server: RedisServer, tmp_path: Path
 ) -> None:
     keys = Keys()  # the command line's own names
@@ -141,6 +141,7 @@ async def test_a_worker_stopped_while_output_is_held_back_prints_no_traceback(
     log = tmp_path / "worker.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTDECK_")}
     env |= {"AGENTDECK_WORKER_DIR": str(tmp_path / "tasks"), "XDG_DATA_HOME": str(tmp_path / "xdg")}
+    env |= {"AGENTDECK_WORKER_REPLY_BYTES": str(2 << 20)}  # 2 MiB: 2,000 replies of these commands are ~40 MiB
     try:
         await client.set(keys.alive("slow"), "1", px=600_000)  # a coordinator that never reads its replies
         flood = "yes 'a line of output that nobody reads, printed without end' | head -c 2000000000"
@@ -155,11 +156,17 @@ async def test_a_worker_stopped_while_output_is_held_back_prints_no_traceback(
                 stderr=subprocess.STDOUT,
             )
         try:
+            sizes: list[int] = []
 
-            async def held_back() -> bool:
-                return bool(await client.xlen(keys.results("slow")) >= 2_000)
+            async def held_back() -> bool:  # the stream stopped growing: every command's output waits in its pipe
+                sizes.append(int(await client.memory_usage(keys.results("slow"), samples=0) or 0))
+                return len(sizes) > 2 and sizes[-1] == sizes[-2] == sizes[-3] and sizes[-1] > 0
 
-            await until(held_back, "the reply stream at its cap: the command's output held back", limit_s=120)
+            await until(held_back, "the reply stream at its cap: the commands' output held back", limit_s=120,
+                        pause_s=0.5)  # fmt: skip
+            # 2 MiB allowed, plus what four commands send between two checks (a tenth of a second); with only the cap
+            # of 2,000 replies (up to 64 KiB each) it was ~40 MiB here.
+            assert sizes[-1] < 12 << 20, f"{sizes[-1] / 2**20:.1f} MiB waiting in Redis"
             process.send_signal(signal.SIGTERM)
             assert await asyncio.to_thread(process.wait, 60) == 0
         finally:
