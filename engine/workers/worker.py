@@ -24,6 +24,7 @@ from typing import Any, cast
 import redis.exceptions
 
 from engine.bus._redis_publisher import CONNECTION_ERRORS
+from engine.bus.base import BusUnavailable
 from engine.bus.redis_url import check, describe, unreachable
 from engine.bus.redis_url import redact as redact_url
 from engine.workers.dispatcher import redis_client
@@ -134,8 +135,12 @@ class Worker:
         try:
             await self.client.xgroup_create(self.keys.tasks, self.keys.group, id="0", mkstream=True)
         except redis.exceptions.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+            if "BUSYGROUP" not in str(exc):  # NOPERM (an ACL), OOM …: said, not a traceback (exit 3)
+                raise BusUnavailable(
+                    f"Redis at {redact_url(self.url)} refused to make the tasks stream {self.keys.tasks}: "
+                    f"{describe(exc, self.url)}",
+                    hint="the worker's Redis user needs the stream and pub/sub commands on the agentdeck:* keys",
+                ) from exc
         except CONNECTION_ERRORS as exc:
             raise unreachable(self.url, exc) from exc
         self.root.mkdir(parents=True, exist_ok=True)

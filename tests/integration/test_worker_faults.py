@@ -178,3 +178,24 @@ async def test_output_nobody_reads_is_held_back_within_bounds_and_a_stop_then_pr
         assert "SIGTERM: stopping" in printed
     finally:
         await client.aclose()
+
+
+async def test_a_worker_its_redis_user_may_not_make_the_stream_exits_3_and_says_so(
+    server: RedisServer, tmp_path: Path
+) -> None:
+    client = aioredis.Redis.from_url(server.url, decode_responses=True)
+    secret = f"pw-{uuid.uuid4().hex[:8]}"
+    try:  # a Redis user (ACL) that may read and write, but not make consumer groups
+        await client.acl_setuser("limited", enabled=True, passwords=[f"+{secret}"], keys=["*"], channels=["*"],
+                                 commands=["+@all", "-xgroup"])  # fmt: skip
+    finally:
+        await client.aclose()
+    url = f"redis://limited:{secret}@127.0.0.1:{server.port}/0"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTDECK_")}
+    env |= {"AGENTDECK_WORKER_DIR": str(tmp_path / "tasks"), "XDG_DATA_HOME": str(tmp_path / "xdg")}
+    result = await asyncio.to_thread(
+        subprocess.run, [AGENTDECK, "worker", "--redis", url], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 3, result.stderr
+    assert "refused to make the tasks stream" in result.stderr and "hint:" in result.stderr
+    assert secret not in result.stderr and "Traceback" not in result.stderr
