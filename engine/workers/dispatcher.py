@@ -79,6 +79,9 @@ class Dispatcher:
         self._closed = False
         #: Per workflow taken over from another engine: that engine's commands being stopped (``fence``).
         self._fences: dict[str, asyncio.Future[None]] = {}
+        #: Runs paused now: their control keys are kept alive (a pause may last longer than the key's time to live,
+        #: and a worker taking such a run over must still find it paused).
+        self._paused: set[str] = set()
 
     async def ready(self) -> None:
         """Connected, alive and reading replies (once; every run waits for it)."""
@@ -111,6 +114,7 @@ class Dispatcher:
 
     def unregister(self, run: str) -> None:
         self._runs.pop(run, None)
+        self._paused.discard(run)
 
     def fence(self, workflow: str, previous_owner: str) -> None:
         """``workflow`` was taken over from the engine ``previous_owner``: its commands of it still on workers are
@@ -146,13 +150,21 @@ class Dispatcher:
             pipe.set(self.keys.control(run), action, ex=CONTROL_TTL_S)
             pipe.publish(self.keys.control_channel, encode_control(run, action))
             await pipe.execute()
+        if action == "pause" and run in self._runs:
+            self._paused.add(run)
+        else:
+            self._paused.discard(run)
 
     async def withdraw(self, entry: str) -> None:
         """Take an entry off the tasks stream: a worker that has not read it yet never will."""
         await self.client.xdel(self.keys.tasks, entry)
 
     async def _renew_alive(self) -> None:
-        await self.client.set(self.keys.alive(self.token), "1", px=int(self.settings.lease * 2000))
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.set(self.keys.alive(self.token), "1", px=int(self.settings.lease * 2000))
+            for run in self._paused:
+                pipe.expire(self.keys.control(run), CONTROL_TTL_S)
+            await pipe.execute()
 
     async def _keep_alive(self) -> None:
         while True:

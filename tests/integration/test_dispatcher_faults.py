@@ -51,3 +51,31 @@ async def test_the_keep_alive_outlasts_a_redis_out_of_memory(
         await admin.config_set("maxmemory", "0")
         await dispatcher.close()
         await admin.aclose()
+
+
+async def test_a_pause_is_kept_for_as_long_as_it_lasts(server: RedisServer) -> None:
+    """A control key lives a day; a run paused longer must still be found paused by a worker that takes it over."""
+    keys = Keys(prefix="pause")
+    dispatcher = Dispatcher(server.url, "coordinator-b", keys=keys, settings=WorkerSettings(lease=LEASE_S))
+    admin = aioredis.Redis.from_url(server.url, decode_responses=True)
+    try:
+        await dispatcher.ready()
+        dispatcher.register("wf/t/1/abc")
+        await dispatcher.control("wf/t/1/abc", "pause")
+        key = keys.control("wf/t/1/abc")
+        await admin.expire(key, 2)  # as if the day were nearly over
+        await until(lambda: ttl_above(admin, key, 3600), "the paused run's control key kept alive")
+        await dispatcher.control("wf/t/1/abc", "resume")
+        await admin.expire(key, 1)  # resumed: nothing keeps it any more
+        await until(lambda: gone(admin, key), "the resumed run's control key left to lapse")
+    finally:
+        await dispatcher.close()
+        await admin.aclose()
+
+
+async def ttl_above(client: aioredis.Redis, key: str, seconds: int) -> bool:
+    return bool(await client.ttl(key) > seconds)
+
+
+async def gone(client: aioredis.Redis, key: str) -> bool:
+    return not await client.exists(key)
