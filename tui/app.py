@@ -91,6 +91,19 @@ class AgentDeckApp(App[int]):
         assert self._engine is not None, "the engine is opened when the app mounts"
         return self._engine
 
+    @property
+    def redis_url(self) -> str | None:
+        """The Redis this dashboard's events and workers go through: ``--redis``, else its own engine's (which
+        also read ``AGENTDECK_REDIS``); None without one."""
+        if self._redis_url:
+            return self._redis_url
+        remote = getattr(self._local, "remote", None)
+        if remote is not None:
+            return getattr(remote, "redis_url", None) or None
+        from engine.settings import EngineSettings
+
+        return EngineSettings().redis or None
+
     async def on_mount(self) -> None:
         if self._engine is not None:  # the caller's engine
             await self._show_main()
@@ -263,6 +276,8 @@ class AgentDeckApp(App[int]):
             yield SystemCommand("Filter events", "Filter the event log (/)", screen.action_filter)
             yield SystemCommand("Memory explorer", "Search what agents remembered, by meaning (shift+m)",
                                 screen.action_memory)  # fmt: skip
+            yield SystemCommand("Workers", "The agentdeck worker processes taking commands from Redis (shift+w)",
+                                screen.action_workers)  # fmt: skip
             yield SystemCommand("Help", "Every control explained (?)", screen.action_help)
 
 

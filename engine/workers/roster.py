@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
+import redis.exceptions
 
 from engine.workers.protocol import Keys
 
@@ -107,3 +108,24 @@ class Roster:
                 continue  # written by something else: not a worker's
             found.append(info)
         return sorted(found, key=lambda info: (info.lost, info.name))
+
+
+async def read_roster(url: str, keys: Keys | None = None) -> list[WorkerInfo]:
+    """The roster in the Redis at ``url``, on a connection of its own.
+
+    Raises:
+        BadRedisUrl: the URL cannot be used (bad input).
+        BusUnavailable: Redis cannot be reached, or refused us (what and why, the password hidden).
+    """
+    from engine.bus._redis_publisher import CONNECTION_ERRORS
+    from engine.bus.redis_url import check, unreachable
+    from engine.workers.dispatcher import redis_client
+
+    check(url)
+    client = redis_client(url, "agentdeck:roster")
+    try:
+        return await Roster(client, keys or Keys()).read()
+    except (*CONNECTION_ERRORS, redis.exceptions.AuthenticationError) as exc:
+        raise unreachable(url, exc) from exc
+    finally:
+        await client.aclose()

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from textual.widgets import Label
 
 from db import connect
 from db.models import EventType
@@ -20,6 +21,7 @@ from tests.integration.test_workers import LEASE_S, workers
 from tests.support.polling import until
 from tests.support.redis_server import RedisServer, own_redis
 from tui.app import make_app
+from tui.screens.workers import WorkersScreen
 from tui.widgets.agent_grid import AgentGrid
 from tui.widgets.event_log import EventLog, event_line
 
@@ -94,3 +96,37 @@ async def test_a_pane_whose_worker_dies_shows_the_takeover_and_runs_on_as_the_sa
             events = await engine.stores.events.list(workflow)
     assigned = [e.data["worker"] for e in events if e.type == EventType.TASK_ASSIGNED]
     assert assigned == [first.name, second.name]
+
+
+async def test_shift_w_lists_the_workers_and_what_each_runs(server: RedisServer, tmp_path: Path) -> None:
+    workflow_spec = spec([{"id": "remote", "agent": "sh", "run": WAIT, "sandbox": "worker"}])
+    async with (
+        connect("mem://") as db,
+        Engine(db, redis_url=server.url, workdir_root=tmp_path / "engine") as engine,
+    ):
+        with workers(server, tmp_path, count=1, concurrency=2) as (worker,):
+            app = make_app(engine, start=workflow_spec)
+            async with app.run_test(size=(120, 36)) as pilot:
+                await until(lambda: app.started_workflow is not None, pilot=pilot)
+                workflow = app.started_workflow
+                await pilot.press("W")
+                await until(lambda: isinstance(app.screen, WorkersScreen), pilot=pilot)
+                screen = app.screen
+                assert isinstance(screen, WorkersScreen)
+                wanted = [worker.name, "up", "1/2"]
+                await until(lambda: any(row[:3] == wanted and row[-1] == f"{workflow}/remote" for row in screen.rows),
+                            "the worker listed as running the task", pilot=pilot)  # fmt: skip
+                (worker.root / str(workflow) / "remote" / "go").touch()
+                await until(lambda: any(row[:3] == [worker.name, "up", "0/2"] for row in screen.rows),
+                            "the worker listed idle once the task is done", pilot=pilot, limit_s=60)  # fmt: skip
+                await pilot.press("escape")
+                await until(lambda: not isinstance(app.screen, WorkersScreen), pilot=pilot)
+
+
+async def test_shift_w_without_redis_says_how_to_get_workers(engine: Engine) -> None:
+    app = make_app(engine)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("W")
+        await until(lambda: isinstance(app.screen, WorkersScreen), pilot=pilot)
+        note = app.screen.query_one("#workers-note", Label)
+        assert "no Redis" in str(note.render())

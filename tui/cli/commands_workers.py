@@ -9,7 +9,6 @@ taken, and which tasks it runs now. No database is needed.
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import typer
@@ -35,20 +34,9 @@ def workers_command(redis: RedisFlag = None, json: JsonFlag = False) -> None:
         raise BadInput("agentdeck: workers: give --redis URL or set AGENTDECK_REDIS (where the workers take commands)")
 
     async def work() -> list[Any]:
-        from engine.bus._redis_publisher import CONNECTION_ERRORS
-        from engine.bus.redis_url import check, unreachable
-        from engine.workers.dispatcher import redis_client
-        from engine.workers.protocol import Keys
-        from engine.workers.roster import Roster
+        from engine.workers.roster import read_roster
 
-        check(url)
-        client = redis_client(url, "agentdeck:workers-list")
-        try:
-            return await Roster(client, Keys()).read()
-        except CONNECTION_ERRORS as exc:
-            raise unreachable(url, exc) from exc
-        finally:
-            await client.aclose()
+        return await read_roster(url)
 
     found = run_async(work)
     if json:
@@ -58,22 +46,14 @@ def workers_command(redis: RedisFlag = None, json: JsonFlag = False) -> None:
     if not found:
         print("no workers: start one with `agentdeck worker --redis URL`", file=sys.stderr)
         return
-    print(table([row(info) for info in found]))
+    from tui.roster_rows import roster_row
 
-
-def row(info: Any) -> list[str]:
-    from tui.status import elapsed
-
-    now = datetime.now(UTC)
-    running = f"{len(info.running)}/{info.concurrency}" if not info.lost else f"-/{info.concurrency}"
-    heard = elapsed(now - timedelta(seconds=info.seen_s), now)
-    up = elapsed(datetime.fromtimestamp(info.started, UTC), now) if not info.lost else "-"
-    tasks = ", ".join(info.running) if not info.lost else ""
-    return [info.name, "lost" if info.lost else "up", running, f"{heard} ago", up, str(info.taken), tasks]
+    print(table([roster_row(info) for info in found]))
 
 
 def table(rows: list[list[str]]) -> str:
-    header = ["WORKER", "STATE", "RUNNING", "SEEN", "UP", "TAKEN", "TASKS"]
+    from tui.roster_rows import HEADER as header
+
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(r, widths, strict=False)) + "  " + r[-1]
              for r in [header, *rows]]  # fmt: skip

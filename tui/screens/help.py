@@ -41,6 +41,8 @@ edited state — only the steps after it run again |
 rows `Enter` `↑` `↓` pick an event and `Enter` shows it in full |
 | `M` | **memory explorer**: search what agents remembered by meaning, as you type; filter by agent, type, the \
 selected workflow; `Enter` opens a memory with where it came from, `g` goes to the task that wrote it |
+| `W` | **workers**: the `agentdeck worker` processes taking commands from this dashboard's Redis — up or lost, \
+running of slots, when last heard, the tasks each runs (as `agentdeck workers` prints it, read every 2 s) |
 | `ctrl+p` | command palette: every action by name |
 | `?` | this help |
 | `q` | quit (running workflows are stopped and stay resumable; attached to another engine's, it detaches) |

@@ -59,6 +59,7 @@ class MainScreen(WatchpointControls):
         Binding("x", "dismiss_failed", "Dismiss failed", show=False),
         Binding("slash", "filter", "Filter", key_display="/"),
         Binding("M", "memory", "Memory", key_display="M", show=False),
+        Binding("W", "workers", "Workers", key_display="W", show=False),
         Binding("1", "tab('tab-agents')", "Agents", show=False),
         Binding("2", "tab('tab-events')", "Events", show=False),
         Binding("3", "tab('tab-metrics')", "Metrics", show=False),
@@ -353,6 +354,12 @@ class MainScreen(WatchpointControls):
                 self.show_task(*target)
 
         self.app.push_screen(MemoryExplorer(self.engine, self.selected_workflow, names), closed)
+
+    def action_workers(self) -> None:
+        """The workers taking commands from this dashboard's Redis (``agentdeck workers``, kept up to date)."""
+        from tui.screens.workers import WorkersScreen
+
+        self.app.push_screen(WorkersScreen(getattr(self.app, "redis_url", None)))
 
     def show_task(self, workflow: str, task: str | None = None) -> None:
         """Select a workflow (and one of its tasks) as if picked in the tree, with the tree's cursor on it."""
