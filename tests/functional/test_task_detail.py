@@ -46,7 +46,7 @@ async def open_detail(app: AgentDeckApp, pilot: Any, task: str) -> TaskDetailScr
     tree.select_task(main.selected_workflow, task)
     row = tree._node_index[(main.selected_workflow, task)]
     # As a person would: Enter once the cursor is seen on the row and the tree has the keyboard.
-    await until(lambda: app.focused is tree and tree.cursor_node is row, pilot=pilot)
+    await until(lambda: app.focused is tree and tree.cursor_node is row and tree.cursor_line == row.line, pilot=pilot)
     await pilot.press("enter")
 
     def where() -> str:

@@ -305,9 +305,9 @@ class WorkflowTree(Tree[NodeRef]):
         self._move_to(node)
 
     def _move_to(self, node: TreeNode[NodeRef]) -> None:
-        """The cursor on ``node`` now. A node added since the tree last laid out its lines has no line yet
-        (``move_cursor`` would put the cursor nowhere, and an Enter right after it would open nothing): reading
-        ``_tree_lines`` lays them out first."""
-        if node.line == -1:
-            _ = self._tree_lines
+        """The cursor on ``node`` now. Reading ``_tree_lines`` first lays the lines out if rows came or went since
+        the last layout: a node added since has no line yet (``move_cursor`` would put the cursor nowhere), and one
+        below a row that just opened has a stale one (the cursor would land on the row now there, and laying out
+        inside the move put the line back on the old node: the row looked selected but Enter acted on another)."""
+        _ = self._tree_lines
         self.move_cursor(node)
