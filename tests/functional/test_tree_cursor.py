@@ -63,3 +63,23 @@ async def test_a_task_selected_as_a_row_above_it_grows_gets_the_enter() -> None:
             await pilot.press("enter")
             await until(lambda: app.entered, pilot=pilot)
             assert [(ref.workflow, ref.task) for ref in app.entered] == [(workflow.id, "build")]  # type: ignore[attr-defined]
+
+
+async def test_a_task_selected_as_its_workflow_row_arrives_keeps_the_cursor() -> None:
+    """The dashboard asks for a workflow it just started before its row is there; a task of it selected in the
+    frame its row arrives in (by a person, or a banner) keeps the cursor: the workflow asked for earlier does not
+    take it back after the refresh. Seen in CI: the selection went back to the workflow, and stayed there."""
+    async with connect("mem://") as db:
+        app = TreeApp(db)
+        async with app.run_test(size=(80, 24)) as pilot:
+            tree = app.query_one(WorkflowTree)
+            workflow = Workflow(name="flow", status=WorkflowStatus.RUNNING)
+            tree.select_workflow(workflow.id)  # not shown yet: selected when its row comes
+            tree.apply(change(workflow, workflow.id))
+            heat = Task(workflow=workflow.id, key="heat", agent="sh", status=TaskStatus.RUNNING)
+            tree.apply(change(heat, f"{workflow.id}/heat"))
+            tree.select_task(workflow.id, "heat")
+            await pilot.pause()
+            await pilot.pause()
+            row = tree._node_index[(workflow.id, "heat")]
+            assert tree.cursor_node is row and tree.cursor_line == row.line

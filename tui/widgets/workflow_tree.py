@@ -184,8 +184,8 @@ class WorkflowTree(Tree[NodeRef]):
             self._node_index[(workflow.id, None)] = node
             if self._loaded:
                 self._backfill(workflow.id)
-            if self._to_select == workflow.id:
-                self.call_after_refresh(self.select_workflow, workflow.id)  # a new row has its line after a refresh
+            if self._to_select == workflow.id:  # a new row has its line after a refresh
+                self.call_after_refresh(self._select_pending, workflow.id)
         else:
             node.set_label(self._workflow_label(workflow))
 
@@ -293,6 +293,12 @@ class WorkflowTree(Tree[NodeRef]):
             return
         self._to_select = None
         self._move_to(node)
+
+    def _select_pending(self, workflow: str) -> None:
+        """The workflow asked for before its row came, unless something else was selected meanwhile (a task of
+        it, put under the cursor in the frame its row came in, stays under the cursor)."""
+        if self._to_select == workflow:
+            self.select_workflow(workflow)
 
     def select_task(self, workflow: str, task: str) -> None:
         """Put the cursor on a task's row; while the task is not shown (its workflow is older than the tree
