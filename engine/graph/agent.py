@@ -30,7 +30,7 @@ from engine.agents.base import Agent, TaskContext
 from engine.agents.python import import_object
 from engine.errors import AgentUnavailable, TaskFailed
 from engine.graph.stream import StreamPrinter, jsonable
-from engine.graph.support import GraphSupport
+from engine.graph.support import GraphSupport, thread_finished
 from engine.spec import AgentSpec
 
 STREAM_MODES = ["updates", "custom", "messages", "tasks", "checkpoints"]
@@ -117,12 +117,15 @@ class GraphAgent(Agent):
         if state.created_at is None:
             next_input: Any = self._fresh_input(ctx, graph)
             ctx.log(f"▶ graph {self.spec.graph or self.kind} on thread {support.thread}", "graph")
-        elif not state.next and not state.interrupts:
+        elif thread_finished(state):
             ctx.log(f"thread {support.thread} already finished; its final state is the output", "graph")
             return self.task_output(ctx, state.values)
         else:
             next_input = None
-            where = ", ".join(state.next) or "interrupt"
+            # An empty ``next`` with tasks left: a step finished but the checkpoint after it was never stored.
+            where = ", ".join(state.next) or (
+                "interrupt" if state.interrupts else "the step after " + ", ".join(t.name for t in state.tasks)
+            )
             ctx.log(f"↻ continuing thread {support.thread} at {where} (finished nodes do not run again)", "graph")
         printer = StreamPrinter(ctx, support)
         at_breakpoint = False
@@ -162,7 +165,7 @@ class GraphAgent(Agent):
             printer.flush()
             state = await graph.aget_state(config)
             next_input = None
-            if not state.next and not state.interrupts:
+            if thread_finished(state):
                 return self.task_output(ctx, state.values)
             # Stopped with work left and no interrupt() call: a static breakpoint (interrupt_before/after).
             at_breakpoint = not state.interrupts

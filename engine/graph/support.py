@@ -36,3 +36,14 @@ class GraphSupport:
     # task ``waiting`` and stops its timeout clock meanwhile.
     waiting: Callable[[bool], Awaitable[None]]
     pause_listeners: list[Callable[[], None]] = field(default_factory=list)
+
+
+def thread_finished(state: Any) -> bool:
+    """A LangGraph state snapshot of a thread that ran to its end: nothing is left to run.
+
+    Not ``not state.next``: LangGraph leaves out of ``next`` a task whose writes are stored, so a step that finished
+    while the checkpoint after it was never stored (the engine stopped in between) has an empty ``next`` although
+    the graph goes on from there. Such a task is still in ``tasks`` (with its result), and running the thread on
+    applies its writes instead of running it again.
+    """
+    return not state.tasks and not state.interrupts

@@ -21,7 +21,7 @@ from db.models import Task
 from engine.agents import build_agent, import_folder_of
 from engine.errors import AgentUnavailable, ControlError
 from engine.graph.stream import jsonable, short
-from engine.graph.support import default_thread, next_thread
+from engine.graph.support import default_thread, next_thread, thread_finished
 from engine.spec import WorkflowSpec
 
 if TYPE_CHECKING:
@@ -176,7 +176,7 @@ async def thread_for_rerun(
     async for snapshot in graph.aget_state_history(config):
         created = datetime.fromisoformat(str(snapshot.created_at))
         if created <= before:
-            if not snapshot.next:
+            if thread_finished(snapshot):
                 return fresh  # it had finished by then: a completed task is restored, not re-run
             await graph.aupdate_state(snapshot.config, None)
             return None
