@@ -111,6 +111,13 @@ def make_tools(
             ctx.emit_output(stream, line)
 
         async with one_at_a_time:
+            # A paused workflow starts no command: the pause may land after the model asked for this one (the
+            # graph drains only at its next step boundary), and a command started now would run unfrozen.
+            # No await between the gate and the start: a pause from here on reaches the starting command.
+            if not ctx.gate.is_set():
+                ctx.log(f"⏸ paused: {command} runs when the workflow is resumed", "tool")
+            await ctx.step()
+            await ctx.gate.wait()
             ctx.log(f"$ {command}", "tool")
             result = await ctx.sandbox.run(
                 command,

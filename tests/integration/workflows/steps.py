@@ -58,3 +58,19 @@ def remember_input(ctx: Any) -> dict[str, Any]:
     memory = ctx.remember_sync(ctx.input["fact"], ctx.input.get("type", "long_term"), metadata={"source": "test"})
     hits = ctx.search_memory_sync(ctx.input["fact"], 1)
     return {"memory": memory.id, "found_self": bool(hits) and hits[0].memory.id == memory.id}
+
+
+#: Set by ``command_when_let``: it got as far as its gate. ``LET`` lets it go on. Made fresh by each test.
+REACHED: dict[str, asyncio.Event] = {}
+LET: dict[str, asyncio.Event] = {}
+
+
+async def command_when_let(ctx: Any) -> dict[str, Any]:
+    """Runs ``input.command`` with an LLM agent's ``run_command`` tool once the test lets it (``LET[task]``): the
+    test can pause the workflow in between, as a pause can land between a model's answer and the tool call."""
+    from engine.llm.tools import make_tools
+
+    (run_command,) = make_tools(ctx, ["run_command"])
+    REACHED[ctx.task.id].set()
+    await LET[ctx.task.id].wait()
+    return {"result": await run_command.ainvoke({"command": ctx.input["command"]})}
