@@ -282,6 +282,9 @@ class Engine(EngineControls, WatchControls):
             del self.runs[run.id]
             self._run_tasks.pop(run.id, None)
 
+    async def watch_seen(self, workflow: str) -> None:
+        await self.watch.seen(workflow)
+
     async def wait(self, workflow_id: str) -> WorkflowStatus:
         """Wait for a workflow run in this engine to finish; returns its final status."""
         handle = self._run_tasks.get(workflow_id)

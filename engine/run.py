@@ -256,6 +256,7 @@ class WorkflowRun(RunControls):
             output_backlogged=lambda: recorder.backlogged(self.id, key),
             remember_memory=lambda *args: self._remember(key, attempt, *args),
             search_memories=self.engine.memory.search,
+            watch_seen=lambda: self.engine.watch_seen(self.id),
         )
 
     def _workdir(self, key: str) -> Path:

@@ -54,3 +54,6 @@ class RunServices(ThreadSource, Protocol):
     def worker_dispatcher(self) -> Dispatcher: ...
 
     def forget(self, run: LiveRun) -> None: ...
+
+    async def watch_seen(self, workflow: str) -> None:
+        """Once the watchpoints have seen every event of ``workflow`` so far (``WatchManager.seen``)."""

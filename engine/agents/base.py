@@ -27,6 +27,10 @@ class TaskCancelled(EngineError):
     """Raised at a step boundary of a synchronous agent whose task was cancelled."""
 
 
+async def _nothing_to_watch() -> None:
+    return None
+
+
 @dataclass
 class TaskContext:
     """Everything one attempt of a task may use."""
@@ -61,6 +65,9 @@ class TaskContext:
     #: The run's memory writer for this attempt (fills in provenance) and the memory search.
     remember_memory: Callable[..., Awaitable[Memory]] | None = None
     search_memories: Callable[..., Awaitable[list[MemoryHit]]] | None = None
+    #: Completes once the engine's watchpoints have seen every event of the workflow so far, and a pause one of them
+    #: started is in effect (``watched``).
+    watch_seen: Callable[[], Awaitable[None]] = field(default=_nothing_to_watch)
 
     @property
     def sandbox(self) -> Sandbox:
@@ -138,6 +145,12 @@ class TaskContext:
             if secret:
                 text = text.replace(secret, "***")
         return text
+
+    async def watched(self) -> None:
+        """Wait until the workflow's watchpoints have seen what this task did so far (immediate when none is
+        armed): a condition it met then pauses the workflow before the task's next step, not during it. Graph and
+        LLM agents wait here after each graph step and before each ``run_command``."""
+        await self.watch_seen()
 
     async def step(self) -> None:
         """A step boundary: waits here while the workflow is paused, and while this task's output is still being

@@ -108,6 +108,9 @@ class StreamPrinter:
         else:
             status = "completed"
         await self._close(node, status, None if error is None else str(error))
+        # The graph's next step starts only once this returns: a watchpoint met by what the node did (its model
+        # call's cost, its node.completed) pauses the graph at this step boundary, not a step later.
+        await self.ctx.watched()
 
     async def _close(self, node: GraphNode, status: str, error: str | None = None) -> None:
         done = node.model_copy(update={"status": status, "error": error, "finished_at": datetime.now(UTC)})

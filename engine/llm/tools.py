@@ -114,6 +114,7 @@ def make_tools(
             # A paused workflow starts no command: the pause may land after the model asked for this one (the
             # graph drains only at its next step boundary), and a command started now would run unfrozen.
             # No await between the gate and the start: a pause from here on reaches the starting command.
+            await ctx.watched()  # a watchpoint on this very call (the same call again, …) pauses before it runs
             if not ctx.gate.is_set():
                 ctx.log(f"⏸ paused: {command} runs when the workflow is resumed", "tool")
             await ctx.step()

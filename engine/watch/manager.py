@@ -124,7 +124,8 @@ class WatchManager:
         self._by_type: dict[str, dict[str, list[_Armed]]] = {}
         #: Per workflow, the output screen and the watchpoints it answers for (``_index``).
         self._screens: dict[str, tuple[OutputScreen, frozenset[int]]] = {}
-        self._pausing: set[asyncio.Task[None]] = set()
+        #: Pauses started by watchpoints, and the workflow each pauses.
+        self._pausing: dict[asyncio.Task[None], str] = {}
         self._storing: set[asyncio.Task[None]] = set()
         self._unhook = recorder.add_listener(self._on_event)
 
@@ -169,6 +170,16 @@ class WatchManager:
         """Wait until the declared watchpoints of the workflows started so far are stored."""
         if self._storing:
             await asyncio.gather(*self._storing, return_exceptions=True)
+
+    async def seen(self, workflow_id: str) -> None:
+        """Once every event of ``workflow_id`` emitted so far is stored and evaluated, and a pause a watchpoint
+        started on it is in effect. Immediate when none is armed on it (``TaskContext.watched``)."""
+        if not self._armed.get(workflow_id):
+            return
+        await self._recorder.flush()  # listeners see each event once it is stored, so this evaluates them
+        pausing = [task for task, workflow in self._pausing.items() if workflow == workflow_id]
+        if pausing:
+            await asyncio.gather(*pausing, return_exceptions=True)
 
     def arm(self, watchpoint: Watchpoint) -> None:
         """Start evaluating ``watchpoint`` on its workflow's events from now on (replaces one with its id).
@@ -348,8 +359,8 @@ class WatchManager:
         pausing = asyncio.get_running_loop().create_task(
             self._pause_for(watchpoint), name=f"agentdeck-watchpoint-{watchpoint.id}"
         )
-        self._pausing.add(pausing)
-        pausing.add_done_callback(self._pausing.discard)
+        self._pausing[pausing] = watchpoint.workflow
+        pausing.add_done_callback(self._pausing.pop)
 
     async def _pause_for(self, watchpoint: Watchpoint) -> None:
         try:
