@@ -179,7 +179,7 @@ class WatchManager:
         await self._recorder.flush()  # listeners see each event once it is stored, so this evaluates them
         pausing = [task for task, workflow in self._pausing.items() if workflow == workflow_id]
         if pausing:
-            await asyncio.gather(*pausing, return_exceptions=True)
+            await asyncio.wait(pausing)  # not gather: a task cancelled while it waits must not cancel the pause
 
     def arm(self, watchpoint: Watchpoint) -> None:
         """Start evaluating ``watchpoint`` on its workflow's events from now on (replaces one with its id).
