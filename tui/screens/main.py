@@ -204,7 +204,10 @@ class MainScreen(WatchpointControls):
     def _cursor_to_workflow(self, workflow: str) -> None:
         """The tree's cursor on a workflow just followed, unless it is on one of its rows already: the tree can
         show the workflow (from the database) before its first event comes (from the bus), and a cursor someone
-        put on one of its tasks meanwhile stays there."""
+        put on one of its tasks meanwhile stays there. Nor if the selection moved on to another workflow since
+        this was asked for (it came after a refresh): the cursor would go back to the one left."""
+        if self.selected_workflow != workflow:
+            return
         tree = self.query_one(WorkflowTree)
         at = tree.cursor_node.data if tree.cursor_node is not None else None
         if at is None or at.workflow != workflow:
